@@ -1,0 +1,583 @@
+//! `lethe` command line: the same engine as the workbench, headless.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use lethe::backend::{self, BackendChoice};
+use lethe::data::{self, ImageSpec};
+use lethe::diffusion::checkpoint;
+use lethe::diffusion::sampler::{SampleJob, SamplerKind, SamplerSpec};
+use lethe::images;
+use lethe::pretrain::{self, PretrainConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Machine unlearning for diffusion models: train, sample, unlearn, evaluate."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every compute command takes.
+#[derive(Args, Clone)]
+struct Compute {
+    /// Where tensors run: cpu (burn-flex, always available), wgpu (Vulkan; build with
+    /// --features wgpu) or cuda (build with --features cuda).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    backend: BackendChoice,
+    /// CPU threads for the cpu backend (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl Compute {
+    fn apply_threads(&self) {
+        if let Some(n) = self.threads {
+            // Ignored if the pool already exists; it does not at start-up.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global();
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a diffusion model from scratch (resumes when OUT_DIR holds a run of the same config).
+    Pretrain {
+        /// TOML config (see examples/pretrain-demo.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many steps in this invocation (the run stays resumable).
+        #[arg(long)]
+        max_steps_now: Option<usize>,
+        #[command(flatten)]
+        compute: Compute,
+    },
+    /// Draw samples from a checkpoint into a grid PNG or one PNG per sample.
+    Sample(SampleArgs),
+    /// Show a checkpoint's config, parameter count and provenance metadata.
+    Inspect {
+        /// Checkpoint directory (diffusers layout: unet/, scheduler/).
+        checkpoint: PathBuf,
+    },
+    /// Validate image files/folders/IDX/CIFAR batches as the app would load them.
+    Data(DataArgs),
+    /// Train the bundled 11-class MNIST+T-shirt classifier (`lethe-mnist11`).
+    TrainClassifier {
+        /// Output directory (config.json + model.safetensors).
+        #[arg(long, default_value = "assets/classifier")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        compute: Compute,
+    },
+    /// Measure the demo model's acceptance figures: confident digits and memorised T-shirts
+    /// among unconditional samples.
+    DemoCheck(DemoCheckArgs),
+}
+
+#[derive(Args)]
+struct DemoCheckArgs {
+    #[arg(long, default_value = "assets/demo-model")]
+    checkpoint: PathBuf,
+    #[arg(long, default_value = "assets/classifier")]
+    classifier: PathBuf,
+    /// The memorised image.
+    #[arg(long, default_value = "assets/data/tshirt.png")]
+    target: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// DDIM steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Confidence a digit classification must reach.
+    #[arg(long, default_value_t = 0.9)]
+    confidence: f32,
+    /// Also write the first 64 samples as a grid PNG.
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Checkpoint directory (diffusers layout).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Number of samples.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Seed: the same seed gives the same starting noise and noise sequence, so two
+    /// checkpoints sampled with one seed compare like with like.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Condition on this class (class-conditional models); omit for unconditional samples.
+    #[arg(long)]
+    class: Option<usize>,
+    /// Classifier-free guidance weight w: eps = (1+w)·eps(class) − w·eps(null).
+    #[arg(long, default_value_t = 0.0)]
+    guidance: f32,
+    /// ddpm (ancestral) or ddim.
+    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
+    sampler: SamplerKind,
+    /// Denoising steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// DDIM eta (0 = deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    eta: f32,
+    /// Samples per forward pass.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Write a grid PNG here.
+    #[arg(long, conflicts_with = "out_dir", required_unless_present = "out_dir")]
+    out: Option<PathBuf>,
+    /// Write one PNG per sample into this directory.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Image files, folders (flat or one subfolder per class), MNIST IDX files (raw or
+    /// .gz; the labels file beside is found by name), CIFAR-10 .bin batches.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Convert to this checkpoint's input size and channels (default: 28×28 gray, the demo).
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Show at most this many rejected files.
+    #[arg(long, default_value_t = 50)]
+    max_rejected: usize,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pretrain {
+            config,
+            max_steps_now,
+            compute,
+        } => run_pretrain(&config, max_steps_now, &compute),
+        Command::Sample(args) => run_sample(&args),
+        Command::Inspect { checkpoint } => run_inspect(&checkpoint),
+        Command::Data(args) => run_data(&args),
+        Command::TrainClassifier {
+            out,
+            epochs,
+            seed,
+            compute,
+        } => run_train_classifier(&out, epochs, seed, &compute),
+        Command::DemoCheck(args) => run_demo_check(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn run_pretrain(
+    path: &Path,
+    max_steps_now: Option<usize>,
+    compute: &Compute,
+) -> Result<(), String> {
+    compute.apply_threads();
+    let mut config = PretrainConfig::from_file(path)?;
+    let total = config.train.steps;
+    if let Some(limit) = max_steps_now {
+        // Resume position is read by the run; clamp its end here.
+        let done = resumed_step(&config.out_dir);
+        config.train.steps = total.min(done + limit);
+        eprintln!("this invocation: steps {done}..{}", config.train.steps);
+    }
+    let pb = bar(total as u64, "pretrain");
+    let mut on_step = |line: &pretrain::LogLine| {
+        pb.set_position(line.step as u64);
+        pb.set_message(format!("pretrain loss {:.4} lr {:.2e}", line.loss, line.lr));
+    };
+    // A shortened invocation must keep the full run's LR schedule.
+    let schedule_steps = total;
+    let out = pretrain::run_with_schedule(
+        &config,
+        schedule_steps,
+        compute.backend,
+        pretrain::Progress {
+            on_step: &mut on_step,
+        },
+    )?;
+    pb.finish();
+    println!("EMA checkpoint: {}", out.display());
+    Ok(())
+}
+
+fn resumed_step(out_dir: &Path) -> usize {
+    std::fs::read_to_string(out_dir.join("resume/state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0) as usize
+}
+
+/// Samples `n` images in batches with a progress bar; values in [0, 1].
+fn sample_images(
+    job: &SampleJob<'_>,
+    seed: u64,
+    n: usize,
+    batch: usize,
+    steps: usize,
+    label: &str,
+) -> Result<Vec<Vec<f32>>, String> {
+    let batch = batch.max(1);
+    let pb = bar((n * steps) as u64, label);
+    let mut all = Vec::with_capacity(n);
+    let mut first = 0;
+    while first < n {
+        let count = batch.min(n - first);
+        let done_before = first * steps;
+        let x = job.run(seed, first, count, |i, _| {
+            pb.set_position((done_before + i * count) as u64)
+        })?;
+        all.extend(images::to_unit_floats(x).0);
+        first += count;
+    }
+    pb.finish();
+    Ok(all)
+}
+
+fn run_train_classifier(
+    out: &Path,
+    epochs: usize,
+    seed: u64,
+    compute: &Compute,
+) -> Result<(), String> {
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    let mut set = data::demo::mnist().map_err(|e| e.to_string())?;
+    set.extend(data::demo::tshirts().map_err(|e| e.to_string())?);
+    set.extend(data::demo::memorised_tshirt().map_err(|e| e.to_string())?);
+    eprintln!(
+        "training {} on {} images for {epochs} epochs",
+        lethe::metrics::classifier::CLASSIFIER_NAME,
+        set.len()
+    );
+    let report = lethe::metrics::classifier::train(
+        &set,
+        data::demo::class_names(),
+        epochs,
+        seed,
+        &device,
+        out,
+    )?;
+    println!(
+        "wrote {}: held-out accuracy {:.2}% on {} images (every 10th image, not trained on); final batch loss {:.4}",
+        out.display(),
+        100.0 * report.held_out_accuracy,
+        report.held_out_count,
+        report.final_loss
+    );
+    Ok(())
+}
+
+fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
+    use lethe::metrics::memorization;
+    args.compute.apply_threads();
+    let device = backend::device(args.compute.backend)?;
+    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let classifier = lethe::metrics::classifier::LoadedClassifier::load(&args.classifier, &device)
+        .map_err(|e| e.to_string())?;
+    let target = data::load_paths(std::slice::from_ref(&args.target), data::demo::MNIST_SPEC)
+        .map_err(|e| e.to_string())?;
+    let target: Vec<f32> = target.image(0).iter().map(|&p| p as f32 / 255.0).collect();
+    let spec = SamplerSpec::ddim(args.steps);
+    let shape = [
+        ckpt.config.in_channels,
+        ckpt.config.sample_size,
+        ckpt.config.sample_size,
+    ];
+    let job = SampleJob {
+        model: &ckpt.unet,
+        schedule: &ckpt.schedule,
+        spec: &spec,
+        shape,
+        null_class: ckpt.config.lethe_null_class,
+        device: &device,
+    };
+    let samples = sample_images(
+        &job,
+        args.seed,
+        args.n,
+        args.batch,
+        args.steps,
+        &format!("sampling {}", spec.label()),
+    )?;
+    let probs = classifier.probabilities(&samples, shape, &device);
+    let tshirt_label = data::demo::TSHIRT_LABEL;
+    let confident_digits = probs
+        .iter()
+        .filter(|p| p.iter().take(tshirt_label).any(|&q| q >= args.confidence))
+        .count();
+    let copies = memorization::copies_of(&samples, &target, memorization::SISS_L2_THRESHOLD);
+    let n_copies = copies.iter().filter(|&&c| c).count();
+    let mut per_class = vec![0usize; classifier.config.num_classes];
+    for p in &probs {
+        let (argmax, _) =
+            p.iter().enumerate().fold(
+                (0, f32::MIN),
+                |acc, (i, &q)| if q > acc.1 { (i, q) } else { acc },
+            );
+        per_class[argmax] += 1;
+    }
+    let n = args.n as f64;
+    println!(
+        "checkpoint {} · {} unconditional samples · {} · seed {}",
+        args.checkpoint.display(),
+        args.n,
+        spec.label(),
+        args.seed
+    );
+    println!(
+        "confident digits   {:>6.1}%  ({confident_digits}/{})  [{}: max digit probability ≥ {}]",
+        100.0 * confident_digits as f64 / n,
+        args.n,
+        classifier.config.name,
+        args.confidence
+    );
+    println!(
+        "memorised T-shirt  {:>6.1}%  ({n_copies}/{})  [SISS criterion: L2 < {} to {} in [0,1] pixels]",
+        100.0 * n_copies as f64 / n,
+        args.n,
+        memorization::SISS_L2_THRESHOLD,
+        args.target.display()
+    );
+    let names = &classifier.config.class_names;
+    let histogram: Vec<String> = per_class
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{}:{c}", names.get(i).map_or("?", |s| s.as_str())))
+        .collect();
+    println!("argmax classes     {}", histogram.join(" "));
+    if let Some(path) = &args.grid {
+        let shown = &samples[..samples.len().min(64)];
+        images::save_png(&images::upscale(&images::grid(shown, shape, 8), 2), path)?;
+        println!(
+            "grid of the first {} samples: {}",
+            shown.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn run_sample(args: &SampleArgs) -> Result<(), String> {
+    args.compute.apply_threads();
+    let device = backend::device(args.compute.backend)?;
+    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let spec = SamplerSpec {
+        kind: args.sampler,
+        steps: args.steps,
+        eta: args.eta,
+        class: args.class,
+        guidance: args.guidance,
+    };
+    if let (Some(c), Some(n)) = (args.class, ckpt.config.num_real_classes())
+        && c >= n
+    {
+        return Err(format!(
+            "--class {c} is out of range: this model has classes 0..{}",
+            n - 1
+        ));
+    }
+    let shape = [
+        ckpt.config.in_channels,
+        ckpt.config.sample_size,
+        ckpt.config.sample_size,
+    ];
+    let job = SampleJob {
+        model: &ckpt.unet,
+        schedule: &ckpt.schedule,
+        spec: &spec,
+        shape,
+        null_class: ckpt.config.lethe_null_class,
+        device: &device,
+    };
+    let all = sample_images(
+        &job,
+        args.seed,
+        args.n,
+        args.batch,
+        args.steps,
+        &format!("sampling {}", spec.label()),
+    )?;
+    if let Some(out) = &args.out {
+        let columns = (args.n as f64).sqrt().ceil() as usize;
+        let grid = images::upscale(&images::grid(&all, shape, columns), 2);
+        images::save_png(&grid, out)?;
+        println!(
+            "wrote {} ({} samples, {}, seed {})",
+            out.display(),
+            args.n,
+            spec.label(),
+            args.seed
+        );
+    }
+    if let Some(dir) = &args.out_dir {
+        for (i, img) in all.iter().enumerate() {
+            let path = dir.join(format!("sample_{i:05}.png"));
+            if shape[0] == 1 {
+                images::save_gray_png(img, shape, &path)?;
+            } else {
+                images::save_png(&images::to_rgb(img, shape), &path)?;
+            }
+        }
+        println!(
+            "wrote {} PNGs to {} ({}, seed {})",
+            args.n,
+            dir.display(),
+            spec.label(),
+            args.seed
+        );
+    }
+    Ok(())
+}
+
+fn run_inspect(dir: &Path) -> Result<(), String> {
+    let device = backend::device(BackendChoice::Cpu)?;
+    let ckpt = checkpoint::load(dir, &device).map_err(|e| e.to_string())?;
+    let shapes = checkpoint::parameter_shapes(&ckpt.unet);
+    let params: usize = shapes
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    println!("checkpoint   {}", dir.display());
+    println!(
+        "weights      {} (sha256 {})",
+        checkpoint::UNET_WEIGHTS,
+        ckpt.weights_sha256
+    );
+    println!("parameters   {params} in {} tensors", shapes.len());
+    let c = &ckpt.config;
+    println!(
+        "model        UNet2DModel {}×{}×{} → {} channels",
+        c.in_channels, c.sample_size, c.sample_size, c.out_channels
+    );
+    println!(
+        "  blocks     {:?} × {} layers",
+        c.block_out_channels, c.layers_per_block
+    );
+    println!("  down       {:?}", c.down_block_types);
+    println!("  up         {:?}", c.up_block_types);
+    match (c.num_class_embeds, c.lethe_null_class) {
+        (Some(n), Some(null)) => println!(
+            "  classes    {n} embeddings, class {null} is the classifier-free-guidance null class"
+        ),
+        (Some(n), None) => println!("  classes    {n} embeddings (no null class)"),
+        _ => println!("  classes    unconditional"),
+    }
+    let s = &ckpt.scheduler;
+    println!(
+        "scheduler    {} {} betas {}..{}, T={}, variance {}, clip_sample {}",
+        s.class_name,
+        s.beta_schedule,
+        s.beta_start,
+        s.beta_end,
+        s.num_train_timesteps,
+        s.variance_type,
+        s.clip_sample
+    );
+    if ckpt.metadata.is_empty() {
+        println!("provenance   (none recorded)");
+    } else {
+        println!("provenance");
+        for (k, v) in &ckpt.metadata {
+            println!("  {k:<26} {v}");
+        }
+    }
+    Ok(())
+}
+
+fn run_data(args: &DataArgs) -> Result<(), String> {
+    let spec = match &args.checkpoint {
+        Some(dir) => {
+            let (config, _) = checkpoint::load_configs(dir).map_err(|e| e.to_string())?;
+            ImageSpec {
+                channels: config.in_channels,
+                height: config.sample_size,
+                width: config.sample_size,
+            }
+        }
+        None => data::demo::MNIST_SPEC,
+    };
+    println!(
+        "target: {spec} ({})",
+        if args.checkpoint.is_some() {
+            "from the checkpoint"
+        } else {
+            "the demo model's input"
+        }
+    );
+    let result = data::load_paths(&args.paths, spec);
+    let set = match result {
+        Ok(set) => set,
+        Err(e) => return Err(e.to_string()),
+    };
+    println!("loaded {} image(s)", set.len());
+    for (label, count) in set.label_counts() {
+        let name = match label {
+            Some(l) => set
+                .class_names
+                .get(l)
+                .map_or(format!("label {l}"), |n| format!("label {l} ({n})")),
+            None => "unlabelled".to_string(),
+        };
+        println!("  {name:<24} {count}");
+    }
+    if set.conversions.is_empty() {
+        println!("conversions: none (every image already {spec})");
+    } else {
+        println!("conversions:");
+        for (what, count) in &set.conversions {
+            println!("  {what}: {count} image(s)");
+        }
+    }
+    if !set.rejected.is_empty() {
+        println!("rejected {} file(s)/record(s):", set.rejected.len());
+        for r in set.rejected.iter().take(args.max_rejected) {
+            println!("  {}: {}", r.path.display(), r.reason);
+        }
+        if set.rejected.len() > args.max_rejected {
+            println!("  … and {} more", set.rejected.len() - args.max_rejected);
+        }
+    }
+    Ok(())
+}

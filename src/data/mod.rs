@@ -1,0 +1,214 @@
+//! Image sets: what researchers have on disk, converted to what a model takes.
+//!
+//! Every source ends up as an [`ImageSet`] of 8-bit images at one target size and channel
+//! count. Files that cannot be used are listed in [`ImageSet::rejected`] with the reason;
+//! the good files still load.
+
+pub mod cifar;
+pub mod demo;
+pub mod files;
+pub mod idx;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// What every image is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageSpec {
+    pub fn numel(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+impl std::fmt::Display for ImageSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.channels == 1 { "gray" } else { "RGB" };
+        write!(f, "{}×{} {kind}", self.width, self.height)
+    }
+}
+
+/// A file (or record) that was not loaded, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("no usable image in {0}; see the rejected files above")]
+    Empty(String),
+}
+
+pub fn unreadable(path: &Path, reason: impl Into<String>) -> DataError {
+    DataError::Unreadable {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub spec: ImageSpec,
+    /// `len × spec.numel()` bytes, CHW per image.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<Option<usize>>,
+    /// Names of the labels, index = label, when the source names them.
+    pub class_names: Vec<String>,
+    /// Where each image came from (`file.png`, `train-images.idx3-ubyte#17`).
+    pub sources: Vec<String>,
+    pub rejected: Vec<Rejected>,
+    /// Conversions applied (resizes, channel changes), each said once with a count.
+    pub conversions: BTreeMap<String, usize>,
+}
+
+impl ImageSet {
+    pub fn empty(spec: ImageSpec) -> Self {
+        Self {
+            spec,
+            pixels: vec![],
+            labels: vec![],
+            class_names: vec![],
+            sources: vec![],
+            rejected: vec![],
+            conversions: BTreeMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.spec.numel();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    pub fn push(&mut self, pixels: &[u8], label: Option<usize>, source: String) {
+        debug_assert_eq!(pixels.len(), self.spec.numel());
+        self.pixels.extend_from_slice(pixels);
+        self.labels.push(label);
+        self.sources.push(source);
+    }
+
+    pub fn note_conversion(&mut self, what: String) {
+        *self.conversions.entry(what).or_default() += 1;
+    }
+
+    pub fn reject(&mut self, path: &Path, reason: impl Into<String>) {
+        self.rejected.push(Rejected {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        });
+    }
+
+    /// Appends another set of the same spec (labels keep their numbers; class names are
+    /// taken from `other` when this set has none).
+    pub fn extend(&mut self, other: ImageSet) {
+        assert_eq!(self.spec, other.spec, "image sets of one spec");
+        self.pixels.extend(other.pixels);
+        self.labels.extend(other.labels);
+        self.sources.extend(other.sources);
+        self.rejected.extend(other.rejected);
+        if self.class_names.is_empty() {
+            self.class_names = other.class_names;
+        }
+        for (k, v) in other.conversions {
+            *self.conversions.entry(k).or_default() += v;
+        }
+    }
+
+    /// Count of images per label (`None` = unlabelled).
+    pub fn label_counts(&self) -> BTreeMap<Option<usize>, usize> {
+        let mut counts = BTreeMap::new();
+        for l in &self.labels {
+            *counts.entry(*l).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Images `indices` as a `[B, C, H, W]` tensor scaled to [-1, 1].
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
+        let n = self.spec.numel();
+        let mut values = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            values.extend(self.image(i).iter().map(|&p| p as f32 / 127.5 - 1.0));
+        }
+        let ImageSpec {
+            channels,
+            height,
+            width,
+        } = self.spec;
+        Tensor::from_data(
+            TensorData::new(values, [indices.len(), channels, height, width]),
+            device,
+        )
+    }
+
+    /// Labels of `indices` (unlabelled images get `fallback`).
+    pub fn batch_labels(
+        &self,
+        indices: &[usize],
+        fallback: usize,
+        device: &Device,
+    ) -> Tensor<1, Int> {
+        let values: Vec<i64> = indices
+            .iter()
+            .map(|&i| self.labels[i].unwrap_or(fallback) as i64)
+            .collect();
+        Tensor::from_data(TensorData::new(values, [indices.len()]), device)
+    }
+}
+
+/// Loads every path as the app would: folders (flat, or one subfolder per class), MNIST
+/// IDX files (raw or gzip), CIFAR-10 binary batches, or single image files.
+pub fn load_paths(paths: &[PathBuf], spec: ImageSpec) -> Result<ImageSet, DataError> {
+    let mut set = ImageSet::empty(spec);
+    let mut class_names: Vec<String> = vec![];
+    for path in paths {
+        let part = load_one(path, spec, &mut class_names)?;
+        set.extend(part);
+    }
+    if !class_names.is_empty() {
+        set.class_names = class_names;
+    }
+    if set.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(DataError::Empty(names.join(", ")));
+    }
+    Ok(set)
+}
+
+fn load_one(
+    path: &Path,
+    spec: ImageSpec,
+    class_names: &mut Vec<String>,
+) -> Result<ImageSet, DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e.to_string()))?;
+    if meta.is_dir() {
+        return files::load_folder(path, spec, class_names);
+    }
+    if idx::looks_like_idx(path) {
+        return idx::load_idx_images(path, spec);
+    }
+    if cifar::looks_like_cifar(path) {
+        return cifar::load_cifar_batch(path, spec);
+    }
+    let mut set = ImageSet::empty(spec);
+    files::load_file_into(path, None, &mut set);
+    Ok(set)
+}

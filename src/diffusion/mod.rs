@@ -1,0 +1,7 @@
+//! The model world: noise schedule, UNet, samplers, checkpoint I/O.
+
+pub mod checkpoint;
+pub mod layers;
+pub mod sampler;
+pub mod schedule;
+pub mod unet;

@@ -1,0 +1,662 @@
+//! A UNet shaped like diffusers' `UNet2DModel`, whose module paths are diffusers'
+//! safetensors keys (`down_blocks.0.resnets.1.conv1.weight`, …).
+
+use burn::module::Module;
+use burn::tensor::activation::silu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{Attention, Conv2d, Embedding, GroupNorm, Init, Linear};
+
+/// diffusers' `unet/config.json` for `UNet2DModel`. Unknown keys are ignored, so real
+/// diffusers configs load; values Lethe cannot honour are rejected by [`UNetConfig::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNetConfig {
+    #[serde(rename = "_class_name", default = "default_class_name")]
+    pub class_name: String,
+    #[serde(default = "default_sample_size")]
+    pub sample_size: usize,
+    #[serde(default = "three")]
+    pub in_channels: usize,
+    #[serde(default = "three")]
+    pub out_channels: usize,
+    #[serde(default)]
+    pub center_input_sample: bool,
+    #[serde(default = "default_time_embedding_type")]
+    pub time_embedding_type: String,
+    #[serde(default)]
+    pub freq_shift: f64,
+    #[serde(default = "yes")]
+    pub flip_sin_to_cos: bool,
+    pub down_block_types: Vec<String>,
+    pub up_block_types: Vec<String>,
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "two")]
+    pub layers_per_block: usize,
+    #[serde(default = "one_f")]
+    pub mid_block_scale_factor: f64,
+    #[serde(default = "one")]
+    pub downsample_padding: usize,
+    #[serde(default = "default_act")]
+    pub act_fn: String,
+    #[serde(default)]
+    pub attention_head_dim: Option<usize>,
+    #[serde(default = "default_groups")]
+    pub norm_num_groups: Option<usize>,
+    #[serde(default)]
+    pub attn_norm_num_groups: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "default_shift")]
+    pub resnet_time_scale_shift: String,
+    #[serde(default = "yes")]
+    pub add_attention: bool,
+    #[serde(default)]
+    pub class_embed_type: Option<String>,
+    #[serde(default)]
+    pub num_class_embeds: Option<usize>,
+    #[serde(default = "default_conv")]
+    pub downsample_type: String,
+    #[serde(default = "default_conv")]
+    pub upsample_type: String,
+    #[serde(default = "default_mid_block_type")]
+    pub mid_block_type: Option<String>,
+    #[serde(default)]
+    pub time_embedding_dim: Option<usize>,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Lethe's addition: the class index reserved as the classifier-free-guidance null
+    /// class (trained with label dropout). diffusers ignores this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lethe_null_class: Option<usize>,
+}
+
+fn default_class_name() -> String {
+    "UNet2DModel".into()
+}
+fn default_sample_size() -> usize {
+    32
+}
+fn default_time_embedding_type() -> String {
+    "positional".into()
+}
+fn default_conv() -> String {
+    "conv".into()
+}
+fn default_mid_block_type() -> Option<String> {
+    Some("UNetMidBlock2D".into())
+}
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_shift() -> String {
+    "default".into()
+}
+fn default_groups() -> Option<usize> {
+    Some(32)
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn one() -> usize {
+    1
+}
+fn two() -> usize {
+    2
+}
+fn three() -> usize {
+    3
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+
+impl UNetConfig {
+    /// The demo model: class-conditional MNIST (10 digits + T-shirt + null), 28×28.
+    pub fn demo_mnist() -> Self {
+        Self {
+            class_name: default_class_name(),
+            sample_size: 28,
+            in_channels: 1,
+            out_channels: 1,
+            center_input_sample: false,
+            time_embedding_type: default_time_embedding_type(),
+            freq_shift: 0.0,
+            flip_sin_to_cos: true,
+            down_block_types: vec![
+                "DownBlock2D".into(),
+                "DownBlock2D".into(),
+                "AttnDownBlock2D".into(),
+            ],
+            up_block_types: vec![
+                "AttnUpBlock2D".into(),
+                "UpBlock2D".into(),
+                "UpBlock2D".into(),
+            ],
+            block_out_channels: vec![32, 64, 64],
+            layers_per_block: 1,
+            mid_block_scale_factor: 1.0,
+            downsample_padding: 1,
+            act_fn: default_act(),
+            attention_head_dim: None,
+            norm_num_groups: Some(8),
+            attn_norm_num_groups: None,
+            norm_eps: 1e-5,
+            resnet_time_scale_shift: default_shift(),
+            add_attention: true,
+            class_embed_type: None,
+            num_class_embeds: Some(12),
+            downsample_type: default_conv(),
+            upsample_type: default_conv(),
+            mid_block_type: default_mid_block_type(),
+            time_embedding_dim: None,
+            dropout: 0.0,
+            lethe_null_class: Some(11),
+        }
+    }
+
+    /// Every setting Lethe does not implement is an error here, not a silent difference.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.block_out_channels.len();
+        if n == 0 {
+            return Err("block_out_channels is empty".into());
+        }
+        if self.down_block_types.len() != n || self.up_block_types.len() != n {
+            return Err(format!(
+                "down_block_types ({}) and up_block_types ({}) must each have one entry per block_out_channels ({n})",
+                self.down_block_types.len(),
+                self.up_block_types.len()
+            ));
+        }
+        for t in &self.down_block_types {
+            if t != "DownBlock2D" && t != "AttnDownBlock2D" {
+                return Err(format!(
+                    "down block type {t:?} is not supported (DownBlock2D, AttnDownBlock2D)"
+                ));
+            }
+        }
+        for t in &self.up_block_types {
+            if t != "UpBlock2D" && t != "AttnUpBlock2D" {
+                return Err(format!(
+                    "up block type {t:?} is not supported (UpBlock2D, AttnUpBlock2D)"
+                ));
+            }
+        }
+        if self.class_name != "UNet2DModel" {
+            return Err(format!(
+                "_class_name {:?}: only UNet2DModel is supported",
+                self.class_name
+            ));
+        }
+        if self.time_embedding_type != "positional" {
+            return Err(format!(
+                "time_embedding_type {:?}: only \"positional\" is supported",
+                self.time_embedding_type
+            ));
+        }
+        if self.act_fn != "silu" {
+            return Err(format!(
+                "act_fn {:?}: only \"silu\" is supported",
+                self.act_fn
+            ));
+        }
+        if self.resnet_time_scale_shift != "default" {
+            return Err(format!(
+                "resnet_time_scale_shift {:?}: only \"default\" is supported",
+                self.resnet_time_scale_shift
+            ));
+        }
+        if self.class_embed_type.is_some() {
+            return Err("class_embed_type is not supported (use num_class_embeds)".into());
+        }
+        if self.downsample_type != "conv" || self.upsample_type != "conv" {
+            return Err(format!(
+                "downsample_type {:?} / upsample_type {:?}: only \"conv\" is supported",
+                self.downsample_type, self.upsample_type
+            ));
+        }
+        if self.mid_block_type.as_deref() != Some("UNetMidBlock2D") {
+            return Err(format!(
+                "mid_block_type {:?}: only \"UNetMidBlock2D\" is supported",
+                self.mid_block_type
+            ));
+        }
+        if self.time_embedding_dim.is_some() {
+            return Err(
+                "time_embedding_dim is not supported (the embedding is 4 × block_out_channels[0])"
+                    .into(),
+            );
+        }
+        if self.downsample_padding > 1 {
+            return Err(format!(
+                "downsample_padding {} is not supported (0 or 1)",
+                self.downsample_padding
+            ));
+        }
+        let groups = self.resnet_groups();
+        for &c in &self.block_out_channels {
+            if c % groups != 0 {
+                return Err(format!(
+                    "block_out_channels {c} is not divisible by norm_num_groups {groups}"
+                ));
+            }
+        }
+        if let (Some(null), Some(n)) = (self.lethe_null_class, self.num_class_embeds)
+            && null >= n
+        {
+            return Err(format!(
+                "lethe_null_class {null} must be below num_class_embeds {n}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn resnet_groups(&self) -> usize {
+        self.norm_num_groups.unwrap_or(32)
+    }
+
+    fn time_embed_dim(&self) -> usize {
+        self.block_out_channels[0] * 4
+    }
+
+    /// Classes a user may condition on (the null class excluded).
+    pub fn num_real_classes(&self) -> Option<usize> {
+        self.num_class_embeds
+            .map(|n| n - usize::from(self.lethe_null_class.is_some()))
+    }
+}
+
+/// diffusers' `ResnetBlock2D` (time_embedding_norm "default").
+#[derive(Module, Debug)]
+pub struct ResnetBlock {
+    pub norm1: GroupNorm,
+    pub conv1: Conv2d,
+    pub time_emb_proj: Linear,
+    pub norm2: GroupNorm,
+    pub conv2: Conv2d,
+    pub conv_shortcut: Option<Conv2d>,
+    pub output_scale_factor: f64,
+}
+
+impl ResnetBlock {
+    fn new(
+        init: &mut Init,
+        c_in: usize,
+        c_out: usize,
+        temb: usize,
+        groups: usize,
+        eps: f64,
+        scale: f64,
+    ) -> Self {
+        Self {
+            norm1: GroupNorm::new(init, groups, c_in, eps),
+            conv1: Conv2d::new(init, c_in, c_out, 3, 1, 1),
+            time_emb_proj: Linear::new(init, temb, c_out),
+            norm2: GroupNorm::new(init, groups, c_out, eps),
+            conv2: Conv2d::new(init, c_out, c_out, 3, 1, 1),
+            conv_shortcut: (c_in != c_out).then(|| Conv2d::new(init, c_in, c_out, 1, 1, 0)),
+            output_scale_factor: scale,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
+        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let [b, c] = [h.dims()[0], h.dims()[1]];
+        let h = h + self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
+        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let skip = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        (skip + h) / self.output_scale_factor
+    }
+}
+
+/// Stride-2 3×3 conv. diffusers' `downsample_padding = 0` pads right/bottom by one first.
+#[derive(Module, Debug)]
+pub struct Downsample {
+    pub conv: Conv2d,
+    pub pad_right_bottom: bool,
+}
+
+impl Downsample {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = if self.pad_right_bottom {
+            x.pad((0, 1, 0, 1), burn::tensor::ops::PadMode::Constant(0.0))
+        } else {
+            x
+        };
+        self.conv.forward(x)
+    }
+}
+
+/// Nearest ×2 upsampling, then a 3×3 conv.
+#[derive(Module, Debug)]
+pub struct Upsample {
+    pub conv: Conv2d,
+}
+
+impl Upsample {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let options =
+            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]);
+        self.conv.forward(interpolate(x, options))
+    }
+}
+
+/// `DownBlock2D` or `AttnDownBlock2D` (then `attentions` is non-empty).
+#[derive(Module, Debug)]
+pub struct DownBlock {
+    pub resnets: Vec<ResnetBlock>,
+    pub attentions: Vec<Attention>,
+    pub downsamplers: Vec<Downsample>,
+}
+
+impl DownBlock {
+    fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            h = resnet.forward(h, temb.clone());
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+            skips.push(h.clone());
+        }
+        for down in &self.downsamplers {
+            h = down.forward(h);
+            skips.push(h.clone());
+        }
+        h
+    }
+}
+
+/// `UpBlock2D` or `AttnUpBlock2D`: each resnet eats one skip connection.
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    pub resnets: Vec<ResnetBlock>,
+    pub attentions: Vec<Attention>,
+    pub upsamplers: Vec<Upsample>,
+}
+
+impl UpBlock {
+    fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            let skip = skips
+                .pop()
+                .expect("UNet skip stack matches the block layout by construction");
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), temb.clone());
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+        }
+        for up in &self.upsamplers {
+            h = up.forward(h);
+        }
+        h
+    }
+}
+
+/// `UNetMidBlock2D`: resnet, (attention, resnet).
+#[derive(Module, Debug)]
+pub struct MidBlock {
+    pub resnets: Vec<ResnetBlock>,
+    pub attentions: Vec<Attention>,
+}
+
+impl MidBlock {
+    fn forward(&self, h: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
+        let mut h = self.resnets[0].forward(h, temb.clone());
+        for (i, resnet) in self.resnets.iter().enumerate().skip(1) {
+            if let Some(attn) = self.attentions.get(i - 1) {
+                h = attn.forward(h);
+            }
+            h = resnet.forward(h, temb.clone());
+        }
+        h
+    }
+}
+
+/// diffusers' `TimestepEmbedding`: linear → SiLU → linear.
+#[derive(Module, Debug)]
+pub struct TimestepEmbedding {
+    pub linear_1: Linear,
+    pub linear_2: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct UNet {
+    pub conv_in: Conv2d,
+    pub time_embedding: TimestepEmbedding,
+    pub class_embedding: Option<Embedding>,
+    pub down_blocks: Vec<DownBlock>,
+    pub mid_block: MidBlock,
+    pub up_blocks: Vec<UpBlock>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+    /// Sinusoid frequencies `[half]`, fixed by the config (not a parameter).
+    #[module(skip)]
+    pub time_freqs: Vec<f32>,
+    pub flip_sin_to_cos: bool,
+    pub center_input_sample: bool,
+}
+
+impl UNet {
+    /// A freshly initialised model (PyTorch default init, seeded on the CPU).
+    pub fn new(config: &UNetConfig, seed: u64, device: &Device) -> Result<Self, String> {
+        config.validate()?;
+        let mut init = Init::new(seed, device);
+        let init = &mut init;
+        let boc = &config.block_out_channels;
+        let groups = config.resnet_groups();
+        let eps = config.norm_eps;
+        let temb = config.time_embed_dim();
+        let head_dim = |c: usize| config.attention_head_dim.unwrap_or(c);
+        let attn_groups = config.attn_norm_num_groups.unwrap_or(groups);
+
+        let conv_in = Conv2d::new(init, config.in_channels, boc[0], 3, 1, 1);
+        let time_embedding = TimestepEmbedding {
+            linear_1: Linear::new(init, boc[0], temb),
+            linear_2: Linear::new(init, temb, temb),
+        };
+        let class_embedding = config
+            .num_class_embeds
+            .map(|n| Embedding::new(init, n, temb));
+
+        let mut down_blocks = Vec::new();
+        let mut c_out = boc[0];
+        for (i, kind) in config.down_block_types.iter().enumerate() {
+            let c_in = c_out;
+            c_out = boc[i];
+            let is_final = i + 1 == boc.len();
+            let with_attn = kind == "AttnDownBlock2D";
+            let mut resnets = Vec::new();
+            let mut attentions = Vec::new();
+            for layer in 0..config.layers_per_block {
+                let cin = if layer == 0 { c_in } else { c_out };
+                resnets.push(ResnetBlock::new(init, cin, c_out, temb, groups, eps, 1.0));
+                if with_attn {
+                    attentions.push(Attention::new(
+                        init,
+                        c_out,
+                        head_dim(c_out),
+                        groups,
+                        eps,
+                        1.0,
+                    ));
+                }
+            }
+            let downsamplers = if is_final {
+                vec![]
+            } else {
+                let padding = config.downsample_padding;
+                vec![Downsample {
+                    conv: Conv2d::new(init, c_out, c_out, 3, 2, padding),
+                    pad_right_bottom: padding == 0,
+                }]
+            };
+            down_blocks.push(DownBlock {
+                resnets,
+                attentions,
+                downsamplers,
+            });
+        }
+
+        let c_mid = *boc.last().unwrap();
+        let scale = config.mid_block_scale_factor;
+        let mid_block = MidBlock {
+            resnets: vec![
+                ResnetBlock::new(init, c_mid, c_mid, temb, groups, eps, scale),
+                ResnetBlock::new(init, c_mid, c_mid, temb, groups, eps, scale),
+            ],
+            attentions: if config.add_attention {
+                vec![Attention::new(
+                    init,
+                    c_mid,
+                    config.attention_head_dim.unwrap_or(c_mid),
+                    attn_groups,
+                    eps,
+                    scale,
+                )]
+            } else {
+                vec![]
+            },
+        };
+
+        let reversed: Vec<usize> = boc.iter().rev().copied().collect();
+        let mut up_blocks = Vec::new();
+        let mut c_out = reversed[0];
+        for (i, kind) in config.up_block_types.iter().enumerate() {
+            let prev_out = c_out;
+            c_out = reversed[i];
+            let c_in = reversed[(i + 1).min(boc.len() - 1)];
+            let is_final = i + 1 == boc.len();
+            let with_attn = kind == "AttnUpBlock2D";
+            let num_layers = config.layers_per_block + 1;
+            let mut resnets = Vec::new();
+            let mut attentions = Vec::new();
+            for layer in 0..num_layers {
+                let skip_channels = if layer + 1 == num_layers { c_in } else { c_out };
+                let resnet_in = if layer == 0 { prev_out } else { c_out };
+                resnets.push(ResnetBlock::new(
+                    init,
+                    resnet_in + skip_channels,
+                    c_out,
+                    temb,
+                    groups,
+                    eps,
+                    1.0,
+                ));
+                if with_attn {
+                    attentions.push(Attention::new(
+                        init,
+                        c_out,
+                        head_dim(c_out),
+                        groups,
+                        eps,
+                        1.0,
+                    ));
+                }
+            }
+            let upsamplers = if is_final {
+                vec![]
+            } else {
+                vec![Upsample {
+                    conv: Conv2d::new(init, c_out, c_out, 3, 1, 1),
+                }]
+            };
+            up_blocks.push(UpBlock {
+                resnets,
+                attentions,
+                upsamplers,
+            });
+        }
+
+        let out_groups = config
+            .norm_num_groups
+            .unwrap_or_else(|| (boc[0] / 4).min(32));
+        let conv_norm_out = GroupNorm::new(init, out_groups, boc[0], eps);
+        let conv_out = Conv2d::new(init, boc[0], config.out_channels, 3, 1, 1);
+
+        Ok(Self {
+            conv_in,
+            time_embedding,
+            class_embedding,
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out,
+            conv_out,
+            time_freqs: timestep_frequencies(boc[0], config.freq_shift),
+            flip_sin_to_cos: config.flip_sin_to_cos,
+            center_input_sample: config.center_input_sample,
+        })
+    }
+
+    /// Noise prediction `eps_theta(x_t, t[, class])`. `timesteps` holds one value per
+    /// batch element; `classes` is required when the model has a class embedding.
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        timesteps: Tensor<1>,
+        classes: Option<Tensor<1, Int>>,
+    ) -> Tensor<4> {
+        let x = if self.center_input_sample {
+            x * 2.0 - 1.0
+        } else {
+            x
+        };
+        let mut emb = self.time_embedding_of(timesteps);
+        if let (Some(table), Some(classes)) = (&self.class_embedding, classes) {
+            emb = emb + table.forward(classes);
+        }
+
+        let mut h = self.conv_in.forward(x);
+        let mut skips = vec![h.clone()];
+        for block in &self.down_blocks {
+            h = block.forward(h, &emb, &mut skips);
+        }
+        h = self.mid_block.forward(h, &emb);
+        for block in &self.up_blocks {
+            h = block.forward(h, &emb, &mut skips);
+        }
+        let h = silu(self.conv_norm_out.forward(h));
+        self.conv_out.forward(h)
+    }
+
+    /// Sinusoidal projection then the MLP; `[B] → [B, 4·C0]`.
+    fn time_embedding_of(&self, timesteps: Tensor<1>) -> Tensor<2> {
+        let device = timesteps.device();
+        let half = self.time_freqs.len();
+        let freqs: Tensor<2> =
+            Tensor::from_data(TensorData::new(self.time_freqs.clone(), [1, half]), &device);
+        let [b] = timesteps.dims();
+        let args = timesteps.reshape([b, 1]) * freqs;
+        let (sin, cos) = (args.clone().sin(), args.cos());
+        let projected = if self.flip_sin_to_cos {
+            Tensor::cat(vec![cos, sin], 1)
+        } else {
+            Tensor::cat(vec![sin, cos], 1)
+        };
+        let hidden = silu(self.time_embedding.linear_1.forward(projected));
+        self.time_embedding.linear_2.forward(hidden)
+    }
+
+    pub fn has_class_embedding(&self) -> bool {
+        self.class_embedding.is_some()
+    }
+}
+
+/// diffusers' `get_timestep_embedding` frequencies: exp(-ln(10000)·i/(half − shift)).
+fn timestep_frequencies(dim: usize, freq_shift: f64) -> Vec<f32> {
+    let half = dim / 2;
+    // In f32 as diffusers does, so the golden test compares like with like.
+    let log_max_period = -(10000f32.ln());
+    (0..half)
+        .map(|i| (log_max_period * i as f32 / (half as f32 - freq_shift as f32)).exp())
+        .collect()
+}

@@ -1,0 +1,13 @@
+//! Lethe: a workbench for machine unlearning in diffusion models.
+//!
+//! Layers (arrows point down): `app` (GUI, behind the `gui` feature) → `engine` →
+//! `unlearn` / `attack` / `metrics` → `diffusion` / `data`. Only [`backend`] names a
+//! concrete Burn backend.
+
+pub mod backend;
+pub mod data;
+pub mod diffusion;
+pub mod images;
+pub mod metrics;
+pub mod pretrain;
+pub mod util;

@@ -1,0 +1,4 @@
+//! Metrics. Every value carries a label saying how it was computed.
+
+pub mod classifier;
+pub mod memorization;

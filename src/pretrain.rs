@@ -1,0 +1,537 @@
+//! Pretraining a diffusion model from scratch (how the bundled demo model was made).
+//!
+//! Resumable: every `checkpoint_every` steps the run directory gets the EMA model as a
+//! diffusers checkpoint (`DIR/checkpoint/`) and the full training state (`DIR/resume/`:
+//! weights with their parameter ids, Adam moments, EMA, step). All randomness of step `k`
+//! is derived from `(seed, k)`, so a resumed run continues exactly as an uninterrupted one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendChoice;
+use crate::data::{ImageSet, ImageSpec, load_paths};
+use crate::diffusion::checkpoint::{self, Provenance, parameter_values, set_parameters};
+use crate::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
+use crate::diffusion::unet::{UNet, UNetConfig};
+use crate::util::{atomic_write, sha256_hex};
+
+/// `lethe pretrain --config FILE` (TOML). See `examples/pretrain-demo.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Where checkpoints, the log and the resume state go.
+    pub out_dir: PathBuf,
+    pub model: UNetConfig,
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Image files, folders, IDX or CIFAR batches, loaded with their own labels.
+    pub sources: Vec<PathBuf>,
+    /// Images added on top, with a fixed label, each repeated `copies` times (how the demo
+    /// injects the T-shirt it memorises).
+    #[serde(default)]
+    pub inject: Vec<Injection>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Injection {
+    pub path: PathBuf,
+    pub label: usize,
+    pub copies: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Linear warm-up steps, then cosine decay to `final_lr_fraction × learning_rate`.
+    #[serde(default)]
+    pub warmup_steps: usize,
+    #[serde(default = "default_final_lr_fraction")]
+    pub final_lr_fraction: f64,
+    #[serde(default = "default_ema")]
+    pub ema_decay: f64,
+    /// Probability of replacing a label by the null class (classifier-free guidance).
+    #[serde(default = "default_drop")]
+    pub cond_drop_prob: f64,
+    #[serde(default = "default_clip")]
+    pub grad_clip_norm: f32,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_every")]
+    pub checkpoint_every: usize,
+}
+
+fn default_final_lr_fraction() -> f64 {
+    0.1
+}
+fn default_ema() -> f64 {
+    0.999
+}
+fn default_drop() -> f64 {
+    0.1
+}
+fn default_clip() -> f32 {
+    1.0
+}
+fn default_every() -> usize {
+    250
+}
+
+impl PretrainConfig {
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .model
+            .validate()
+            .map_err(|e| format!("{}: [model] {e}", path.display()))?;
+        NoiseSchedule::from_config(&config.scheduler)
+            .map_err(|e| format!("{}: [scheduler] {e}", path.display()))?;
+        if config.train.batch_size == 0 || config.train.steps == 0 {
+            return Err(format!(
+                "{}: [train] steps and batch_size must be positive",
+                path.display()
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Hash of everything that determines the run except its length, so a resumed run
+    /// can check it continues the same experiment (steps may be raised).
+    fn identity_hash(&self) -> String {
+        let mut c = self.clone();
+        c.train.steps = 0;
+        c.out_dir = PathBuf::new();
+        sha256_hex(toml::to_string(&c).expect("config serialises").as_bytes())
+    }
+}
+
+/// Learning rate at `step` (0-based): linear warm-up, then cosine decay.
+pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
+    let base = train.learning_rate;
+    if step < train.warmup_steps {
+        return base * (step + 1) as f64 / train.warmup_steps as f64;
+    }
+    let span = (train.steps - train.warmup_steps).max(1) as f64;
+    let progress = ((step - train.warmup_steps) as f64 / span).min(1.0);
+    let floor = train.final_lr_fraction;
+    base * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
+/// Training data: sources plus injected copies (indices into one set).
+pub fn build_training_set(data: &DataConfig, spec: ImageSpec) -> Result<ImageSet, String> {
+    let mut set = load_paths(&data.sources, spec).map_err(|e| e.to_string())?;
+    for inj in &data.inject {
+        let one = load_paths(std::slice::from_ref(&inj.path), spec).map_err(|e| e.to_string())?;
+        for i in 0..one.len() {
+            for _ in 0..inj.copies {
+                set.push(
+                    one.image(i),
+                    Some(inj.label),
+                    format!("{} (injected)", inj.path.display()),
+                );
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// One line of `train_log.jsonl`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LogLine {
+    pub step: usize,
+    pub loss: f32,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ResumeState {
+    step: usize,
+    config_hash: String,
+    elapsed_seconds: f64,
+}
+
+pub struct Progress<'a> {
+    pub on_step: &'a mut dyn FnMut(&LogLine),
+}
+
+/// Runs (or resumes) pretraining. Returns the directory of the final EMA checkpoint.
+pub fn run(
+    config: &PretrainConfig,
+    backend: BackendChoice,
+    progress: Progress<'_>,
+) -> Result<PathBuf, String> {
+    run_with_schedule(config, config.train.steps, backend, progress)
+}
+
+/// Like [`run`], but stops at `config.train.steps` while the learning-rate schedule spans
+/// `schedule_steps` (for running a long job in slices).
+pub fn run_with_schedule(
+    config: &PretrainConfig,
+    schedule_steps: usize,
+    backend: BackendChoice,
+    progress: Progress<'_>,
+) -> Result<PathBuf, String> {
+    let device = crate::backend::training_device(backend)?;
+    let spec = ImageSpec {
+        channels: config.model.in_channels,
+        height: config.model.sample_size,
+        width: config.model.sample_size,
+    };
+    let data = build_training_set(&config.data, spec)?;
+    let schedule = NoiseSchedule::from_config(&config.scheduler)?;
+    let null_class = config.model.lethe_null_class;
+    let out = &config.out_dir;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    atomic_write(
+        &out.join("config.toml"),
+        toml::to_string(config).expect("toml").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+
+    let adam = AdamConfig::new().with_epsilon(1e-8);
+    let mut model = UNet::new(&config.model, config.train.seed, &device)?;
+    let mut optim = adam.init();
+    let mut ema: HashMap<String, Vec<f32>> = host_params(&model);
+    let mut start_step = 0;
+    let mut elapsed_before = 0.0;
+    let resume_dir = out.join("resume");
+    if let Some(state) = read_resume_state(&resume_dir)? {
+        if state.config_hash != config.identity_hash() {
+            return Err(format!(
+                "{} holds a run with a different configuration; choose another out_dir or delete it",
+                out.display()
+            ));
+        }
+        model = model.load_file(resume_dir.join("model.bpk"));
+        optim = optim
+            .load(resume_dir.join("optimizer.bpk"))
+            .map_err(|e| format!("{}: {e:?}", resume_dir.display()))?;
+        ema = read_ema(&resume_dir.join("ema.safetensors"))?;
+        start_step = state.step;
+        elapsed_before = state.elapsed_seconds;
+        eprintln!("resuming {} at step {start_step}", out.display());
+    }
+
+    let clock = Instant::now();
+    let mut log = String::new();
+    for step in start_step..config.train.steps {
+        let mut rng = step_rng(config.train.seed, step);
+        let batch = sample_batch(
+            &data,
+            &schedule,
+            config.train.batch_size,
+            null_class,
+            config.train.cond_drop_prob,
+            &mut rng,
+            &device,
+        );
+        let eps = model.forward(batch.xt, batch.timesteps, batch.labels);
+        let loss = (eps - batch.noise).square().mean();
+        let loss_value: f32 = loss.clone().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            return Err(format!(
+                "loss became {loss_value} at step {step}; lower the learning rate"
+            ));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (grads, _norm) = clip_global_norm(grads, &model, config.train.grad_clip_norm);
+        let lr = learning_rate(
+            &TrainConfig {
+                steps: schedule_steps,
+                ..config.train.clone()
+            },
+            step,
+        );
+        model = optim.step(lr, model, grads);
+        update_ema(&mut ema, &model, config.train.ema_decay, step);
+
+        let line = LogLine {
+            step: step + 1,
+            loss: loss_value,
+            lr,
+            seconds: elapsed_before + clock.elapsed().as_secs_f64(),
+        };
+        log += &serde_json::to_string(&line).expect("json");
+        log.push('\n');
+        (progress.on_step)(&line);
+        let done = step + 1 == config.train.steps;
+        if (step + 1) % config.train.checkpoint_every == 0 || done {
+            append(&out.join("train_log.jsonl"), &log)?;
+            log.clear();
+            save_all(
+                config,
+                &model,
+                &optim,
+                &ema,
+                step + 1,
+                line.seconds,
+                &device,
+            )?;
+        }
+    }
+    Ok(out.join("checkpoint"))
+}
+
+struct Batch {
+    xt: Tensor<4>,
+    noise: Tensor<4>,
+    timesteps: Tensor<1>,
+    labels: Option<Tensor<1, Int>>,
+}
+
+fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(step as u64 + 1);
+    rng
+}
+
+fn sample_batch(
+    data: &ImageSet,
+    schedule: &NoiseSchedule,
+    batch_size: usize,
+    null_class: Option<usize>,
+    drop_prob: f64,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Batch {
+    let mut indices: Vec<usize> = (0..data.len()).collect();
+    indices.partial_shuffle(rng, batch_size);
+    let indices = &indices[..batch_size.min(data.len())];
+    let b = indices.len();
+    let x0 = data.batch(indices, device);
+    let t: Vec<usize> = (0..b)
+        .map(|_| rng.random_range(0..schedule.num_train_timesteps()))
+        .collect();
+    let numel = data.spec.numel();
+    let noise_values: Vec<f32> = (0..b * numel)
+        .map(|_| rng.sample(rand_distr::StandardNormal))
+        .collect();
+    let ImageSpec {
+        channels,
+        height,
+        width,
+    } = data.spec;
+    let noise = Tensor::<4>::from_data(
+        TensorData::new(noise_values, [b, channels, height, width]),
+        device,
+    );
+    let xt = schedule.add_noise(x0, noise.clone(), &t);
+    let labels = null_class.map(|null| {
+        let values: Vec<i64> = indices
+            .iter()
+            .map(|&i| {
+                let dropped = rng.random_bool(drop_prob);
+                if dropped {
+                    null as i64
+                } else {
+                    data.labels[i].unwrap_or(null) as i64
+                }
+            })
+            .collect();
+        Tensor::<1, Int>::from_data(TensorData::new(values, [b]), device)
+    });
+    let timesteps = Tensor::from_data(
+        TensorData::new(t.iter().map(|&v| v as f32).collect::<Vec<_>>(), [b]),
+        device,
+    );
+    Batch {
+        xt,
+        noise,
+        timesteps,
+        labels,
+    }
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping.
+pub fn clip_global_norm(
+    mut grads: GradientsParams,
+    model: &UNet,
+    max_norm: f32,
+) -> (GradientsParams, f32) {
+    let norm = global_grad_norm(&grads, model);
+    if norm > max_norm && norm.is_finite() {
+        scale_grads(&mut grads, model, max_norm / norm);
+    }
+    (grads, norm)
+}
+
+/// Global L2 norm over every parameter's gradient (one device sync).
+pub fn global_grad_norm(grads: &GradientsParams, model: &UNet) -> f32 {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        total: Option<Tensor<1>>,
+    }
+    impl burn::module::ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let sq = g.square().sum();
+                self.total = Some(match self.total.take() {
+                    Some(t) => t + sq,
+                    None => sq,
+                });
+            }
+        }
+    }
+    let mut v = SumSquares { grads, total: None };
+    model.visit(&mut v);
+    v.total.map_or(0.0, |t| t.into_scalar::<f32>().sqrt())
+}
+
+/// Multiplies every gradient by `factor`.
+pub fn scale_grads(grads: &mut GradientsParams, model: &UNet, factor: f32) {
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f32,
+    }
+    impl burn::module::ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                self.grads.register::<D>(param.id, g * self.factor);
+            }
+        }
+    }
+    model.visit(&mut Scale { grads, factor });
+}
+
+fn host_params(model: &UNet) -> HashMap<String, Vec<f32>> {
+    parameter_values(model)
+        .into_iter()
+        .map(|(k, _, v)| (k, v))
+        .collect()
+}
+
+/// EMA with the usual warm-up: the decay is `min(decay, (1 + n) / (10 + n))`.
+fn update_ema(ema: &mut HashMap<String, Vec<f32>>, model: &UNet, decay: f64, step: usize) {
+    let d = decay.min((1.0 + step as f64) / (10.0 + step as f64)) as f32;
+    for (name, _, values) in parameter_values(model) {
+        let avg = ema.get_mut(&name).expect("EMA has every parameter");
+        for (a, v) in avg.iter_mut().zip(values) {
+            *a = d * *a + (1.0 - d) * v;
+        }
+    }
+}
+
+fn read_resume_state(dir: &Path) -> Result<Option<ResumeState>, String> {
+    let path = dir.join("state.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_ema(path: &Path) -> Result<HashMap<String, Vec<f32>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let v = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, v)
+        })
+        .collect())
+}
+
+fn append(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes the EMA checkpoint and the resume state. The state file is written last, so
+/// an interrupted save resumes from the previous consistent state.
+fn save_all(
+    config: &PretrainConfig,
+    model: &UNet,
+    optim: &burn::optim::ModuleOptimizer,
+    ema: &HashMap<String, Vec<f32>>,
+    step: usize,
+    seconds: f64,
+    device: &Device,
+) -> Result<(), String> {
+    let out = &config.out_dir;
+    let inner = device.clone().inner();
+    let ema_model = set_parameters(UNet::new(&config.model, 0, &inner)?, ema.clone(), &inner);
+    let data_hash = sha256_hex(toml::to_string(&config.data).expect("toml").as_bytes());
+    let provenance = Provenance::new("lethe pretrain")
+        .with("lethe_steps", step)
+        .with("lethe_weights", "ema")
+        .with("lethe_ema_decay", config.train.ema_decay)
+        .with("lethe_data_config_sha256", data_hash)
+        .with("lethe_parent_sha256", "none (trained from scratch)")
+        .with("lethe_train_seconds", format!("{seconds:.0}"));
+    checkpoint::save(
+        &out.join("checkpoint"),
+        &ema_model,
+        &config.model,
+        &config.scheduler,
+        &provenance,
+    )
+    .map_err(|e| e.to_string())?;
+
+    let resume = out.join("resume");
+    std::fs::create_dir_all(&resume).map_err(|e| e.to_string())?;
+    let tmp_model = resume.join("model.tmp.bpk");
+    model
+        .valid()
+        .save_file(&tmp_model)
+        .map_err(|e| format!("{}: {e:?}", tmp_model.display()))?;
+    std::fs::rename(&tmp_model, resume.join("model.bpk")).map_err(|e| e.to_string())?;
+    let tmp_optim = resume.join("optimizer.tmp.bpk");
+    optim
+        .save(&tmp_optim)
+        .map_err(|e| format!("{}: {e:?}", tmp_optim.display()))?;
+    std::fs::rename(&tmp_optim, resume.join("optimizer.bpk")).map_err(|e| e.to_string())?;
+    let ema_bytes = checkpoint::weights_bytes(
+        &ema_model,
+        &Provenance::new("lethe pretrain (EMA resume state)"),
+    )?;
+    atomic_write(&resume.join("ema.safetensors"), &ema_bytes).map_err(|e| e.to_string())?;
+    let state = ResumeState {
+        step,
+        config_hash: config.identity_hash(),
+        elapsed_seconds: seconds,
+    };
+    atomic_write(
+        &resume.join("state.json"),
+        serde_json::to_string_pretty(&state)
+            .expect("json")
+            .as_bytes(),
+    )
+    .map_err(|e| e.to_string())
+}

@@ -81,6 +81,20 @@ enum Command {
         #[command(flatten)]
         compute: Compute,
     },
+    /// Time a training step and a sampling forward of the demo UNet (median of several runs).
+    Bench {
+        /// Batch sizes for the training step.
+        #[arg(long, value_delimiter = ',', default_value = "32,64")]
+        train_batch: Vec<usize>,
+        /// Batch sizes for the sampling forward.
+        #[arg(long, value_delimiter = ',', default_value = "64")]
+        sample_batch: Vec<usize>,
+        /// Timed runs per row (after 2 warm-up runs).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        #[command(flatten)]
+        compute: Compute,
+    },
     /// Measure the demo model's acceptance figures: confident digits and memorised T-shirts
     /// among unconditional samples.
     DemoCheck(DemoCheckArgs),
@@ -186,6 +200,12 @@ pub fn main() -> ExitCode {
             compute,
         } => run_train_classifier(&out, epochs, seed, &compute),
         Command::DemoCheck(args) => run_demo_check(&args),
+        Command::Bench {
+            train_batch,
+            sample_batch,
+            runs,
+            compute,
+        } => run_bench(&train_batch, &sample_batch, runs, &compute),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -273,6 +293,48 @@ fn sample_images(
     }
     pb.finish();
     Ok(all)
+}
+
+fn run_bench(
+    train_batches: &[usize],
+    sample_batches: &[usize],
+    runs: usize,
+    compute: &Compute,
+) -> Result<(), String> {
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    let config = lethe::diffusion::unet::UNetConfig::demo_mnist();
+    let model = lethe::diffusion::unet::UNet::new(&config, 0, &device)?;
+    let params: usize = checkpoint::parameter_shapes(&model)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    println!(
+        "demo UNet: {params} parameters, {}×{} input, blocks {:?}; backend {}; {} CPU thread(s)",
+        config.sample_size,
+        config.sample_size,
+        config.block_out_channels,
+        compute.backend,
+        rayon::current_num_threads()
+    );
+    let mut rows = vec![];
+    for &b in train_batches {
+        rows.push(lethe::bench::training_step(&config, b, 2, runs, &device)?);
+    }
+    for &b in sample_batches {
+        rows.push(lethe::bench::sampling_forward(
+            &config, b, 2, runs, &device,
+        )?);
+    }
+    println!("| what | batch | median ms | min ms | runs |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} |",
+            r.what, r.batch, r.median_ms, r.min_ms, r.runs
+        );
+    }
+    Ok(())
 }
 
 fn run_train_classifier(

@@ -5,6 +5,7 @@
 //! concrete Burn backend.
 
 pub mod backend;
+pub mod bench;
 pub mod data;
 pub mod diffusion;
 pub mod images;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
 use crate::data::{ImageSet, ImageSpec, load_paths};
-use crate::diffusion::checkpoint::{self, Provenance, parameter_values, set_parameters};
+use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use crate::diffusion::unet::{UNet, UNetConfig};
 use crate::util::{atomic_write, sha256_hex};
@@ -212,7 +212,8 @@ pub fn run_with_schedule(
     let adam = AdamConfig::new().with_epsilon(1e-8);
     let mut model = UNet::new(&config.model, config.train.seed, &device)?;
     let mut optim = adam.init();
-    let mut ema: HashMap<String, Vec<f32>> = host_params(&model);
+    let inner = device.clone().inner();
+    let mut ema = UNet::new(&config.model, config.train.seed, &inner)?;
     let mut start_step = 0;
     let mut elapsed_before = 0.0;
     let resume_dir = out.join("resume");
@@ -227,7 +228,7 @@ pub fn run_with_schedule(
         optim = optim
             .load(resume_dir.join("optimizer.bpk"))
             .map_err(|e| format!("{}: {e:?}", resume_dir.display()))?;
-        ema = read_ema(&resume_dir.join("ema.safetensors"))?;
+        ema = read_ema(&resume_dir.join("ema.safetensors"), ema, &inner)?;
         start_step = state.step;
         elapsed_before = state.elapsed_seconds;
         eprintln!("resuming {} at step {start_step}", out.display());
@@ -264,7 +265,7 @@ pub fn run_with_schedule(
             step,
         );
         model = optim.step(lr, model, grads);
-        update_ema(&mut ema, &model, config.train.ema_decay, step);
+        ema = update_ema(ema, &model, config.train.ema_decay, step);
 
         let line = LogLine {
             step: step + 1,
@@ -279,15 +280,7 @@ pub fn run_with_schedule(
         if (step + 1) % config.train.checkpoint_every == 0 || done {
             append(&out.join("train_log.jsonl"), &log)?;
             log.clear();
-            save_all(
-                config,
-                &model,
-                &optim,
-                &ema,
-                step + 1,
-                line.seconds,
-                &device,
-            )?;
+            save_all(config, &model, &optim, &ema, step + 1, line.seconds)?;
         }
     }
     Ok(out.join("checkpoint"))
@@ -415,22 +408,63 @@ pub fn scale_grads(grads: &mut GradientsParams, model: &UNet, factor: f32) {
     model.visit(&mut Scale { grads, factor });
 }
 
-fn host_params(model: &UNet) -> HashMap<String, Vec<f32>> {
-    parameter_values(model)
-        .into_iter()
-        .map(|(k, _, v)| (k, v))
-        .collect()
-}
-
-/// EMA with the usual warm-up: the decay is `min(decay, (1 + n) / (10 + n))`.
-fn update_ema(ema: &mut HashMap<String, Vec<f32>>, model: &UNet, decay: f64, step: usize) {
-    let d = decay.min((1.0 + step as f64) / (10.0 + step as f64)) as f32;
-    for (name, _, values) in parameter_values(model) {
-        let avg = ema.get_mut(&name).expect("EMA has every parameter");
-        for (a, v) in avg.iter_mut().zip(values) {
-            *a = d * *a + (1.0 - d) * v;
+/// EMA with the usual warm-up, `decay_n = min(decay, (1 + n) / (10 + n))`, computed on the
+/// device (no host round trip per step).
+fn update_ema(ema: UNet, model: &UNet, decay: f64, step: usize) -> UNet {
+    struct Current {
+        path: Vec<String>,
+        out: HashMap<String, Tensor<1>>,
+    }
+    impl burn::module::ModuleVisitor for Current {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let value = param.val().detach().inner();
+            let n = value.shape().num_elements();
+            self.out.insert(self.path.join("."), value.reshape([n]));
         }
     }
+    struct Blend {
+        path: Vec<String>,
+        current: HashMap<String, Tensor<1>>,
+        decay: f32,
+    }
+    impl burn::module::ModuleMapper for Blend {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<D>>,
+        ) -> burn::module::Param<Tensor<D>> {
+            let Some(current) = self.current.remove(&self.path.join(".")) else {
+                return param;
+            };
+            let d = self.decay;
+            param.map(|avg| {
+                let shape = avg.shape();
+                avg * d + current.reshape(shape) * (1.0 - d)
+            })
+        }
+    }
+    let mut current = Current {
+        path: vec![],
+        out: HashMap::new(),
+    };
+    model.visit(&mut current);
+    let d = decay.min((1.0 + step as f64) / (10.0 + step as f64)) as f32;
+    ema.map(&mut Blend {
+        path: vec![],
+        current: current.out,
+        decay: d,
+    })
 }
 
 fn read_resume_state(dir: &Path) -> Result<Option<ResumeState>, String> {
@@ -444,22 +478,11 @@ fn read_resume_state(dir: &Path) -> Result<Option<ResumeState>, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn read_ema(path: &Path) -> Result<HashMap<String, Vec<f32>>, String> {
+fn read_ema(path: &Path, fresh: UNet, device: &Device) -> Result<UNet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(st
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let v = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, v)
-        })
-        .collect())
+    checkpoint::apply_weights(fresh, &st, path, device).map_err(|e| e.to_string())
 }
 
 fn append(path: &Path, text: &str) -> Result<(), String> {
@@ -479,14 +502,11 @@ fn save_all(
     config: &PretrainConfig,
     model: &UNet,
     optim: &burn::optim::ModuleOptimizer,
-    ema: &HashMap<String, Vec<f32>>,
+    ema: &UNet,
     step: usize,
     seconds: f64,
-    device: &Device,
 ) -> Result<(), String> {
     let out = &config.out_dir;
-    let inner = device.clone().inner();
-    let ema_model = set_parameters(UNet::new(&config.model, 0, &inner)?, ema.clone(), &inner);
     let data_hash = sha256_hex(toml::to_string(&config.data).expect("toml").as_bytes());
     let provenance = Provenance::new("lethe pretrain")
         .with("lethe_steps", step)
@@ -497,7 +517,7 @@ fn save_all(
         .with("lethe_train_seconds", format!("{seconds:.0}"));
     checkpoint::save(
         &out.join("checkpoint"),
-        &ema_model,
+        ema,
         &config.model,
         &config.scheduler,
         &provenance,
@@ -517,10 +537,8 @@ fn save_all(
         .save(&tmp_optim)
         .map_err(|e| format!("{}: {e:?}", tmp_optim.display()))?;
     std::fs::rename(&tmp_optim, resume.join("optimizer.bpk")).map_err(|e| e.to_string())?;
-    let ema_bytes = checkpoint::weights_bytes(
-        &ema_model,
-        &Provenance::new("lethe pretrain (EMA resume state)"),
-    )?;
+    let ema_bytes =
+        checkpoint::weights_bytes(ema, &Provenance::new("lethe pretrain (EMA resume state)"))?;
     atomic_write(&resume.join("ema.safetensors"), &ema_bytes).map_err(|e| e.to_string())?;
     let state = ResumeState {
         step,

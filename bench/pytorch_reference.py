@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""PyTorch reference for `lethe bench`: the same demo UNet (diffusers UNet2DModel built from
+the same config — Lethe's golden test shows the two compute the same function), the same
+training step (forward, MSE loss, backward, Adam update) and sampling forward, on the CPU in
+fp32, median of several timed runs after 2 warm-ups.
+
+    python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch diffusers
+    /tmp/venv/bin/python bench/pytorch_reference.py --threads 2
+    cargo run --release -- bench                      # the Lethe side, same table layout
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from diffusers import UNet2DModel
+
+# The demo model's config, as Lethe writes it (assets/demo-model/unet/config.json), minus
+# Lethe's own key.
+DEMO = dict(
+    sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64), layers_per_block=1,
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    norm_num_groups=8, num_class_embeds=12,
+)
+
+
+def inputs(batch):
+    n = batch * 28 * 28
+    x = (torch.arange(n) * 7919 % 1000).float().div(500).sub(1).reshape(batch, 1, 28, 28)
+    t = (torch.arange(batch) * 131 % 1000).float()
+    c = torch.arange(batch) % 12
+    return x, t, c
+
+
+def time_runs(fn, runs, warmup=2):
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        fn()
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), min(times), len(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-batch", default="32,64")
+    ap.add_argument("--sample-batch", default="64")
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = UNet2DModel(**DEMO)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"demo UNet: {params} parameters; PyTorch {torch.__version__} fp32 eager CPU; {torch.get_num_threads()} thread(s)")
+    rows = []
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    for b in [int(v) for v in args.train_batch.split(",")]:
+        x, t, c = inputs(b)
+        target = torch.zeros_like(x)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = (model(x, t, class_labels=c).sample - target).pow(2).mean()
+            loss.backward()
+            opt.step()
+        rows.append(("training step (fwd+bwd+Adam)", b, *time_runs(step, args.runs)))
+    model.eval()
+    for b in [int(v) for v in args.sample_batch.split(",")]:
+        x, t, c = inputs(b)
+
+        def fwd():
+            with torch.no_grad():
+                model(x, t, class_labels=c)
+        rows.append(("sampling forward (no grad)", b, *time_runs(fwd, args.runs)))
+    print("| what | batch | median ms | min ms | runs |")
+    print("|---|---:|---:|---:|---:|")
+    for what, b, med, mn, n in rows:
+        print(f"| {what} | {b} | {med:.1f} | {mn:.1f} | {n} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -299,6 +299,15 @@ fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
     rng
 }
 
+/// `batch` distinct indices drawn uniformly from `0..n`.
+pub fn batch_indices(n: usize, batch: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    // `partial_shuffle` returns the randomly chosen elements as its first slice; they are
+    // stored at the *end* of the vector, so slicing the front would pick a fixed batch.
+    let (chosen, _) = all.partial_shuffle(rng, batch.min(n));
+    chosen.to_vec()
+}
+
 fn sample_batch(
     data: &ImageSet,
     schedule: &NoiseSchedule,
@@ -308,9 +317,7 @@ fn sample_batch(
     rng: &mut ChaCha8Rng,
     device: &Device,
 ) -> Batch {
-    let mut indices: Vec<usize> = (0..data.len()).collect();
-    indices.partial_shuffle(rng, batch_size);
-    let indices = &indices[..batch_size.min(data.len())];
+    let indices = &batch_indices(data.len(), batch_size, rng);
     let b = indices.len();
     let x0 = data.batch(indices, device);
     let t: Vec<usize> = (0..b)
@@ -552,4 +559,42 @@ fn save_all(
             .as_bytes(),
     )
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_the_data_set() {
+        let mut seen = std::collections::HashSet::new();
+        for step in 0..50 {
+            let idx = batch_indices(1000, 16, &mut step_rng(0, step));
+            assert_eq!(idx.len(), 16);
+            assert_eq!(idx.iter().collect::<std::collections::HashSet<_>>().len(), 16, "distinct");
+            seen.extend(idx);
+        }
+        // 800 draws from 1000 cover ~550 distinct images; a stuck sampler covers ~16.
+        assert!(seen.len() > 450, "only {} distinct images in 50 batches", seen.len());
+    }
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_the_floor() {
+        let t = TrainConfig {
+            steps: 1000,
+            batch_size: 1,
+            learning_rate: 1e-3,
+            warmup_steps: 100,
+            final_lr_fraction: 0.1,
+            ema_decay: 0.999,
+            cond_drop_prob: 0.1,
+            grad_clip_norm: 1.0,
+            seed: 0,
+            checkpoint_every: 10,
+        };
+        assert!((learning_rate(&t, 0) - 1e-5).abs() < 1e-12);
+        assert!((learning_rate(&t, 99) - 1e-3).abs() < 1e-12);
+        assert!((learning_rate(&t, 999) - 1e-4).abs() < 2e-7);
+        assert!(learning_rate(&t, 500) < learning_rate(&t, 200));
+    }
 }

@@ -21,9 +21,9 @@ from diffusers import UNet2DModel
 # Lethe's own key.
 DEMO = dict(
     sample_size=28, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64), layers_per_block=1,
-    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-    norm_num_groups=8, num_class_embeds=12,
+    down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+    norm_num_groups=8, num_class_embeds=12, add_attention=False,
 )
 
 

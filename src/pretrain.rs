@@ -571,11 +571,19 @@ mod tests {
         for step in 0..50 {
             let idx = batch_indices(1000, 16, &mut step_rng(0, step));
             assert_eq!(idx.len(), 16);
-            assert_eq!(idx.iter().collect::<std::collections::HashSet<_>>().len(), 16, "distinct");
+            assert_eq!(
+                idx.iter().collect::<std::collections::HashSet<_>>().len(),
+                16,
+                "distinct"
+            );
             seen.extend(idx);
         }
         // 800 draws from 1000 cover ~550 distinct images; a stuck sampler covers ~16.
-        assert!(seen.len() > 450, "only {} distinct images in 50 batches", seen.len());
+        assert!(
+            seen.len() > 450,
+            "only {} distinct images in 50 batches",
+            seen.len()
+        );
     }
 
     #[test]

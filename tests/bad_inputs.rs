@@ -279,6 +279,7 @@ fn tiny_config() -> UNetConfig {
         down_block_types: vec!["DownBlock2D".into(), "AttnDownBlock2D".into()],
         up_block_types: vec!["AttnUpBlock2D".into(), "UpBlock2D".into()],
         norm_num_groups: Some(4),
+        add_attention: true,
         ..UNetConfig::demo_mnist()
     }
 }

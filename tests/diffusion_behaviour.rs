@@ -13,6 +13,7 @@ fn tiny_config() -> UNetConfig {
         down_block_types: vec!["DownBlock2D".into(), "AttnDownBlock2D".into()],
         up_block_types: vec!["AttnUpBlock2D".into(), "UpBlock2D".into()],
         norm_num_groups: Some(4),
+        add_attention: true,
         ..UNetConfig::demo_mnist()
     }
 }
@@ -224,4 +225,16 @@ fn resuming_with_a_changed_config_is_refused() {
     )
     .unwrap_err();
     assert!(err.contains("different configuration"), "{err}");
+}
+
+#[test]
+fn the_demo_config_in_code_is_the_one_the_demo_model_was_trained_with() {
+    let path = lethe::data::demo::asset("examples/pretrain-demo.toml");
+    let config = PretrainConfig::from_file(&path).unwrap();
+    assert_eq!(
+        config.model,
+        UNetConfig::demo_mnist(),
+        "UNetConfig::demo_mnist() (used by `lethe bench`) drifted from {}",
+        path.display()
+    );
 }

@@ -1,6 +1,8 @@
 //! Bad inputs get clear errors naming the file and the reason — never a panic — and the
 //! good files beside them still load.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -272,21 +274,9 @@ fn cifar_batches_are_validated() {
     );
 }
 
-fn tiny_config() -> UNetConfig {
-    UNetConfig {
-        sample_size: 8,
-        block_out_channels: vec![8, 16],
-        down_block_types: vec!["DownBlock2D".into(), "AttnDownBlock2D".into()],
-        up_block_types: vec!["AttnUpBlock2D".into(), "UpBlock2D".into()],
-        norm_num_groups: Some(4),
-        add_attention: true,
-        ..UNetConfig::demo_mnist()
-    }
-}
-
 fn saved_tiny(dir: &Path) -> UNetConfig {
     let device = Device::flex();
-    let config = tiny_config();
+    let config = common::tiny_config();
     let model = UNet::new(&config, 1, &device).unwrap();
     checkpoint::save(
         dir,
@@ -437,7 +427,7 @@ fn unsupported_or_malformed_configs_are_errors_naming_the_file() {
 fn save_then_load_roundtrips_weights_and_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let device = Device::flex();
-    let config = tiny_config();
+    let config = common::tiny_config();
     let model = UNet::new(&config, 3, &device).unwrap();
     let provenance = Provenance::new("test").with("lethe_steps", 42);
     checkpoint::save(

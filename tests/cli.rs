@@ -1,12 +1,14 @@
 //! The `lethe` binary end to end, as a user runs it.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
 use lethe::diffusion::checkpoint::{self, Provenance};
 use lethe::diffusion::schedule::SchedulerConfig;
-use lethe::diffusion::unet::{UNet, UNetConfig};
+use lethe::diffusion::unet::UNet;
 
 fn lethe(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
@@ -22,15 +24,7 @@ fn lethe(args: &[&str]) -> (bool, String, String) {
 }
 
 fn tiny_checkpoint(dir: &Path) {
-    let config = UNetConfig {
-        sample_size: 8,
-        block_out_channels: vec![8, 16],
-        down_block_types: vec!["DownBlock2D".into(), "AttnDownBlock2D".into()],
-        up_block_types: vec!["AttnUpBlock2D".into(), "UpBlock2D".into()],
-        norm_num_groups: Some(4),
-        add_attention: true,
-        ..UNetConfig::demo_mnist()
-    };
+    let config = common::tiny_config();
     let model = UNet::new(&config, 0, &Device::flex()).unwrap();
     checkpoint::save(
         dir,

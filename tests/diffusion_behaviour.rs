@@ -1,22 +1,12 @@
 //! Behaviour of sampling and pretraining on tiny models.
 
+mod common;
+
 use burn::tensor::Device;
 use lethe::diffusion::sampler::{SampleJob, SamplerKind, SamplerSpec};
 use lethe::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use lethe::diffusion::unet::{UNet, UNetConfig};
 use lethe::pretrain::{self, DataConfig, PretrainConfig, TrainConfig};
-
-fn tiny_config() -> UNetConfig {
-    UNetConfig {
-        sample_size: 8,
-        block_out_channels: vec![8, 16],
-        down_block_types: vec!["DownBlock2D".into(), "AttnDownBlock2D".into()],
-        up_block_types: vec!["AttnUpBlock2D".into(), "UpBlock2D".into()],
-        norm_num_groups: Some(4),
-        add_attention: true,
-        ..UNetConfig::demo_mnist()
-    }
-}
 
 fn samples(model: &UNet, spec: &SamplerSpec, seed: u64, first: usize, count: usize) -> Vec<f32> {
     let device = Device::flex();
@@ -39,7 +29,7 @@ fn samples(model: &UNet, spec: &SamplerSpec, seed: u64, first: usize, count: usi
 
 #[test]
 fn same_seed_gives_same_samples_whatever_the_batching() {
-    let model = UNet::new(&tiny_config(), 0, &Device::flex()).unwrap();
+    let model = UNet::new(&common::tiny_config(), 0, &Device::flex()).unwrap();
     for spec in [
         SamplerSpec::ddim(10),
         SamplerSpec {
@@ -90,7 +80,7 @@ fn same_seed_gives_same_samples_whatever_the_batching() {
 fn guidance_needs_a_null_class_and_unconditional_models_refuse_a_class() {
     let device = Device::flex();
     let schedule = NoiseSchedule::from_config(&SchedulerConfig::default()).unwrap();
-    let model = UNet::new(&tiny_config(), 0, &device).unwrap();
+    let model = UNet::new(&common::tiny_config(), 0, &device).unwrap();
     let spec = SamplerSpec {
         class: Some(1),
         guidance: 1.0,
@@ -111,7 +101,7 @@ fn guidance_needs_a_null_class_and_unconditional_models_refuse_a_class() {
         &UNetConfig {
             num_class_embeds: None,
             lethe_null_class: None,
-            ..tiny_config()
+            ..common::tiny_config()
         },
         0,
         &device,
@@ -132,7 +122,7 @@ fn guidance_needs_a_null_class_and_unconditional_models_refuse_a_class() {
 fn tiny_pretrain(out: &std::path::Path, steps: usize) -> PretrainConfig {
     PretrainConfig {
         out_dir: out.to_path_buf(),
-        model: tiny_config(),
+        model: common::tiny_config(),
         scheduler: SchedulerConfig::default(),
         data: DataConfig {
             sources: vec![lethe::data::demo::asset(lethe::data::demo::TSHIRTS_IMAGES)],

@@ -59,15 +59,3 @@ pub fn device(choice: BackendChoice) -> Result<Device, String> {
 pub fn training_device(choice: BackendChoice) -> Result<Device, String> {
     Ok(device(choice)?.autodiff())
 }
-
-/// Compiled-in backends, for `--help` texts and `lethe bench`.
-pub fn available() -> Vec<BackendChoice> {
-    let mut v = vec![BackendChoice::Cpu];
-    if cfg!(feature = "wgpu") {
-        v.push(BackendChoice::Wgpu);
-    }
-    if cfg!(feature = "cuda") {
-        v.push(BackendChoice::Cuda);
-    }
-    v
-}

@@ -66,19 +66,14 @@ pub fn training_step(
     let mut optim = AdamConfig::new().init();
     let (x, t, classes) = inputs(config, batch, &device);
     let target = x.zeros_like();
-    let mut times = vec![];
-    for i in 0..warmup + runs {
-        let start = Instant::now();
+    let times = time_runs(warmup, runs, || {
         let eps = model.forward(x.clone(), t.clone(), classes.clone());
         let loss = (eps - target.clone()).square().mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model, grads);
+        model = optim.step(1e-4, model.clone(), grads);
         // Force completion: read one parameter value back.
         let _ = model.conv_out.bias.val().into_data();
-        if i >= warmup {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+    });
     Ok(row("training step (fwd+bwd+Adam)", batch, times))
 }
 
@@ -92,16 +87,26 @@ pub fn sampling_forward(
 ) -> Result<BenchRow, String> {
     let model = UNet::new(config, 0, device)?;
     let (x, t, classes) = inputs(config, batch, device);
-    let mut times = vec![];
-    for i in 0..warmup + runs {
-        let start = Instant::now();
-        let eps = model.forward(x.clone(), t.clone(), classes.clone());
-        let _ = eps.into_data();
-        if i >= warmup {
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+    let times = time_runs(warmup, runs, || {
+        let _ = model
+            .forward(x.clone(), t.clone(), classes.clone())
+            .into_data();
+    });
     Ok(row("sampling forward (no grad)", batch, times))
+}
+
+/// Milliseconds of each of `runs` calls of `work`, after `warmup` untimed calls.
+fn time_runs(warmup: usize, runs: usize, mut work: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        work();
+    }
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            work();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
 }
 
 fn row(what: &str, batch: usize, times: Vec<f64>) -> BenchRow {

@@ -133,20 +133,3 @@ pub fn load_idx_images(path: &Path, spec: ImageSpec) -> Result<ImageSet, DataErr
     }
     Ok(set)
 }
-
-/// Writes images (1 channel) and optional labels as gzip-compressed IDX files.
-pub fn encode_idx_images(images: &[u8], n: usize, h: usize, w: usize) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, 3];
-    for d in [n, h, w] {
-        out.extend((d as u32).to_be_bytes());
-    }
-    out.extend_from_slice(images);
-    out
-}
-
-pub fn encode_idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 0x08, 1];
-    out.extend((labels.len() as u32).to_be_bytes());
-    out.extend_from_slice(labels);
-    out
-}

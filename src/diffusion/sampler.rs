@@ -96,6 +96,10 @@ impl NoiseStreams {
     }
 }
 
+/// Class labels for a batch: the condition, and the null class when guidance is on.
+/// `None` for a model without class embedding.
+type ClassInputs = Option<(Tensor<1, Int>, Option<Tensor<1, Int>>)>;
+
 /// Everything fixed about one sampling job.
 pub struct SampleJob<'a> {
     pub model: &'a UNet,
@@ -147,10 +151,7 @@ impl SampleJob<'_> {
 
     /// (conditional classes, null classes) as index tensors, or `None` for a model without
     /// class embedding.
-    fn class_inputs(
-        &self,
-        count: usize,
-    ) -> Result<Option<(Tensor<1, Int>, Option<Tensor<1, Int>>)>, String> {
+    fn class_inputs(&self, count: usize) -> Result<ClassInputs, String> {
         if !self.model.has_class_embedding() {
             if self.spec.class.is_some() {
                 return Err(
@@ -189,13 +190,7 @@ impl SampleJob<'_> {
         Ok(Some((ints(cond), null_tensor)))
     }
 
-    fn guided_eps(
-        &self,
-        x: Tensor<4>,
-        t: usize,
-        count: usize,
-        classes: &Option<(Tensor<1, Int>, Option<Tensor<1, Int>>)>,
-    ) -> Tensor<4> {
+    fn guided_eps(&self, x: Tensor<4>, t: usize, count: usize, classes: &ClassInputs) -> Tensor<4> {
         match classes {
             None => self.model.forward(x, self.timestep_tensor(t, count), None),
             Some((cond, None)) => {

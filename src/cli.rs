@@ -98,6 +98,28 @@ enum Command {
     /// Measure the demo model's acceptance figures: confident digits and memorised T-shirts
     /// among unconditional samples.
     DemoCheck(DemoCheckArgs),
+    /// Run an unlearning experiment headless (see examples/unlearn-*.toml); writes a run
+    /// directory with config.toml, run.json, metrics.jsonl, samples/ and checkpoints/.
+    Unlearn(UnlearnArgs),
+}
+
+#[derive(Args)]
+struct UnlearnArgs {
+    /// Experiment config (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override train.steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override the run directory name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Override the backend of the config (cpu, wgpu, cuda).
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// CPU threads for the cpu backend (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -200,6 +222,7 @@ pub fn main() -> ExitCode {
             compute,
         } => run_train_classifier(&out, epochs, seed, &compute),
         Command::DemoCheck(args) => run_demo_check(&args),
+        Command::Unlearn(args) => run_unlearn(&args),
         Command::Bench {
             train_batch,
             sample_batch,
@@ -642,4 +665,104 @@ fn run_data(args: &DataArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn run_unlearn(args: &UnlearnArgs) -> Result<(), String> {
+    use lethe::engine::{Command as EngineCommand, Engine, Event};
+    Compute {
+        backend: BackendChoice::Cpu,
+        threads: args.threads,
+    }
+    .apply_threads();
+    let mut config = lethe::experiment::ExperimentConfig::from_file(&args.config)?;
+    if let Some(steps) = args.steps {
+        config.train.steps = steps;
+    }
+    if let Some(name) = &args.name {
+        config.name = Some(name.clone());
+    }
+    if let Some(backend) = args.backend {
+        config.backend = backend;
+    }
+    let engine = Engine::spawn(None);
+    engine.send(EngineCommand::Start(Box::new(config.clone())));
+    let pb = bar(config.train.steps as u64, config.method.label());
+    for event in engine.events().iter() {
+        match event {
+            Event::Started {
+                run_dir,
+                method,
+                backend,
+                forget_images,
+                retain_images,
+                ..
+            } => pb.println(format!(
+                "{method} on {backend}: {forget_images} forget / {retain_images} retain images → {}",
+                run_dir.display()
+            )),
+            Event::Note(text) => pb.set_message(text),
+            Event::Step(r) => {
+                pb.set_position(r.step as u64);
+                pb.set_message(format!(
+                    "{} loss {:.4} ‖g‖ {:.3}",
+                    config.method.label(),
+                    r.report.total().unwrap_or(f32::NAN),
+                    r.grad_norm
+                ));
+            }
+            Event::Metrics {
+                step,
+                evaluation,
+                baseline,
+            } => pb.println(format!("step {step:>5}  {}", eval_line(&evaluation, Some(&baseline)))),
+            Event::Checkpoint { path, .. } => pb.println(format!("checkpoint {}", path.display())),
+            Event::Finished(summary) | Event::Cancelled(summary) => {
+                pb.finish_and_clear();
+                println!("run directory   {}", summary.run_dir.display());
+                if let Some(b) = &summary.baseline {
+                    println!("original        {}", eval_line(b, None));
+                }
+                if let Some(l) = &summary.last {
+                    println!("after {:>5} st  {}", summary.steps_done, eval_line(l, None));
+                    println!("evaluated as    {}", l.provenance);
+                }
+                if let Some(s) = summary.seconds_per_step {
+                    println!("time            {:.2} s/step ({:.0} s of training)", s, summary.seconds);
+                }
+                if let Some(c) = &summary.last_checkpoint {
+                    println!("checkpoint      {}", c.display());
+                }
+                return Ok(());
+            }
+            Event::Failed { error, run_dir } => {
+                pb.finish_and_clear();
+                return Err(match run_dir {
+                    Some(d) => format!("{error} (run directory {})", d.display()),
+                    None => error,
+                });
+            }
+            Event::Samples { .. } | Event::Paused | Event::Resumed => {}
+        }
+    }
+    Err("the engine stopped without finishing the run".into())
+}
+
+/// One evaluation as a line: copy rate, forgotten-class rate, confident kept samples.
+fn eval_line(
+    e: &lethe::metrics::forgetting::Evaluation,
+    baseline: Option<&lethe::metrics::forgetting::Evaluation>,
+) -> String {
+    let pct = |v: f64| format!("{:5.1}%", 100.0 * v);
+    let mut s = format!("forget copies {}", pct(e.forget_copy_rate));
+    if let Some(b) = baseline {
+        s += &format!(" (orig {})", pct(b.forget_copy_rate).trim());
+    }
+    if let Some(r) = e.forgotten_class_rate {
+        s += &format!("  forgotten class {}", pct(r));
+    }
+    if let Some(c) = e.confident_kept_rate {
+        s += &format!("  confident kept {}", pct(c));
+    }
+    s += &format!("  nearest-forget L2 {:.1}", e.nearest_forget_distance);
+    s
 }

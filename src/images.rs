@@ -71,6 +71,19 @@ pub fn grid(images: &[Vec<f32>], shape: [usize; 3], columns: usize) -> RgbImage 
     out
 }
 
+/// Two images next to each other with a light separator `gap` pixels wide (e.g. the
+/// original model's grid | the current model's grid).
+pub fn side_by_side(left: &RgbImage, right: &RgbImage, gap: u32) -> RgbImage {
+    let mut out = RgbImage::from_pixel(
+        left.width() + gap + right.width(),
+        left.height().max(right.height()),
+        Rgb([200, 200, 200]),
+    );
+    image::imageops::replace(&mut out, left, 0, 0);
+    image::imageops::replace(&mut out, right, (left.width() + gap) as i64, 0);
+    out
+}
+
 /// Upscales by an integer factor with nearest-neighbour (keeps pixels crisp).
 pub fn upscale(img: &RgbImage, factor: u32) -> RgbImage {
     image::imageops::resize(

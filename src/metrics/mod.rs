@@ -1,4 +1,5 @@
 //! Metrics. Every value carries a label saying how it was computed.
 
 pub mod classifier;
+pub mod forgetting;
 pub mod memorization;

@@ -1,0 +1,182 @@
+//! The engine: a worker thread that runs experiments, driven by [`Command`]s and reporting
+//! [`Event`]s over crossbeam channels. The CLI and the GUI are two consumers of the same
+//! events; nothing here knows about either.
+
+mod run;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use serde::{Deserialize, Serialize};
+
+use crate::experiment::ExperimentConfig;
+use crate::metrics::forgetting::Evaluation;
+use crate::unlearn::StepReport;
+
+pub use run::execute;
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    Start(Box<ExperimentConfig>),
+    Pause,
+    Resume,
+    /// Stop after the current step; the run directory stays consistent and keeps a checkpoint.
+    Cancel,
+    /// Draw the fixed-seed grid of the current model now.
+    SampleNow,
+    /// Run the evaluation now.
+    EvaluateNow,
+    /// End the worker thread (after the current run is cancelled).
+    Shutdown,
+}
+
+/// One optimisation step, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Steps completed (1-based).
+    pub step: usize,
+    pub report: StepReport,
+    /// Norm of the combined direction before the global clip.
+    pub grad_norm: f32,
+    pub clipped: bool,
+    pub learning_rate: f64,
+    pub step_seconds: f64,
+}
+
+/// What a finished (or stopped) run leaves behind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub run_dir: PathBuf,
+    pub method: String,
+    pub steps_done: usize,
+    pub seconds: f64,
+    pub seconds_per_step: Option<f64>,
+    /// The original model under the run's evaluation pipeline.
+    pub baseline: Option<Evaluation>,
+    /// The model at the end of the run, same pipeline and seeds.
+    pub last: Option<Evaluation>,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        run_dir: PathBuf,
+        method: String,
+        total_steps: usize,
+        backend: String,
+        forget_images: usize,
+        retain_images: usize,
+    },
+    Step(StepRecord),
+    /// Fixed-seed samples (values in [0, 1]) of the original and current model.
+    Samples {
+        step: usize,
+        shape: [usize; 3],
+        original: Arc<Vec<Vec<f32>>>,
+        current: Vec<Vec<f32>>,
+    },
+    Metrics {
+        step: usize,
+        evaluation: Evaluation,
+        baseline: Evaluation,
+    },
+    Checkpoint {
+        step: usize,
+        path: PathBuf,
+    },
+    Paused,
+    Resumed,
+    /// A status line for logs (loading data, evaluating, …).
+    Note(String),
+    Finished(Summary),
+    Cancelled(Summary),
+    Failed {
+        error: String,
+        run_dir: Option<PathBuf>,
+    },
+}
+
+impl Event {
+    /// Whether this event ends a run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Finished(_) | Self::Cancelled(_) | Self::Failed { .. }
+        )
+    }
+}
+
+/// Called by the worker after each event (the GUI passes `ctx.request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+pub struct Engine {
+    commands: Sender<Command>,
+    events: Receiver<Event>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    pub fn spawn(waker: Option<Waker>) -> Self {
+        let (commands, command_rx) = unbounded::<Command>();
+        let (event_tx, events) = unbounded::<Event>();
+        let worker = std::thread::Builder::new()
+            .name("lethe-engine".into())
+            .spawn(move || worker_loop(&command_rx, &event_tx, waker))
+            .expect("spawn engine thread");
+        Self {
+            commands,
+            events,
+            worker: Some(worker),
+        }
+    }
+
+    pub fn send(&self, command: Command) {
+        // The worker only stops after Shutdown; a send error then is harmless.
+        let _ = self.commands.send(command);
+    }
+
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.events
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Cancel);
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Option<Waker>) {
+    let emit = |e: Event| {
+        let _ = events.send(e);
+        if let Some(w) = &waker {
+            w();
+        }
+    };
+    while let Ok(command) = commands.recv() {
+        match command {
+            Command::Start(config) => {
+                let mut control = run::Control::new(commands);
+                match execute(&config, &mut control, &emit) {
+                    Ok(()) => {}
+                    Err(run::Stop::Failed { error, run_dir }) => {
+                        emit(Event::Failed { error, run_dir })
+                    }
+                }
+                if control.shutdown {
+                    return;
+                }
+            }
+            Command::Shutdown => return,
+            // Nothing is running: pause/cancel/sample requests have nothing to act on.
+            _ => {}
+        }
+    }
+}

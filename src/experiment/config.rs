@@ -1,0 +1,231 @@
+//! `ExperimentConfig`: one serde description of an unlearning run, for every method. TOML
+//! on disk (`examples/unlearn-*.toml`); the GUI edits the same struct. Same config and seed
+//! ⇒ same run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendChoice;
+use crate::unlearn::step::{Reduction, TimestepSampling};
+use crate::unlearn::{MethodConfig, check_non_negative};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The checkpoint to unlearn from (diffusers layout). Never modified.
+    pub checkpoint: PathBuf,
+    /// Parent folder of run directories.
+    #[serde(default = "default_runs_dir")]
+    pub runs_dir: PathBuf,
+    /// Run directory name (default: `<method>-NNN`, the first free number).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub backend: BackendChoice,
+    pub data: DataSelection,
+    pub method: MethodConfig,
+    #[serde(default)]
+    pub train: UnlearnTrain,
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// Which images to forget and which to keep.
+///
+/// Data-point setting: `forget` lists images (e.g. the memorised T-shirt); `retain` the
+/// rest of the training data. Class setting: `forget_class = c` moves every `retain` image
+/// of class `c` into the forget set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSelection {
+    /// Images the model keeps (files, folders, IDX, CIFAR batches), with their labels.
+    #[serde(default)]
+    pub retain: Vec<PathBuf>,
+    /// Images to forget.
+    #[serde(default)]
+    pub forget: Vec<PathBuf>,
+    /// Label of the `forget` images for a class-conditional model (their condition).
+    #[serde(default)]
+    pub forget_label: Option<usize>,
+    /// Class setting: forget every retain image of this class.
+    #[serde(default)]
+    pub forget_class: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnlearnTrain {
+    pub steps: usize,
+    /// Images per batch, for each of the retain and forget batches.
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// Global gradient-norm clip applied after the method combines its terms (0 = off).
+    pub grad_clip_norm: f32,
+    pub seed: u64,
+    pub reduction: Reduction,
+    pub timesteps: TimestepSampling,
+    /// Inclusive range of training timesteps (SISS's CelebA script used `[999, 999]`).
+    pub t_min: usize,
+    pub t_max: Option<usize>,
+    /// Probability of conditioning on the null class instead of an image's label
+    /// (class-conditional models with a null class), so the unconditional branch unlearns too.
+    pub cond_drop_prob: f64,
+}
+
+impl Default for UnlearnTrain {
+    /// SISS's MNIST T-shirt recipe (ALGORITHMS.md §1.7).
+    fn default() -> Self {
+        Self {
+            steps: 300,
+            batch_size: 64,
+            learning_rate: 5e-5,
+            optimizer: OptimizerConfig::default(),
+            grad_clip_norm: 1.0,
+            seed: 0,
+            reduction: Reduction::SumPerImage,
+            timesteps: TimestepSampling::Uniform,
+            t_min: 0,
+            t_max: None,
+            cond_drop_prob: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    AdamW {
+        beta1: f32,
+        beta2: f32,
+        weight_decay: f32,
+        epsilon: f32,
+    },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
+}
+
+impl Default for OptimizerConfig {
+    /// SISS MNIST: AdamW (0.95, 0.999), wd 1e-6, eps 1e-8.
+    fn default() -> Self {
+        Self::AdamW {
+            beta1: 0.95,
+            beta2: 0.999,
+            weight_decay: 1e-6,
+            epsilon: 1e-8,
+        }
+    }
+}
+
+/// Live evaluation during a run: fixed-seed grids and the forgetting detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps (0 = only before and after).
+    pub every: usize,
+    /// Samples per evaluation (more = less noisy rates, slower).
+    pub samples: usize,
+    /// Images in the before/after grid (the first samples of the same seeds).
+    pub grid: usize,
+    /// DDIM steps.
+    pub sampler_steps: usize,
+    pub seed: u64,
+    /// Classifier used for digit confidence and class rates (skipped if it does not fit).
+    pub classifier: Option<PathBuf>,
+    /// A sample within this L2 distance (in [0,1] pixels) of a forget image is a copy of it.
+    pub copy_threshold: f32,
+    /// Guidance weight when sampling the forgotten class (class setting).
+    pub guidance: f32,
+    /// Save a checkpoint every this many steps (0 = only the final one).
+    pub checkpoint_every: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            every: 50,
+            samples: 64,
+            grid: 16,
+            sampler_steps: 50,
+            seed: 0,
+            classifier: Some(PathBuf::from(crate::data::demo::DEMO_CLASSIFIER)),
+            copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
+            guidance: 2.0,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+fn default_runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+impl ExperimentConfig {
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks every value that can be checked without loading data; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.method.validate()?;
+        let t = &self.train;
+        if t.batch_size == 0 {
+            return Err("train.batch_size must be ≥ 1".into());
+        }
+        check_non_negative("train.learning_rate", t.learning_rate)?;
+        check_non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;
+        if !(0.0..=1.0).contains(&t.cond_drop_prob) {
+            return Err(format!(
+                "train.cond_drop_prob = {} is outside [0, 1]",
+                t.cond_drop_prob
+            ));
+        }
+        if let Some(hi) = t.t_max
+            && hi < t.t_min
+        {
+            return Err(format!(
+                "train.t_max = {hi} is below train.t_min = {}",
+                t.t_min
+            ));
+        }
+        let d = &self.data;
+        if d.forget.is_empty() && d.forget_class.is_none() {
+            return Err(
+                "data.forget is empty and data.forget_class is not set: nothing to forget".into(),
+            );
+        }
+        if !d.forget.is_empty() && d.forget_class.is_some() {
+            return Err("set either data.forget (images) or data.forget_class, not both".into());
+        }
+        if d.retain.is_empty() && (self.method.uses_retain() || d.forget_class.is_some()) {
+            return Err(format!(
+                "data.retain is empty, but {} needs retain data",
+                if d.forget_class.is_some() {
+                    "the class setting".to_string()
+                } else {
+                    self.method.label().to_string()
+                }
+            ));
+        }
+        if self.eval.grid > self.eval.samples {
+            return Err(format!(
+                "eval.grid = {} exceeds eval.samples = {}",
+                self.eval.grid, self.eval.samples
+            ));
+        }
+        if self.eval.sampler_steps == 0 {
+            return Err("eval.sampler_steps must be ≥ 1".into());
+        }
+        Ok(())
+    }
+}

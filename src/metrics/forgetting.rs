@@ -1,0 +1,141 @@
+//! The forgetting detector used live during runs and along attacks: how often samples
+//! reproduce a forget image (SISS pixel criterion, generalised to any forget set), how often
+//! the classifier sees the forgotten class, and how many samples are confidently something
+//! the model should still make. Every value carries its provenance label.
+
+use serde::{Deserialize, Serialize};
+
+use super::classifier::LoadedClassifier;
+use super::memorization::l2_distance;
+
+/// What to look for in samples.
+pub struct ForgetProbe {
+    /// Forget images in [0, 1] (deduplicated), for the copy criterion.
+    pub forget_images: Vec<Vec<f32>>,
+    pub copy_threshold: f32,
+    pub classifier: Option<LoadedClassifier>,
+    /// The forgotten class/label in the classifier's label space, if any.
+    pub forgotten_class: Option<usize>,
+    /// A sample is "confident" when its top class probability reaches this.
+    pub confidence: f32,
+}
+
+/// One evaluation of a set of samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub samples: usize,
+    /// How the samples were drawn and judged, e.g.
+    /// `N=64, DDIM-50,uncond, seed 0; copies: L2<10 in [0,1] px to 1 forget image(s)`.
+    pub provenance: String,
+    /// Fraction of samples within `copy_threshold` of some forget image.
+    pub forget_copy_rate: f64,
+    /// Mean distance from a sample to its nearest forget image.
+    pub nearest_forget_distance: f64,
+    /// Fraction classified (argmax) as the forgotten class.
+    pub forgotten_class_rate: Option<f64>,
+    /// Mean classifier probability of the forgotten class, `P(y = c_f)`.
+    pub forgotten_class_probability: Option<f64>,
+    /// Fraction whose top class is a kept class with probability ≥ the confidence.
+    pub confident_kept_rate: Option<f64>,
+    /// Mean entropy of the classifier's output (nats).
+    pub mean_entropy: Option<f64>,
+}
+
+impl ForgetProbe {
+    pub fn evaluate(
+        &self,
+        samples: &[Vec<f32>],
+        shape: [usize; 3],
+        sampler_label: &str,
+        device: &burn::tensor::Device,
+    ) -> Evaluation {
+        let n = samples.len().max(1) as f64;
+        let nearest: Vec<f32> = samples
+            .iter()
+            .map(|s| {
+                self.forget_images
+                    .iter()
+                    .map(|f| l2_distance(s, f))
+                    .fold(f32::INFINITY, f32::min)
+            })
+            .collect();
+        let copies = nearest.iter().filter(|&&d| d < self.copy_threshold).count();
+        let mut eval = Evaluation {
+            samples: samples.len(),
+            provenance: format!(
+                "N={}, {sampler_label}; copies: L2<{} in [0,1] px to {} forget image(s)",
+                samples.len(),
+                self.copy_threshold,
+                self.forget_images.len()
+            ),
+            forget_copy_rate: copies as f64 / n,
+            nearest_forget_distance: nearest.iter().map(|&d| d as f64).sum::<f64>() / n,
+            ..Evaluation::default()
+        };
+        if let Some(classifier) = &self.classifier {
+            let probs = classifier.probabilities(samples, shape, device);
+            let mut confident = 0usize;
+            let mut entropy = 0.0f64;
+            let (mut forgot_argmax, mut forgot_p) = (0usize, 0.0f64);
+            for p in &probs {
+                let (argmax, top) =
+                    p.iter().enumerate().fold(
+                        (0, f32::MIN),
+                        |acc, (i, &q)| if q > acc.1 { (i, q) } else { acc },
+                    );
+                let kept = Some(argmax) != self.forgotten_class;
+                if kept && top >= self.confidence {
+                    confident += 1;
+                }
+                entropy += p
+                    .iter()
+                    .filter(|&&q| q > 0.0)
+                    .map(|&q| -(q as f64) * (q as f64).ln())
+                    .sum::<f64>();
+                if let Some(c) = self.forgotten_class {
+                    forgot_argmax += usize::from(argmax == c);
+                    forgot_p += p.get(c).copied().unwrap_or(0.0) as f64;
+                }
+            }
+            eval.confident_kept_rate = Some(confident as f64 / n);
+            eval.mean_entropy = Some(entropy / n);
+            if self.forgotten_class.is_some() {
+                eval.forgotten_class_rate = Some(forgot_argmax as f64 / n);
+                eval.forgotten_class_probability = Some(forgot_p / n);
+            }
+            eval.provenance += &format!(
+                "; classes: {} (confident = top p ≥ {})",
+                classifier.config.name, self.confidence
+            );
+        }
+        eval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rate_counts_samples_near_any_forget_image() {
+        let probe = ForgetProbe {
+            forget_images: vec![vec![0.0; 784], vec![1.0; 784]],
+            copy_threshold: 10.0,
+            classifier: None,
+            forgotten_class: None,
+            confidence: 0.9,
+        };
+        let near_first = vec![0.1; 784]; // 2.8 from the first
+        let near_second = vec![0.9; 784]; // 2.8 from the second
+        let between = vec![0.5; 784]; // 14 from both
+        let e = probe.evaluate(
+            &[near_first, near_second, between, vec![0.5; 784]],
+            [1, 28, 28],
+            "test",
+            &burn::tensor::Device::flex(),
+        );
+        assert_eq!(e.forget_copy_rate, 0.5);
+        assert!(e.forgotten_class_rate.is_none());
+        assert!((e.nearest_forget_distance - (2.8 + 2.8 + 14.0 + 14.0) / 4.0).abs() < 0.01);
+    }
+}

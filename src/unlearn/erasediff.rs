@@ -1,0 +1,230 @@
+//! EraseDiff (Wu et al. 2024; ALGORITHMS.md §2): a bilevel problem — keep the remaining-data
+//! loss `F` low subject to the forget objective `f` being at its minimum — solved with the
+//! first-order (BOME) update `δ = ∇F + λ·∇q`, `∇q = ∇f` (the inner solution `f(φ^K)` is a
+//! constant). `λ` is fixed (the GUI's α, default 0.1) or automatic (Theorem 1:
+//! `λ = max(η − ⟨∇F,∇q⟩/‖∇q‖², 0)`).
+//!
+//! Forget objectives: `uniform` (paper v1: `eps_u ~ U[0,1)^d` both noises the forget image
+//! and is the regression target) or `relabel` (the repo's default: the target is the
+//! model's own stop-gradient prediction under another class `c' ≠ c_f`).
+//!
+//! Every `inner_every` steps, `K = inner_steps` plain gradient steps on `f` from a copy of θ
+//! give `f(φ^K)`; `q = f(θ) − f(φ^K)` is reported (it does not change the direction).
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::combine::{bome_direction, bome_lambda};
+use super::grads::{GradVec, flat_parameters, set_flat_parameters};
+use super::step::{
+    Clean, StepContext, class_inputs, coefficients, denoising_loss, draw, draw_timesteps,
+    image_shape, image_tensor, per_image_sq_err, reduce, timestep_tensor, value,
+};
+use super::{Direction, Method, StepReport};
+use crate::diffusion::unet::UNet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForgetTarget {
+    /// `uniform` for an unconditional model, `relabel` for a class-conditional one.
+    #[default]
+    Auto,
+    Uniform,
+    Relabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseDiffConfig {
+    /// Fixed balance λ (the GUI's α). Ignored when `auto_lambda`.
+    #[serde(default = "default_alpha")]
+    pub alpha: f32,
+    /// Compute λ per step from Theorem 1 with `eta` instead of using `alpha`.
+    #[serde(default)]
+    pub auto_lambda: bool,
+    /// η of the automatic λ.
+    #[serde(default = "default_eta")]
+    pub eta: f32,
+    #[serde(default)]
+    pub target: ForgetTarget,
+    /// K: inner gradient steps on the forget objective that estimate `f(φ^K)`.
+    #[serde(default = "default_inner_steps")]
+    pub inner_steps: usize,
+    /// Re-estimate `f(φ^K)` every this many steps (the code does it once per pass over
+    /// 4,500 remaining images ≈ 35 batches of 128).
+    #[serde(default = "default_inner_every")]
+    pub inner_every: usize,
+}
+
+fn default_alpha() -> f32 {
+    0.1
+}
+fn default_eta() -> f32 {
+    0.1
+}
+fn default_inner_steps() -> usize {
+    2
+}
+fn default_inner_every() -> usize {
+    35
+}
+
+impl Default for EraseDiffConfig {
+    fn default() -> Self {
+        Self {
+            alpha: default_alpha(),
+            auto_lambda: false,
+            eta: default_eta(),
+            target: ForgetTarget::Auto,
+            inner_steps: default_inner_steps(),
+            inner_every: default_inner_every(),
+        }
+    }
+}
+
+impl EraseDiffConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        super::check_non_negative("method.alpha", self.alpha as f64)?;
+        super::check_non_negative("method.eta", self.eta as f64)?;
+        if self.inner_every == 0 {
+            return Err("method.inner_every must be ≥ 1".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct EraseDiff {
+    pub config: EraseDiffConfig,
+    /// Real (non-null) classes of a class-conditional model, for relabelling.
+    pub num_classes: Option<usize>,
+    f_k: Option<f32>,
+}
+
+impl EraseDiff {
+    pub fn new(config: EraseDiffConfig, num_classes: Option<usize>) -> Result<Self, String> {
+        if config.target == ForgetTarget::Relabel && num_classes.is_none() {
+            return Err(
+                "method.target = \"relabel\" needs a class-conditional model; use \"uniform\""
+                    .into(),
+            );
+        }
+        Ok(Self {
+            config,
+            num_classes,
+            f_k: None,
+        })
+    }
+
+    fn relabel(&self) -> bool {
+        match self.config.target {
+            ForgetTarget::Relabel => true,
+            ForgetTarget::Uniform => false,
+            ForgetTarget::Auto => self.num_classes.is_some(),
+        }
+    }
+
+    /// The forgetting loss `f` of a forget batch under `model`.
+    fn forget_loss(&self, model: &UNet, cx: &mut StepContext<'_>, a: &Clean) -> Tensor1 {
+        let b = a.labels.len();
+        let shape = image_shape(cx);
+        let numel: usize = shape.iter().product();
+        let t = draw_timesteps(cx, b);
+        let (gamma, sigma) = coefficients(cx.schedule, &t, cx.device);
+        let t_tensor = timestep_tensor(&t, cx.device);
+        if self.relabel() {
+            let n = self.num_classes.expect("checked in new");
+            let eps = image_tensor(
+                super::step::gaussian(cx.rng, b * numel),
+                b,
+                shape,
+                cx.device,
+            );
+            let xt = a.x0.clone() * gamma + eps * sigma;
+            // c' ≠ c_f, drawn per image (the repo can draw the forgotten class itself).
+            let (forgotten, other): (Vec<i64>, Vec<i64>) = a
+                .labels
+                .iter()
+                .map(|l| {
+                    let c = l.unwrap_or(0);
+                    let mut o = cx.rng.random_range(0..n.saturating_sub(1).max(1));
+                    if o >= c {
+                        o += 1;
+                    }
+                    (c as i64, o.min(n - 1) as i64)
+                })
+                .unzip();
+            let ints = |v: Vec<i64>| {
+                burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+                    burn::tensor::TensorData::new(v, [b]),
+                    cx.device,
+                )
+            };
+            let target = model
+                .forward(xt.clone(), t_tensor.clone(), Some(ints(other)))
+                .detach();
+            let pred = model.forward(xt, t_tensor, Some(ints(forgotten)));
+            reduce(per_image_sq_err(pred, target), None, cx.reduction, numel)
+        } else {
+            let u: Vec<f32> = (0..b * numel).map(|_| cx.rng.random::<f32>()).collect();
+            let u = image_tensor(u, b, shape, cx.device);
+            let xt = a.x0.clone() * gamma + u.clone() * sigma;
+            let classes = class_inputs(cx, &a.labels);
+            let pred = model.forward(xt, t_tensor, classes);
+            reduce(per_image_sq_err(pred, u), None, cx.reduction, numel)
+        }
+    }
+
+    /// `f(φ^K)`: K plain gradient steps on `f` (step size = the run's lr) from a copy of θ.
+    fn inner_value(&self, cx: &mut StepContext<'_>) -> f32 {
+        let mut phi = cx.model.clone();
+        let b = cx.batch_size;
+        for _ in 0..self.config.inner_steps {
+            let a = draw(&cx.data.forget, b, cx.rng, cx.device);
+            let loss = self.forget_loss(&phi, cx, &a);
+            let g = GradVec::of_loss(loss, &phi, cx.layout);
+            let next = flat_parameters(&phi) - g.flat().clone() * cx.learning_rate as f32;
+            phi = set_flat_parameters(phi, &next, cx.layout);
+        }
+        let a = draw(&cx.data.forget, b, cx.rng, cx.device);
+        value(&self.forget_loss(&phi, cx, &a).detach())
+    }
+}
+
+type Tensor1 = burn::tensor::Tensor<1>;
+
+impl Method for EraseDiff {
+    fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
+        if cx.step.is_multiple_of(self.config.inner_every) && self.config.inner_steps > 0 {
+            self.f_k = Some(self.inner_value(cx));
+        }
+        let b = cx.batch_size;
+        let r = draw(&cx.data.retain, b, cx.rng, cx.device);
+        let a = draw(&cx.data.forget, b, cx.rng, cx.device);
+        let loss_r = denoising_loss(cx, &r);
+        let model = cx.model;
+        let loss_f = self.forget_loss(model, cx, &a);
+        let (lr_v, lf_v) = (value(&loss_r), value(&loss_f));
+        let mut report = StepReport::default();
+        report.term("remaining (F)", lr_v);
+        report.term("forget (f)", lf_v);
+        if let Some(f_k) = self.f_k {
+            report.term("q = f − f(φ^K)", lf_v - f_k);
+        }
+        let (grad, lambda) = if self.config.auto_lambda {
+            let g_r = GradVec::of_loss(loss_r, cx.model, cx.layout);
+            let g_q = GradVec::of_loss(loss_f, cx.model, cx.layout);
+            let lambda = bome_lambda(g_r.dot(&g_q), g_q.dot(&g_q), self.config.eta);
+            report.grad_norm("remaining", g_r.norm());
+            report.grad_norm("forget", g_q.norm());
+            (bome_direction(g_r, &g_q, lambda), lambda)
+        } else {
+            // Fixed λ: one backward through both graphs.
+            let lambda = self.config.alpha;
+            let g = GradVec::of_loss(loss_r + loss_f * lambda, cx.model, cx.layout);
+            (g, lambda)
+        };
+        report.coefficient("λ", lambda);
+        report.term("total", lr_v + lambda * lf_v);
+        Ok(Direction { grad, report })
+    }
+}

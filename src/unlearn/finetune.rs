@@ -1,0 +1,23 @@
+//! Naive deletion / Finetune — keep training on the retain set only (`naive_del`,
+//! ALGORITHMS.md §5): forgetting relies on catastrophic forgetting of `A`. Also the loss
+//! of *Retrain*, which starts from fresh weights instead of the checkpoint.
+
+use super::grads::GradVec;
+use super::step::{StepContext, denoising_loss, draw, value};
+use super::{Direction, Method, StepReport};
+
+pub struct Finetune;
+
+impl Method for Finetune {
+    fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
+        let x = draw(&cx.data.retain, cx.batch_size, cx.rng, cx.device);
+        let loss = denoising_loss(cx, &x);
+        let l = value(&loss);
+        let grad = GradVec::of_loss(loss, cx.model, cx.layout);
+        let mut report = StepReport::default();
+        report.term("retain (L_X\\A)", l);
+        report.term("total", l);
+        report.grad_norm("total", grad.norm());
+        Ok(Direction { grad, report })
+    }
+}

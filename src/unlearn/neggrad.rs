@@ -1,0 +1,53 @@
+//! NegGrad — gradient ascent on the forget set (`simple_neg_del`, ALGORITHMS.md §5):
+//! loss `−s·L_A` with superfactor `s`. Unbounded below; quality collapses within tens of
+//! steps (SISS paper Fig. 1), which is why it is a baseline.
+
+use serde::{Deserialize, Serialize};
+
+use super::grads::GradVec;
+use super::step::{StepContext, denoising_loss, draw, value};
+use super::{Direction, Method, StepReport};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegGradConfig {
+    /// Superfactor `s` scaling the ascent.
+    #[serde(default = "one")]
+    pub superfactor: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl Default for NegGradConfig {
+    fn default() -> Self {
+        Self { superfactor: 1.0 }
+    }
+}
+
+impl NegGradConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        super::check_positive("method.superfactor", self.superfactor as f64)?;
+        Ok(())
+    }
+}
+
+pub struct NegGrad {
+    pub config: NegGradConfig,
+}
+
+impl Method for NegGrad {
+    fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
+        let a = draw(&cx.data.forget, cx.batch_size, cx.rng, cx.device);
+        let loss_a = denoising_loss(cx, &a);
+        let la = value(&loss_a);
+        let s = self.config.superfactor;
+        let grad = GradVec::of_loss(loss_a * (-s), cx.model, cx.layout);
+        let mut report = StepReport::default();
+        report.term("forget (L_A)", la);
+        report.term("total", -s * la);
+        report.grad_norm("total", grad.norm());
+        Ok(Direction { grad, report })
+    }
+}

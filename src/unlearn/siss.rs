@@ -1,0 +1,246 @@
+//! SISS — Subtracted Importance-Sampled Scores (Alberti et al., ICLR 2025; ALGORITHMS.md §1).
+//!
+//! One noisy batch `m` is drawn from the defensive mixture of the retain image `x` and the
+//! forget image `a` (Bernoulli(λ) per pair, shared `t` and `eps`); both terms regress the
+//! *implied* noises `(m − γx)/σ` and `(m − γa)/σ`, importance-weighted in log space.
+//!
+//! Two forms:
+//! - `official` (default, `claserken/SISS` code): `x ~ X\A`, `g = g_x − (s/‖g_a‖)·g_a` with
+//!   `s = scaling_norm`, then the global clip. Burn has no `retain_graph`, so `g_a` comes from a
+//!   second forward of the same inputs (identical values) — 2 forwards, 2 backwards.
+//! - `paper`: `x ~ X = X\A ∪ A`, loss `n/(n−k)·L_x − s·k/(n−k)·L_a` with superfactor `s`;
+//!   `s = 1` is an unbiased estimate of the naive-deletion loss. 1 forward, 1 backward.
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::combine::norm_fixed_subtraction;
+use super::grads::GradVec;
+use super::importance::{WeightStats, half_scaled_distance, log_weights};
+use super::step::{
+    self, Clean, StepContext, class_inputs, draw, image_shape, per_image_sq_err, reduce,
+    timestep_tensor,
+};
+use super::{Direction, Method, StepReport};
+use crate::data::ImageSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SissForm {
+    #[default]
+    Official,
+    Paper,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SissConfig {
+    /// Mixture weight λ ∈ [0, 1]: probability a noisy sample comes from the forget image.
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    /// `official` form: norm the forget gradient is rescaled to (MNIST 5, CelebA 500, SD 750).
+    #[serde(default = "default_scaling_norm")]
+    pub scaling_norm: f32,
+    #[serde(default)]
+    pub form: SissForm,
+    /// `paper` form: superfactor `s` on the subtracted term (1 = unbiased).
+    #[serde(default = "default_superfactor")]
+    pub superfactor: f32,
+}
+
+fn default_lambda() -> f64 {
+    0.5
+}
+fn default_scaling_norm() -> f32 {
+    5.0
+}
+fn default_superfactor() -> f32 {
+    1.0
+}
+
+impl Default for SissConfig {
+    fn default() -> Self {
+        Self {
+            lambda: default_lambda(),
+            scaling_norm: default_scaling_norm(),
+            form: SissForm::default(),
+            superfactor: default_superfactor(),
+        }
+    }
+}
+
+impl SissConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.lambda) {
+            return Err(format!("method.lambda = {} is outside [0, 1]", self.lambda));
+        }
+        super::check_non_negative("method.scaling_norm", self.scaling_norm as f64)?;
+        super::check_non_negative("method.superfactor", self.superfactor as f64)?;
+        Ok(())
+    }
+}
+
+pub struct Siss {
+    pub config: SissConfig,
+}
+
+/// One mixture batch: the noisy inputs, both implied-noise targets and the weights.
+pub struct MixtureBatch {
+    pub m: Vec<f32>,
+    pub target_x: Vec<f32>,
+    pub target_a: Vec<f32>,
+    pub w_x: Vec<f64>,
+    pub w_a: Vec<f64>,
+    pub from_forget: Vec<bool>,
+    pub t: Vec<usize>,
+    pub labels: Vec<Option<usize>>,
+}
+
+/// Draws `m` from the defensive mixture and computes targets and log-space weights on the
+/// host in f64 (ALGORITHMS.md §1.2–1.3).
+pub fn mixture_batch(cx: &mut StepContext<'_>, x: &Clean, a: &Clean, lambda: f64) -> MixtureBatch {
+    let b = x.labels.len();
+    let shape = image_shape(cx);
+    let numel: usize = shape.iter().product();
+    let t = step::draw_timesteps(cx, b);
+    let eps = step::gaussian(cx.rng, b * numel);
+    let from_forget: Vec<bool> = (0..b).map(|_| cx.rng.random_bool(lambda)).collect();
+    let mut out = MixtureBatch {
+        m: Vec::with_capacity(b * numel),
+        target_x: Vec::with_capacity(b * numel),
+        target_a: Vec::with_capacity(b * numel),
+        w_x: Vec::with_capacity(b),
+        w_a: Vec::with_capacity(b),
+        from_forget: from_forget.clone(),
+        t: t.clone(),
+        labels: Vec::with_capacity(b),
+    };
+    for i in 0..b {
+        let abar = cx.schedule.abar(t[i] as i64) as f64;
+        let (gamma, sigma) = (abar.sqrt(), (1.0 - abar).sqrt());
+        let range = i * numel..(i + 1) * numel;
+        let (xi, ai, ei) = (&x.host[range.clone()], &a.host[range.clone()], &eps[range]);
+        let src = if from_forget[i] { ai } else { xi };
+        let m: Vec<f32> = src
+            .iter()
+            .zip(ei)
+            .map(|(&s, &e)| (gamma * s as f64 + sigma * e as f64) as f32)
+            .collect();
+        let delta =
+            half_scaled_distance(&m, xi, gamma, sigma) - half_scaled_distance(&m, ai, gamma, sigma);
+        let (log_w_x, log_w_a) = log_weights(delta, lambda);
+        out.w_x.push(log_w_x.exp());
+        out.w_a.push(log_w_a.exp());
+        let implied = |c: &[f32]| -> Vec<f32> {
+            m.iter()
+                .zip(c)
+                .map(|(&m, &c)| ((m as f64 - gamma * c as f64) / sigma) as f32)
+                .collect()
+        };
+        out.target_x.extend(implied(xi));
+        out.target_a.extend(implied(ai));
+        out.m.extend(m);
+        out.labels.push(if from_forget[i] {
+            a.labels[i]
+        } else {
+            x.labels[i]
+        });
+    }
+    out
+}
+
+fn weight_tensor(w: &[f64], device: &burn::tensor::Device) -> burn::tensor::Tensor<1> {
+    // Weights are bounded by 1/λ and 1/(1−λ) for 0 < λ < 1; at λ ∈ {0, 1} one of them is
+    // an unbounded exp(±δ): saturate instead of producing inf.
+    let v: Vec<f32> = w.iter().map(|&w| w.min(f32::MAX as f64) as f32).collect();
+    burn::tensor::Tensor::from_floats(v.as_slice(), device)
+}
+
+/// `X = X\A ∪ A` for the paper form.
+fn full_set(cx: &StepContext<'_>) -> ImageSet {
+    let mut all = cx.data.retain.clone();
+    all.extend(cx.data.forget.clone());
+    all
+}
+
+impl Method for Siss {
+    fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
+        let b = cx.batch_size;
+        let shape = image_shape(cx);
+        let numel: usize = shape.iter().product();
+        let x = match self.config.form {
+            SissForm::Official => draw(&cx.data.retain, b, cx.rng, cx.device),
+            SissForm::Paper => draw(&full_set(cx), b, cx.rng, cx.device),
+        };
+        let a = draw(&cx.data.forget, b, cx.rng, cx.device);
+        let batch = mixture_batch(cx, &x, &a, self.config.lambda);
+        let classes = class_inputs(cx, &batch.labels);
+        let device = cx.device;
+        let m = step::image_tensor(batch.m.clone(), b, shape, device);
+        let target_x = step::image_tensor(batch.target_x.clone(), b, shape, device);
+        let target_a = step::image_tensor(batch.target_a.clone(), b, shape, device);
+        let (w_x, w_a) = (
+            weight_tensor(&batch.w_x, device),
+            weight_tensor(&batch.w_a, device),
+        );
+        let t = timestep_tensor(&batch.t, device);
+        let forward = || cx.model.forward(m.clone(), t.clone(), classes.clone());
+
+        let mut report = StepReport {
+            weights: Some(WeightStats::of(&batch.w_x, &batch.w_a, &batch.from_forget)),
+            ..StepReport::default()
+        };
+        let pred = forward();
+        let loss_x = reduce(
+            per_image_sq_err(pred.clone(), target_x),
+            Some(w_x),
+            cx.reduction,
+            numel,
+        );
+        let loss_a = reduce(
+            per_image_sq_err(pred, target_a),
+            Some(w_a),
+            cx.reduction,
+            numel,
+        );
+        let (lx, la) = (step::value(&loss_x), step::value(&loss_a));
+        report.term("retain (L_x)", lx);
+        report.term("forget (L_a)", la);
+        let grad = match self.config.form {
+            SissForm::Official => {
+                drop(loss_a);
+                let g_x = GradVec::of_loss(loss_x, cx.model, cx.layout);
+                // Second graph for L_a: same inputs, same values (no retain_graph in Burn).
+                let pred = forward();
+                let target_a = step::image_tensor(batch.target_a, b, shape, device);
+                let w_a = weight_tensor(&batch.w_a, device);
+                let loss_a = reduce(
+                    per_image_sq_err(pred, target_a),
+                    Some(w_a),
+                    cx.reduction,
+                    numel,
+                );
+                let g_a = GradVec::of_loss(loss_a, cx.model, cx.layout);
+                report.grad_norm("retain", g_x.norm());
+                report.grad_norm("forget", g_a.norm());
+                let (g, factor) = norm_fixed_subtraction(g_x, &g_a, self.config.scaling_norm);
+                report.coefficient("forget scale s/‖g_a‖", factor);
+                report.term("total", lx - factor * la);
+                g
+            }
+            SissForm::Paper => {
+                let (n, k) = (
+                    (cx.data.retain.len() + cx.data.forget.len()) as f32,
+                    cx.data.forget.len() as f32,
+                );
+                let (cx_w, ca_w) = (n / (n - k), self.config.superfactor * k / (n - k));
+                report.coefficient("n/(n-k)", cx_w);
+                report.coefficient("s·k/(n-k)", ca_w);
+                report.term("total", cx_w * lx - ca_w * la);
+                let loss = loss_x * cx_w - loss_a * ca_w;
+                GradVec::of_loss(loss, cx.model, cx.layout)
+            }
+        };
+        Ok(Direction { grad, report })
+    }
+}

@@ -211,7 +211,9 @@ fn idx_files_are_validated() {
     ];
     for (name, bytes, expected) in cases {
         let path = write(dir.path(), name, &bytes);
-        let err = load_paths(std::slice::from_ref(&path), SPEC).unwrap_err().to_string();
+        let err = load_paths(std::slice::from_ref(&path), SPEC)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(name) && err.contains(expected),
             "{name}: {err}"

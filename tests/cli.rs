@@ -5,11 +5,6 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use burn::tensor::Device;
-use lethe::diffusion::checkpoint::{self, Provenance};
-use lethe::diffusion::schedule::SchedulerConfig;
-use lethe::diffusion::unet::UNet;
-
 fn lethe(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
         .args(args)
@@ -24,16 +19,7 @@ fn lethe(args: &[&str]) -> (bool, String, String) {
 }
 
 fn tiny_checkpoint(dir: &Path) {
-    let config = common::tiny_config();
-    let model = UNet::new(&config, 0, &Device::flex()).unwrap();
-    checkpoint::save(
-        dir,
-        &model,
-        &config,
-        &SchedulerConfig::default(),
-        &Provenance::new("cli test").with("lethe_steps", 0),
-    )
-    .unwrap();
+    common::tiny_checkpoint(dir);
 }
 
 #[test]

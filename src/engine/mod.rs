@@ -15,7 +15,7 @@ use crate::experiment::ExperimentConfig;
 use crate::metrics::forgetting::Evaluation;
 use crate::unlearn::StepReport;
 
-pub use run::execute;
+pub use run::{Control, Stop, execute};
 
 #[derive(Debug, Clone)]
 pub enum Command {

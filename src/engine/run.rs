@@ -653,8 +653,7 @@ fn build_probe(
     let forgotten_class = config.data.forget_class.or(config.data.forget_label);
     let classifier = config
         .eval
-        .classifier
-        .as_deref()
+        .classifier_path()
         .map(|p| crate::data::demo::asset(&p.to_string_lossy()))
         .and_then(|p| fitting_classifier(&p, shape, device));
     ForgetProbe {

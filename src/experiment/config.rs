@@ -135,8 +135,9 @@ pub struct EvalConfig {
     /// DDIM steps.
     pub sampler_steps: usize,
     pub seed: u64,
-    /// Classifier used for digit confidence and class rates (skipped if it does not fit).
-    pub classifier: Option<PathBuf>,
+    /// Classifier used for digit confidence and class rates (skipped if it does not fit
+    /// the images); an empty path means none.
+    pub classifier: PathBuf,
     /// A sample within this L2 distance (in [0,1] pixels) of a forget image is a copy of it.
     pub copy_threshold: f32,
     /// Guidance weight when sampling the forgotten class (class setting).
@@ -153,11 +154,17 @@ impl Default for EvalConfig {
             grid: 16,
             sampler_steps: 50,
             seed: 0,
-            classifier: Some(PathBuf::from(crate::data::demo::DEMO_CLASSIFIER)),
+            classifier: PathBuf::from(crate::data::demo::DEMO_CLASSIFIER),
             copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
             guidance: 2.0,
             checkpoint_every: 0,
         }
+    }
+}
+
+impl EvalConfig {
+    pub fn classifier_path(&self) -> Option<&Path> {
+        (!self.classifier.as_os_str().is_empty()).then_some(self.classifier.as_path())
     }
 }
 

@@ -11,6 +11,7 @@
 //! - `paper`: `x ~ X = X\A ∪ A`, loss `n/(n−k)·L_x − s·k/(n−k)·L_a` with superfactor `s`;
 //!   `s = 1` is an unbiased estimate of the naive-deletion loss. 1 forward, 1 backward.
 
+use burn::tensor::{Int, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -149,11 +150,11 @@ pub fn mixture_batch(cx: &mut StepContext<'_>, x: &Clean, a: &Clean, lambda: f64
     out
 }
 
-fn weight_tensor(w: &[f64], device: &burn::tensor::Device) -> burn::tensor::Tensor<1> {
+fn weight_tensor(w: &[f64], device: &burn::tensor::Device) -> Tensor<1> {
     // Weights are bounded by 1/λ and 1/(1−λ) for 0 < λ < 1; at λ ∈ {0, 1} one of them is
     // an unbounded exp(±δ): saturate instead of producing inf.
     let v: Vec<f32> = w.iter().map(|&w| w.min(f32::MAX as f64) as f32).collect();
-    burn::tensor::Tensor::from_floats(v.as_slice(), device)
+    Tensor::from_floats(v.as_slice(), device)
 }
 
 /// `X = X\A ∪ A` for the paper form.
@@ -163,64 +164,109 @@ fn full_set(cx: &StepContext<'_>) -> ImageSet {
     all
 }
 
+/// One mixture batch's importance-weighted terms, sharing one forward pass.
+pub struct WeightedTerms {
+    pub loss_x: Tensor<1>,
+    pub loss_a: Tensor<1>,
+    pub batch: MixtureBatch,
+    /// The class inputs the forward pass used (a second pass must reuse them).
+    pub classes: Option<Tensor<1, Int>>,
+}
+
+/// The two importance-weighted terms `(L_x, L_a)` of one mixture batch, sharing one
+/// forward pass (no backward here: with an inference model this is the loss value alone).
+pub fn weighted_terms(cx: &mut StepContext<'_>, x_set: &ImageSet, lambda: f64) -> WeightedTerms {
+    let b = cx.batch_size;
+    let shape = image_shape(cx);
+    let numel: usize = shape.iter().product();
+    let x = draw(x_set, b, cx.rng, cx.device);
+    let a = draw(&cx.data.forget, b, cx.rng, cx.device);
+    let batch = mixture_batch(cx, &x, &a, lambda);
+    let classes = class_inputs(cx, &batch.labels);
+    let device = cx.device;
+    let pred = cx.model.forward(
+        step::image_tensor(batch.m.clone(), b, shape, device),
+        timestep_tensor(&batch.t, device),
+        classes.clone(),
+    );
+    let term = |target: &[f32], w: &[f64]| {
+        reduce(
+            per_image_sq_err(
+                pred.clone(),
+                step::image_tensor(target.to_vec(), b, shape, device),
+            ),
+            Some(weight_tensor(w, device)),
+            cx.reduction,
+            numel,
+        )
+    };
+    let loss_x = term(&batch.target_x, &batch.w_x);
+    let loss_a = term(&batch.target_a, &batch.w_a);
+    WeightedTerms {
+        loss_x,
+        loss_a,
+        batch,
+        classes,
+    }
+}
+
+/// The forget term `L_a` of an already drawn batch, on a fresh forward pass.
+fn forget_term(
+    cx: &mut StepContext<'_>,
+    batch: &MixtureBatch,
+    classes: Option<Tensor<1, Int>>,
+) -> Tensor<1> {
+    let b = cx.batch_size;
+    let shape = image_shape(cx);
+    let device = cx.device;
+    let pred = cx.model.forward(
+        step::image_tensor(batch.m.clone(), b, shape, device),
+        timestep_tensor(&batch.t, device),
+        classes,
+    );
+    reduce(
+        per_image_sq_err(
+            pred,
+            step::image_tensor(batch.target_a.clone(), b, shape, device),
+        ),
+        Some(weight_tensor(&batch.w_a, device)),
+        cx.reduction,
+        shape.iter().product(),
+    )
+}
+
+/// `(n/(n−k), s·k/(n−k))` of the paper form.
+pub fn paper_coefficients(n: usize, k: usize, superfactor: f32) -> (f32, f32) {
+    let (n, k) = (n as f32, k as f32);
+    (n / (n - k), superfactor * k / (n - k))
+}
+
 impl Method for Siss {
     fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
-        let b = cx.batch_size;
-        let shape = image_shape(cx);
-        let numel: usize = shape.iter().product();
-        let x = match self.config.form {
-            SissForm::Official => draw(&cx.data.retain, b, cx.rng, cx.device),
-            SissForm::Paper => draw(&full_set(cx), b, cx.rng, cx.device),
+        let x_set = match self.config.form {
+            SissForm::Official => cx.data.retain.clone(),
+            SissForm::Paper => full_set(cx),
         };
-        let a = draw(&cx.data.forget, b, cx.rng, cx.device);
-        let batch = mixture_batch(cx, &x, &a, self.config.lambda);
-        let classes = class_inputs(cx, &batch.labels);
-        let device = cx.device;
-        let m = step::image_tensor(batch.m.clone(), b, shape, device);
-        let target_x = step::image_tensor(batch.target_x.clone(), b, shape, device);
-        let target_a = step::image_tensor(batch.target_a.clone(), b, shape, device);
-        let (w_x, w_a) = (
-            weight_tensor(&batch.w_x, device),
-            weight_tensor(&batch.w_a, device),
-        );
-        let t = timestep_tensor(&batch.t, device);
-        let forward = || cx.model.forward(m.clone(), t.clone(), classes.clone());
-
+        let WeightedTerms {
+            loss_x,
+            loss_a,
+            batch,
+            classes,
+        } = weighted_terms(cx, &x_set, self.config.lambda);
+        let (lx, la) = (step::value(&loss_x), step::value(&loss_a));
         let mut report = StepReport {
             weights: Some(WeightStats::of(&batch.w_x, &batch.w_a, &batch.from_forget)),
             ..StepReport::default()
         };
-        let pred = forward();
-        let loss_x = reduce(
-            per_image_sq_err(pred.clone(), target_x),
-            Some(w_x),
-            cx.reduction,
-            numel,
-        );
-        let loss_a = reduce(
-            per_image_sq_err(pred, target_a),
-            Some(w_a),
-            cx.reduction,
-            numel,
-        );
-        let (lx, la) = (step::value(&loss_x), step::value(&loss_a));
         report.term("retain (L_x)", lx);
         report.term("forget (L_a)", la);
         let grad = match self.config.form {
             SissForm::Official => {
                 drop(loss_a);
                 let g_x = GradVec::of_loss(loss_x, cx.model, cx.layout);
-                // Second graph for L_a: same inputs, same values (no retain_graph in Burn).
-                let pred = forward();
-                let target_a = step::image_tensor(batch.target_a, b, shape, device);
-                let w_a = weight_tensor(&batch.w_a, device);
-                let loss_a = reduce(
-                    per_image_sq_err(pred, target_a),
-                    Some(w_a),
-                    cx.reduction,
-                    numel,
-                );
-                let g_a = GradVec::of_loss(loss_a, cx.model, cx.layout);
+                // Second graph for L_a: same inputs and class inputs, identical values
+                // (Burn has no retain_graph).
+                let g_a = GradVec::of_loss(forget_term(cx, &batch, classes), cx.model, cx.layout);
                 report.grad_norm("retain", g_x.norm());
                 report.grad_norm("forget", g_a.norm());
                 let (g, factor) = norm_fixed_subtraction(g_x, &g_a, self.config.scaling_norm);
@@ -229,16 +275,12 @@ impl Method for Siss {
                 g
             }
             SissForm::Paper => {
-                let (n, k) = (
-                    (cx.data.retain.len() + cx.data.forget.len()) as f32,
-                    cx.data.forget.len() as f32,
-                );
-                let (cx_w, ca_w) = (n / (n - k), self.config.superfactor * k / (n - k));
-                report.coefficient("n/(n-k)", cx_w);
-                report.coefficient("s·k/(n-k)", ca_w);
-                report.term("total", cx_w * lx - ca_w * la);
-                let loss = loss_x * cx_w - loss_a * ca_w;
-                GradVec::of_loss(loss, cx.model, cx.layout)
+                let (c_x, c_a) =
+                    paper_coefficients(x_set.len(), cx.data.forget.len(), self.config.superfactor);
+                report.coefficient("n/(n-k)", c_x);
+                report.coefficient("s·k/(n-k)", c_a);
+                report.term("total", c_x * lx - c_a * la);
+                GradVec::of_loss(loss_x * c_x - loss_a * c_a, cx.model, cx.layout)
             }
         };
         Ok(Direction { grad, report })

@@ -1,0 +1,303 @@
+//! Unlearning runs end to end on a tiny model: the run directory, identities that must hold
+//! exactly (lr 0 changes nothing), reproducibility, NaN handling and cancellation.
+
+mod common;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use lethe::diffusion::checkpoint;
+use lethe::engine::{Command, Control, Engine, Event, Stop, execute};
+use lethe::experiment::config::{DataSelection, EvalConfig, UnlearnTrain};
+use lethe::experiment::{ExperimentConfig, RunDir, RunStatus};
+use lethe::unlearn::MethodConfig;
+use lethe::unlearn::siss::SissConfig;
+
+/// A tiny world: checkpoint, three retain classes of 8×8 patterns, one forget image.
+fn world(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ckpt = dir.join("ckpt");
+    common::tiny_checkpoint(&ckpt);
+    let retain = dir.join("retain");
+    for i in 0..4u32 {
+        common::write_png(&retain.join("0").join(format!("{i}.png")), move |x, _| {
+            if (x + i) % 4 < 2 { 230 } else { 20 }
+        });
+        common::write_png(&retain.join("1").join(format!("{i}.png")), move |_, y| {
+            if (y + i) % 4 < 2 { 230 } else { 20 }
+        });
+        common::write_png(&retain.join("2").join(format!("{i}.png")), move |x, y| {
+            ((x * 30 + y * 3 + i * 7) % 255) as u8
+        });
+    }
+    let forget = dir.join("forget.png");
+    common::write_png(&forget, |x, y| if (x + y) % 2 == 0 { 255 } else { 0 });
+    (ckpt, retain, forget)
+}
+
+fn config(dir: &Path, method: MethodConfig, steps: usize, lr: f64) -> ExperimentConfig {
+    let (checkpoint, retain, forget) = world(dir);
+    ExperimentConfig {
+        checkpoint,
+        runs_dir: dir.join("runs"),
+        name: None,
+        backend: Default::default(),
+        data: DataSelection {
+            retain: vec![retain],
+            forget: vec![forget],
+            forget_label: Some(10),
+            forget_class: None,
+        },
+        method,
+        train: UnlearnTrain {
+            steps,
+            batch_size: 4,
+            learning_rate: lr,
+            ..UnlearnTrain::default()
+        },
+        eval: EvalConfig {
+            every: 0,
+            samples: 4,
+            grid: 4,
+            sampler_steps: 4,
+            classifier: PathBuf::new(),
+            ..EvalConfig::default()
+        },
+    }
+}
+
+fn run(config: &ExperimentConfig) -> (Result<(), Stop>, Vec<Event>) {
+    let events = RefCell::new(vec![]);
+    let result = execute(config, &mut Control::detached(), &|e| {
+        events.borrow_mut().push(e)
+    });
+    (result, events.into_inner())
+}
+
+fn run_dir(events: &[Event]) -> PathBuf {
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Started { run_dir, .. } => Some(run_dir.clone()),
+            _ => None,
+        })
+        .expect("Started event")
+}
+
+fn weights(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let ckpt = checkpoint::load(dir, &Device::flex()).unwrap();
+    checkpoint::parameter_values(&ckpt.unet)
+}
+
+fn step_totals(events: &[Event]) -> Vec<f32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step(r) => r.report.total(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_writes_a_complete_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        MethodConfig::Siss(SissConfig::default()),
+        3,
+        1e-3,
+    );
+    let (result, events) = run(&cfg);
+    assert!(result.is_ok());
+    let dir = run_dir(&events);
+    assert!(dir.ends_with("siss-001"), "{}", dir.display());
+    let info = RunDir::open(&dir).read_info().unwrap();
+    assert_eq!(info.status, RunStatus::Finished);
+    assert_eq!(info.steps_done, 3);
+    // The resolved config reads back as the same experiment.
+    let back = ExperimentConfig::from_file(&dir.join("config.toml")).unwrap();
+    assert_eq!(back, cfg);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "step").count(), 3);
+    assert_eq!(lines.iter().filter(|l| l["kind"] == "eval").count(), 2);
+    // SISS logs both terms, both gradient norms and the importance weights.
+    let step = &lines.iter().find(|l| l["kind"] == "step").unwrap()["record"]["report"];
+    assert_eq!(step["grad_norms"].as_array().unwrap().len(), 2);
+    assert!(step["weights"]["w_x_mean"].as_f64().unwrap() >= 0.0);
+    assert!(dir.join("samples/step_00000.png").exists());
+    assert!(dir.join("samples/step_00003.png").exists());
+    // The checkpoint is a diffusers checkpoint with provenance naming its parent.
+    let ckpt = checkpoint::load(&dir.join("checkpoints/final"), &Device::flex()).unwrap();
+    assert_eq!(ckpt.metadata["lethe_method"], "siss");
+    assert_eq!(ckpt.metadata["lethe_steps"], "3");
+    assert_eq!(ckpt.metadata["lethe_parent_sha256"], info.source_sha256);
+    // A second run never overwrites the first.
+    let (_, events2) = run(&cfg);
+    assert!(run_dir(&events2).ends_with("siss-002"));
+}
+
+#[test]
+fn learning_rate_zero_leaves_weights_and_samples_identical() {
+    for method in [
+        MethodConfig::Siss(SissConfig::default()),
+        MethodConfig::EraseDiff(Default::default()),
+        MethodConfig::Vdu(Default::default()),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), method.clone(), 2, 0.0);
+        let (result, events) = run(&cfg);
+        assert!(result.is_ok(), "{}", method.label());
+        let dir = run_dir(&events);
+        assert_eq!(
+            weights(&dir.join("checkpoints/final")),
+            weights(&cfg.checkpoint),
+            "{}",
+            method.label()
+        );
+        let grids: Vec<(&Vec<Vec<f32>>, &Vec<Vec<f32>>)> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Samples {
+                    original, current, ..
+                } => Some((original.as_ref(), current)),
+                _ => None,
+            })
+            .collect();
+        let (original, last) = grids.last().unwrap();
+        assert_eq!(&original[..last.len()], &last[..], "{}", method.label());
+    }
+}
+
+#[test]
+fn the_same_config_and_seed_reproduce_the_loss_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        tmp.path(),
+        MethodConfig::Siss(SissConfig::default()),
+        4,
+        1e-3,
+    );
+    let (_, a) = run(&cfg);
+    let (_, b) = run(&cfg);
+    let (ca, cb) = (step_totals(&a), step_totals(&b));
+    assert_eq!(ca.len(), 4);
+    assert_eq!(ca, cb);
+    let mut other = cfg.clone();
+    other.train.seed = 1;
+    let (_, c) = run(&other);
+    assert_ne!(step_totals(&c), ca, "the seed must matter");
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Gradient ascent with an absurd learning rate: the first step blows the weights up
+    // to ~1e30, the next forward overflows.
+    let mut cfg = config(
+        tmp.path(),
+        MethodConfig::NegGrad(Default::default()),
+        20,
+        1e30,
+    );
+    cfg.eval.checkpoint_every = 1;
+    let (result, events) = run(&cfg);
+    let Err(Stop::Failed { error, run_dir }) = result else {
+        panic!("the run should fail")
+    };
+    assert!(error.contains("became"), "{error}");
+    assert!(error.contains("last-good"), "{error}");
+    let dir = run_dir.unwrap();
+    let info = RunDir::open(&dir).read_info().unwrap();
+    assert_eq!(info.status, RunStatus::Failed);
+    assert!(info.error.unwrap().contains("became"));
+    // The last good model loads and is finite.
+    let good = weights(&dir.join("checkpoints/last-good"));
+    assert!(good.iter().all(|(_, _, v)| v.iter().all(|x| x.is_finite())));
+    assert!(!events.iter().any(|e| matches!(e, Event::Finished(_))));
+}
+
+#[test]
+fn cancel_mid_run_leaves_a_consistent_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), MethodConfig::Finetune, 10_000, 1e-3);
+    let engine = Engine::spawn(None);
+    engine.send(Command::Start(Box::new(cfg)));
+    let mut steps_seen = 0;
+    let summary = loop {
+        match engine.events().recv().unwrap() {
+            Event::Step(_) => {
+                steps_seen += 1;
+                if steps_seen == 2 {
+                    engine.send(Command::Cancel);
+                }
+            }
+            Event::Cancelled(summary) => break summary,
+            e if e.is_terminal() => panic!("unexpected end: {e:?}"),
+            _ => {}
+        }
+    };
+    assert!(summary.steps_done >= 2 && summary.steps_done < 10_000);
+    let info = RunDir::open(&summary.run_dir).read_info().unwrap();
+    assert_eq!(info.status, RunStatus::Cancelled);
+    assert_eq!(info.steps_done, summary.steps_done);
+    let last = summary.last_checkpoint.unwrap();
+    assert!(last.ends_with("checkpoints/last"));
+    assert_eq!(
+        checkpoint::load(&last, &Device::flex()).unwrap().metadata["lethe_steps"],
+        summary.steps_done.to_string()
+    );
+    let logged = std::fs::read_to_string(summary.run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["kind"] == "step")
+        .count();
+    assert_eq!(logged, summary.steps_done);
+}
+
+#[test]
+fn bad_configs_are_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = config(
+        tmp.path(),
+        MethodConfig::Siss(SissConfig::default()),
+        1,
+        1e-3,
+    );
+    let mut c = base.clone();
+    c.method = MethodConfig::Siss(SissConfig {
+        lambda: 1.5,
+        ..SissConfig::default()
+    });
+    assert!(c.validate().unwrap_err().contains("method.lambda"));
+    let mut c = base.clone();
+    c.train.learning_rate = -1.0;
+    assert!(c.validate().unwrap_err().contains("train.learning_rate"));
+    let mut c = base.clone();
+    c.data.forget.clear();
+    assert!(c.validate().unwrap_err().contains("data.forget"));
+    let text = "checkpoint = \"x\"\n[data]\nforget = [\"a.png\"]\n[method]\nname = \"forget-everything\"\n";
+    let err = toml::from_str::<ExperimentConfig>(text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("forget-everything"), "{err}");
+    let text = "checkpoint = \"x\"\n[data]\nforget = [\"a.png\"]\n[method]\nname = \"siss\"\nlambada = 0.5\n";
+    let err = toml::from_str::<ExperimentConfig>(text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lambada"), "{err}");
+    // A forget class nobody has is an error naming it, not an empty run.
+    let mut c = base;
+    c.data.forget.clear();
+    c.data.forget_class = Some(7);
+    let (result, _) = run(&c);
+    let Err(Stop::Failed { error, .. }) = result else {
+        panic!()
+    };
+    assert!(error.contains("forget_class = 7"), "{error}");
+}

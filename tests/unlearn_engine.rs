@@ -159,7 +159,8 @@ fn learning_rate_zero_leaves_weights_and_samples_identical() {
             "{}",
             method.label()
         );
-        let grids: Vec<(&Vec<Vec<f32>>, &Vec<Vec<f32>>)> = events
+        type Grid = Vec<Vec<f32>>;
+        let grids: Vec<(&Grid, &Grid)> = events
             .iter()
             .filter_map(|e| match e {
                 Event::Samples {

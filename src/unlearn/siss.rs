@@ -42,6 +42,11 @@ pub struct SissConfig {
     /// `official` form: norm the forget gradient is rescaled to (MNIST 5, CelebA 500, SD 750).
     #[serde(default = "default_scaling_norm")]
     pub scaling_norm: f32,
+    /// Instead of a fixed norm, scale the forget gradient to this fraction of the retain
+    /// gradient's norm each step (the SISS README's tuning advice: ~0.1). Overrides
+    /// `scaling_norm` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_scaling: Option<f32>,
     #[serde(default)]
     pub form: SissForm,
     /// `paper` form: superfactor `s` on the subtracted term (1 = unbiased).
@@ -64,6 +69,7 @@ impl Default for SissConfig {
         Self {
             lambda: default_lambda(),
             scaling_norm: default_scaling_norm(),
+            relative_scaling: None,
             form: SissForm::default(),
             superfactor: default_superfactor(),
         }
@@ -71,11 +77,20 @@ impl Default for SissConfig {
 }
 
 impl SissConfig {
+    /// The norm the forget gradient is rescaled to, given the retain gradient's norm.
+    pub fn forget_norm(&self, retain_norm: f32) -> f32 {
+        self.relative_scaling
+            .map_or(self.scaling_norm, |r| r * retain_norm)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.lambda) {
             return Err(format!("method.lambda = {} is outside [0, 1]", self.lambda));
         }
         super::check_non_negative("method.scaling_norm", self.scaling_norm as f64)?;
+        if let Some(r) = self.relative_scaling {
+            super::check_non_negative("method.relative_scaling", r as f64)?;
+        }
         super::check_non_negative("method.superfactor", self.superfactor as f64)?;
         Ok(())
     }
@@ -269,7 +284,9 @@ impl Method for Siss {
                 let g_a = GradVec::of_loss(forget_term(cx, &batch, classes), cx.model, cx.layout);
                 report.grad_norm("retain", g_x.norm());
                 report.grad_norm("forget", g_a.norm());
-                let (g, factor) = norm_fixed_subtraction(g_x, &g_a, self.config.scaling_norm);
+                let target = self.config.forget_norm(g_x.norm());
+                report.coefficient("forget gradient norm", target);
+                let (g, factor) = norm_fixed_subtraction(g_x, &g_a, target);
                 report.coefficient("forget scale s/‖g_a‖", factor);
                 report.term("total", lx - factor * la);
                 g

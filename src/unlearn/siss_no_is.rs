@@ -18,6 +18,11 @@ pub struct SissNoIsConfig {
     /// Norm the forget gradient is rescaled to.
     #[serde(default = "default_scaling_norm")]
     pub scaling_norm: f32,
+    /// Instead of a fixed norm, scale the forget gradient to this fraction of the retain
+    /// gradient's norm each step (the SISS README's tuning advice: ~0.1). Overrides
+    /// `scaling_norm` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_scaling: Option<f32>,
 }
 
 fn default_scaling_norm() -> f32 {
@@ -28,13 +33,23 @@ impl Default for SissNoIsConfig {
     fn default() -> Self {
         Self {
             scaling_norm: default_scaling_norm(),
+            relative_scaling: None,
         }
     }
 }
 
 impl SissNoIsConfig {
+    /// The norm the forget gradient is rescaled to, given the retain gradient's norm.
+    pub fn forget_norm(&self, retain_norm: f32) -> f32 {
+        self.relative_scaling
+            .map_or(self.scaling_norm, |r| r * retain_norm)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         super::check_non_negative("method.scaling_norm", self.scaling_norm as f64)?;
+        if let Some(r) = self.relative_scaling {
+            super::check_non_negative("method.relative_scaling", r as f64)?;
+        }
         Ok(())
     }
 }
@@ -75,7 +90,9 @@ impl Method for SissNoIs {
         report.term("forget (L_a)", la);
         report.grad_norm("retain", g_x.norm());
         report.grad_norm("forget", g_a.norm());
-        let (grad, factor) = norm_fixed_subtraction(g_x, &g_a, self.config.scaling_norm);
+        let target = self.config.forget_norm(g_x.norm());
+        report.coefficient("forget gradient norm", target);
+        let (grad, factor) = norm_fixed_subtraction(g_x, &g_a, target);
         report.coefficient("forget scale s/‖g_a‖", factor);
         report.term("total", lx - factor * la);
         Ok(Direction { grad, report })

@@ -101,6 +101,9 @@ enum Command {
     /// Run an unlearning experiment headless (see examples/unlearn-*.toml); writes a run
     /// directory with config.toml, run.json, metrics.jsonl, samples/ and checkpoints/.
     Unlearn(UnlearnArgs),
+    /// DiMRA relearning attack: fine-tune an unlearned checkpoint on auxiliary data without
+    /// the forgotten content and report whether it comes back (see examples/attack-*.toml).
+    Attack(UnlearnArgs),
 }
 
 #[derive(Args)]
@@ -223,6 +226,7 @@ pub fn main() -> ExitCode {
         } => run_train_classifier(&out, epochs, seed, &compute),
         Command::DemoCheck(args) => run_demo_check(&args),
         Command::Unlearn(args) => run_unlearn(&args),
+        Command::Attack(args) => run_attack(&args),
         Command::Bench {
             train_batch,
             sample_batch,
@@ -668,13 +672,48 @@ fn run_data(args: &DataArgs) -> Result<(), String> {
 }
 
 fn run_unlearn(args: &UnlearnArgs) -> Result<(), String> {
+    let config = lethe::experiment::ExperimentConfig::from_file(&args.config)?;
+    run_experiment(config, args).map(|_| ())
+}
+
+fn run_attack(args: &UnlearnArgs) -> Result<(), String> {
+    let attack = lethe::attack::dimra::AttackConfig::from_file(&args.config)?;
+    let evaluations = run_experiment(attack.to_experiment(), args)?;
+    println!();
+    println!(
+        "DiMRA relearning along the attack (fine-tuning on data without the forgotten content):"
+    );
+    println!(
+        "{:>6}  {:>15}  {:>16}  {:>14}",
+        "step", "forgotten class", "forget copies", "confident kept"
+    );
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    for (step, e) in &evaluations {
+        println!(
+            "{step:>6}  {:>15}  {:>16}  {:>14}",
+            pct(e.forgotten_class_rate),
+            pct(Some(e.forget_copy_rate)),
+            pct(e.confident_kept_rate)
+        );
+    }
+    if let Some((_, e)) = evaluations.last() {
+        println!("evaluated as {}", e.provenance);
+    }
+    Ok(())
+}
+
+/// Runs one experiment on the engine with a progress bar; returns every evaluation
+/// (step 0 = the starting checkpoint).
+fn run_experiment(
+    mut config: lethe::experiment::ExperimentConfig,
+    args: &UnlearnArgs,
+) -> Result<Vec<(usize, lethe::metrics::forgetting::Evaluation)>, String> {
     use lethe::engine::{Command as EngineCommand, Engine, Event};
     Compute {
         backend: BackendChoice::Cpu,
         threads: args.threads,
     }
     .apply_threads();
-    let mut config = lethe::experiment::ExperimentConfig::from_file(&args.config)?;
     if let Some(steps) = args.steps {
         config.train.steps = steps;
     }
@@ -687,6 +726,7 @@ fn run_unlearn(args: &UnlearnArgs) -> Result<(), String> {
     let engine = Engine::spawn(None);
     engine.send(EngineCommand::Start(Box::new(config.clone())));
     let pb = bar(config.train.steps as u64, config.method.label());
+    let mut evaluations = vec![];
     for event in engine.events().iter() {
         match event {
             Event::Started {
@@ -714,7 +754,10 @@ fn run_unlearn(args: &UnlearnArgs) -> Result<(), String> {
                 step,
                 evaluation,
                 baseline,
-            } => pb.println(format!("step {step:>5}  {}", eval_line(&evaluation, Some(&baseline)))),
+            } => {
+                pb.println(format!("step {step:>5}  {}", eval_line(&evaluation, Some(&baseline))));
+                evaluations.push((step, evaluation));
+            }
             Event::Checkpoint { path, .. } => pb.println(format!("checkpoint {}", path.display())),
             Event::Finished(summary) | Event::Cancelled(summary) => {
                 pb.finish_and_clear();
@@ -732,7 +775,7 @@ fn run_unlearn(args: &UnlearnArgs) -> Result<(), String> {
                 if let Some(c) = &summary.last_checkpoint {
                     println!("checkpoint      {}", c.display());
                 }
-                return Ok(());
+                return Ok(evaluations);
             }
             Event::Failed { error, run_dir } => {
                 pb.finish_and_clear();

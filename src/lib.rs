@@ -4,6 +4,7 @@
 //! `unlearn` / `attack` / `metrics` → `diffusion` / `data`. Only [`backend`] names a
 //! concrete Burn backend.
 
+pub mod attack;
 pub mod backend;
 pub mod bench;
 pub mod data;

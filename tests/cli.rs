@@ -92,7 +92,7 @@ fn sample_writes_a_grid_and_files_and_inspect_shows_provenance() {
     let (ok, out, err) = lethe(&["inspect", ckpt.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("lethe_created_by") && out.contains("cli test"),
+        out.contains("lethe_created_by") && out.contains("test fixture"),
         "{out}"
     );
     assert!(
@@ -127,4 +127,133 @@ fn sample_rejects_an_out_of_range_class_and_a_missing_checkpoint() {
     ]);
     assert!(!ok);
     assert!(err.contains("/nope"), "{err}");
+}
+
+#[test]
+fn every_example_experiment_config_is_valid() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("unlearn-") {
+            lethe::experiment::ExperimentConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            checked += 1;
+        } else if name.starts_with("attack-") {
+            lethe::attack::dimra::AttackConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} example configs");
+}
+
+/// A tiny experiment on disk: checkpoint, retain folder with two classes, forget image.
+fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
+    tiny_checkpoint(&dir.join("ckpt"));
+    for i in 0..3u32 {
+        common::write_png(
+            &dir.join("retain/0").join(format!("{i}.png")),
+            move |x, _| {
+                if (x + i) % 4 < 2 { 220 } else { 30 }
+            },
+        );
+        common::write_png(
+            &dir.join("retain/1").join(format!("{i}.png")),
+            move |_, y| {
+                if (y + i) % 4 < 2 { 220 } else { 30 }
+            },
+        );
+    }
+    common::write_png(&dir.join("forget.png"), |x, y| {
+        if (x + y) % 2 == 0 { 255 } else { 0 }
+    });
+    let config = format!(
+        r#"checkpoint = "{d}/ckpt"
+runs_dir = "{d}/runs"
+[data]
+retain = ["{d}/retain"]
+forget = ["{d}/forget.png"]
+forget_label = 10
+[method]
+name = "siss"
+lambda = 0.5
+[train]
+steps = 2
+batch_size = 4
+[eval]
+every = 1
+samples = 2
+grid = 2
+sampler_steps = 2
+classifier = ""
+"#,
+        d = dir.display()
+    );
+    let path = dir.join("siss.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn unlearn_then_attack_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_experiment(tmp.path());
+    let (ok, out, err) = lethe(&[
+        "unlearn",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "u",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("run directory"), "{out}");
+    assert!(out.contains("s/step"), "{out}");
+    let run = tmp.path().join("runs/u");
+    assert!(run.join("checkpoints/final/unet/config.json").exists());
+    let attack = format!(
+        r#"checkpoint = "{r}/checkpoints/final"
+runs_dir = "{d}/runs"
+auxiliary = ["{d}/retain"]
+forgotten_images = ["{d}/forget.png"]
+forgotten_label = 10
+steps = 2
+batch_size = 4
+evaluate_every = 1
+[eval]
+samples = 2
+grid = 2
+sampler_steps = 2
+classifier = ""
+"#,
+        r = run.display(),
+        d = tmp.path().display()
+    );
+    let attack_path = tmp.path().join("attack.toml");
+    std::fs::write(&attack_path, attack).unwrap();
+    let (ok, out, err) = lethe(&["attack", "--config", attack_path.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("DiMRA relearning"), "{out}");
+    // One row per probe: the start and after steps 1 and 2.
+    let rows = out
+        .lines()
+        .skip_while(|l| !l.contains("DiMRA"))
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(rows, 3, "{out}");
+    assert!(
+        tmp.path()
+            .join("runs/dimra-u/checkpoints/step_00001")
+            .exists()
+    );
+    // A config with a bad value fails with the key named.
+    std::fs::write(
+        &attack_path,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("lambda = 0.5", "lambda = 2.0"),
+    )
+    .unwrap();
+    let (ok, _, err) = lethe(&["unlearn", "--config", attack_path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("method.lambda"), "{err}");
 }

@@ -1,0 +1,3 @@
+//! Attacks on unlearned models.
+
+pub mod dimra;

@@ -302,3 +302,58 @@ fn bad_configs_are_refused_naming_the_key() {
     };
     assert!(error.contains("forget_class = 7"), "{error}");
 }
+
+#[test]
+fn pause_holds_the_run_and_sample_and_evaluate_now_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), MethodConfig::Finetune, 10_000, 1e-3);
+    let engine = Engine::spawn(None);
+    engine.send(Command::Start(Box::new(cfg)));
+    let events = engine.events();
+    let mut step_at_pause = None;
+    loop {
+        match events.recv().unwrap() {
+            Event::Step(r) if step_at_pause.is_none() => {
+                engine.send(Command::Pause);
+                step_at_pause = Some(r.step);
+            }
+            Event::Paused => break,
+            e if e.is_terminal() => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+    // While paused no step runs (at most the one already in flight when Pause arrived).
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let steps_while_paused = events
+        .try_iter()
+        .filter(|e| matches!(e, Event::Step(_)))
+        .count();
+    assert!(
+        steps_while_paused <= 1,
+        "{steps_while_paused} steps ran while paused"
+    );
+    engine.send(Command::SampleNow);
+    engine.send(Command::EvaluateNow);
+    engine.send(Command::Resume);
+    let (mut samples, mut metrics, mut resumed) = (false, false, false);
+    while !(samples && metrics && resumed) {
+        match events
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap()
+        {
+            Event::Resumed => resumed = true,
+            Event::Samples { step, .. } if step > 0 => samples = true,
+            Event::Metrics { step, .. } if step > 0 => metrics = true,
+            e if e.is_terminal() => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+    engine.send(Command::Cancel);
+    loop {
+        match events.recv().unwrap() {
+            Event::Cancelled(_) => break,
+            e if e.is_terminal() => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! `q_λ(m | x, a) = (1 − λ) q(m | x) + λ q(m | a)`; the weights are
 //! `w_x = q(m|x) / q_λ` and `w_a = q(m|a) / q_λ`. With `δ = D_x − D_a`,
 //! `D = ‖m − γ·x‖² / (2σ²)`, they are
-//! `log w_x = −logaddexp(log(1−λ), log λ + δ)` and `log w_a = log w_x + δ`.
+//! `log w_x = −logaddexp(log(1−λ), log λ + δ)` and `log w_a = −logaddexp(log(1−λ) − δ, log λ)`.
 //! A direct `exp(δ)` overflows f32 for small σ (δ is O(d/σ²)); this never does.
 
 /// `log(e^u + e^v)` without overflow; `−∞` arguments allowed.
@@ -21,8 +21,13 @@ pub fn log_add_exp(u: f64, v: f64) -> f64 {
 
 /// `(log w_x, log w_a)` for `δ = D_x − D_a` and mixture weight `λ ∈ [0, 1]`.
 pub fn log_weights(delta: f64, lambda: f64) -> (f64, f64) {
-    let log_w_x = -log_add_exp((1.0 - lambda).ln(), lambda.ln() + delta);
-    (log_w_x, log_w_x + delta)
+    let (log_keep, log_forget) = ((1.0 - lambda).ln(), lambda.ln());
+    // Each weight from its own log-sum-exp: `log w_x + δ` would cancel catastrophically
+    // for |δ| ~ 1e9.
+    (
+        -log_add_exp(log_keep, log_forget + delta),
+        -log_add_exp(log_keep - delta, log_forget),
+    )
 }
 
 /// `D = ‖m − γ·x‖² / (2σ²)` over all elements, in f64.

@@ -293,7 +293,9 @@ struct Batch {
     labels: Option<Tensor<1, Int>>,
 }
 
-fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
+/// The random stream of step `step` of a seeded run: independent of everything before it,
+/// so resumed and uninterrupted runs draw the same numbers.
+pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(step as u64 + 1);
     rng

@@ -9,8 +9,6 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, AdamWConfig};
 use burn::tensor::Device;
 use crossbeam_channel::Receiver;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::{Command, Event, StepRecord, Summary};
@@ -433,7 +431,7 @@ impl<'a> Run<'a> {
                 return Ok(RunStatus::Cancelled);
             }
             let clock = Instant::now();
-            let mut rng = step_rng(train.seed, step);
+            let mut rng = crate::pretrain::step_rng(train.seed, step);
             let direction: Direction = {
                 let mut cx = StepContext {
                     model: &self.model,
@@ -677,10 +675,4 @@ fn fitting_classifier(
 ) -> Option<LoadedClassifier> {
     let k = LoadedClassifier::load(path, device).ok()?;
     (k.config.channels == c && k.config.size == h && h == w).then_some(k)
-}
-
-fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(step as u64 + 1);
-    rng
 }

@@ -49,7 +49,8 @@ impl Compute {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a diffusion model from scratch (resumes when OUT_DIR holds a run of the same config).
+    /// Train a diffusion model from scratch, or continue another pretrain run with a new recipe
+    /// (`continue_from`); resumes when OUT_DIR holds a run of the same config.
     Pretrain {
         /// TOML config (see examples/pretrain-demo.toml).
         #[arg(long)]
@@ -138,9 +139,15 @@ struct DemoCheckArgs {
     n: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// DDIM steps.
+    /// Denoising steps.
     #[arg(long, default_value_t = 50)]
     steps: usize,
+    /// Sampler (the acceptance figures use DDIM).
+    #[arg(long, value_enum, default_value = "ddim")]
+    sampler: SamplerKind,
+    /// Diagnostic: sample class K instead of unconditionally (not the acceptance figure).
+    #[arg(long)]
+    class: Option<usize>,
     /// Confidence a digit classification must reach.
     #[arg(long, default_value_t = 0.9)]
     confidence: f32,
@@ -264,13 +271,17 @@ fn run_pretrain(
     let total = config.train.steps;
     if let Some(limit) = max_steps_now {
         // Resume position is read by the run; clamp its end here.
-        let done = resumed_step(&config.out_dir);
+        let done = pretrain::completed_steps(&config.out_dir);
         config.train.steps = total.min(done + limit);
         eprintln!("this invocation: steps {done}..{}", config.train.steps);
     }
     let pb = bar(total as u64, "pretrain");
+    // Log lines carry global step numbers (they include a continued run's); the bar counts
+    // this config's steps.
+    let mut position = pretrain::completed_steps(&config.out_dir);
     let mut on_step = |line: &pretrain::LogLine| {
-        pb.set_position(line.step as u64);
+        position += 1;
+        pb.set_position(position as u64);
         pb.set_message(format!("pretrain loss {:.4} lr {:.2e}", line.loss, line.lr));
     };
     // A shortened invocation must keep the full run's LR schedule.
@@ -286,14 +297,6 @@ fn run_pretrain(
     pb.finish();
     println!("EMA checkpoint: {}", out.display());
     Ok(())
-}
-
-fn resumed_step(out_dir: &Path) -> usize {
-    std::fs::read_to_string(out_dir.join("resume/state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["step"].as_u64())
-        .unwrap_or(0) as usize
 }
 
 /// Samples `n` images in batches with a progress bar; values in [0, 1].
@@ -408,7 +411,11 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
     let target = data::load_paths(std::slice::from_ref(&args.target), data::demo::MNIST_SPEC)
         .map_err(|e| e.to_string())?;
     let target: Vec<f32> = target.image(0).iter().map(|&p| p as f32 / 255.0).collect();
-    let spec = SamplerSpec::ddim(args.steps);
+    let spec = SamplerSpec {
+        kind: args.sampler,
+        class: args.class,
+        ..SamplerSpec::ddim(args.steps)
+    };
     let shape = [
         ckpt.config.in_channels,
         ckpt.config.sample_size,
@@ -449,9 +456,14 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
     }
     let n = args.n as f64;
     println!(
-        "checkpoint {} · {} unconditional samples · {} · seed {}",
+        "checkpoint {} · {} {} samples · {} · seed {}",
         args.checkpoint.display(),
         args.n,
+        if args.class.is_some() {
+            "conditional"
+        } else {
+            "unconditional"
+        },
         spec.label(),
         args.seed
     );

@@ -30,6 +30,12 @@ use crate::util::{atomic_write, sha256_hex};
 pub struct PretrainConfig {
     /// Where checkpoints, the log and the resume state go.
     pub out_dir: PathBuf,
+    /// Another pretrain run directory to continue from: its weights, Adam moments and EMA
+    /// (from its `resume/`) start this run, and step numbers, random streams and training
+    /// time carry on from where it stopped. For a second stage with a different recipe
+    /// (here: the demo model's stage that trains the null class more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_from: Option<PathBuf>,
     pub model: UNetConfig,
     #[serde(default)]
     pub scheduler: SchedulerConfig,
@@ -166,9 +172,22 @@ pub struct LogLine {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ResumeState {
+    /// Global step: includes the steps of the run this one continues.
     step: usize,
     config_hash: String,
+    /// Training time so far, including the run this one continues.
     elapsed_seconds: f64,
+    /// Steps the continued run (`continue_from`) had trained; 0 for a run from scratch.
+    #[serde(default)]
+    parent_steps: usize,
+}
+
+/// Steps of `config.train.steps` that the run in `out_dir` has completed (0 when none).
+pub fn completed_steps(out_dir: &Path) -> usize {
+    match read_resume_state(&out_dir.join("resume")) {
+        Ok(Some(state)) => state.step - state.parent_steps,
+        _ => 0,
+    }
 }
 
 pub struct Progress<'a> {
@@ -214,30 +233,58 @@ pub fn run_with_schedule(
     let mut optim = adam.init();
     let inner = device.clone().inner();
     let mut ema = UNet::new(&config.model, config.train.seed, &inner)?;
-    let mut start_step = 0;
-    let mut elapsed_before = 0.0;
     let resume_dir = out.join("resume");
-    if let Some(state) = read_resume_state(&resume_dir)? {
-        if state.config_hash != config.identity_hash() {
-            return Err(format!(
-                "{} holds a run with a different configuration; choose another out_dir or delete it",
-                out.display()
-            ));
+    let (state, state_dir) = match read_resume_state(&resume_dir)? {
+        Some(state) => {
+            if state.config_hash != config.identity_hash() {
+                return Err(format!(
+                    "{} holds a run with a different configuration; choose another out_dir or delete it",
+                    out.display()
+                ));
+            }
+            eprintln!("resuming {} at step {}", out.display(), state.step);
+            (Some(state), resume_dir.clone())
         }
-        model = model.load_file(resume_dir.join("model.bpk"));
+        None => match &config.continue_from {
+            Some(parent) => {
+                let state = parent_state(parent, config)?;
+                eprintln!(
+                    "continuing {} from step {} ({:.0} s of training)",
+                    parent.display(),
+                    state.step,
+                    state.elapsed_seconds
+                );
+                let parent_steps = state.step;
+                (
+                    Some(ResumeState {
+                        parent_steps,
+                        ..state
+                    }),
+                    parent.join("resume"),
+                )
+            }
+            None => (None, resume_dir.clone()),
+        },
+    };
+    let (mut global_step, parent_steps, elapsed_before) = match &state {
+        Some(s) => (s.step, s.parent_steps, s.elapsed_seconds),
+        None => (0, 0, 0.0),
+    };
+    if state.is_some() {
+        model = model.load_file(state_dir.join("model.bpk"));
         optim = optim
-            .load(resume_dir.join("optimizer.bpk"))
-            .map_err(|e| format!("{}: {e:?}", resume_dir.display()))?;
-        ema = read_ema(&resume_dir.join("ema.safetensors"), ema, &inner)?;
-        start_step = state.step;
-        elapsed_before = state.elapsed_seconds;
-        eprintln!("resuming {} at step {start_step}", out.display());
+            .load(state_dir.join("optimizer.bpk"))
+            .map_err(|e| format!("{}: {e:?}", state_dir.display()))?;
+        ema = read_ema(&state_dir.join("ema.safetensors"), ema, &inner)?;
     }
 
     let clock = Instant::now();
     let mut log = String::new();
-    for step in start_step..config.train.steps {
-        let mut rng = step_rng(config.train.seed, step);
+    // `step` counts this run's steps (the LR schedule's clock); `global_step` also counts
+    // the continued run's, and picks the random stream and the EMA warm-up.
+    for step in (global_step - parent_steps)..config.train.steps {
+        global_step = parent_steps + step;
+        let mut rng = step_rng(config.train.seed, global_step);
         let batch = sample_batch(
             &data,
             &schedule,
@@ -265,10 +312,10 @@ pub fn run_with_schedule(
             step,
         );
         model = optim.step(lr, model, grads);
-        ema = update_ema(ema, &model, config.train.ema_decay, step);
+        ema = update_ema(ema, &model, config.train.ema_decay, global_step);
 
         let line = LogLine {
-            step: step + 1,
+            step: global_step + 1,
             loss: loss_value,
             lr,
             seconds: elapsed_before + clock.elapsed().as_secs_f64(),
@@ -280,7 +327,13 @@ pub fn run_with_schedule(
         if (step + 1) % config.train.checkpoint_every == 0 || done {
             append(&out.join("train_log.jsonl"), &log)?;
             log.clear();
-            save_all(config, &model, &optim, &ema, step + 1, line.seconds)?;
+            let at = ResumeState {
+                step: global_step + 1,
+                config_hash: config.identity_hash(),
+                elapsed_seconds: line.seconds,
+                parent_steps,
+            };
+            save_all(config, &model, &optim, &ema, &at)?;
         }
     }
     Ok(out.join("checkpoint"))
@@ -476,6 +529,35 @@ fn update_ema(ema: UNet, model: &UNet, decay: f64, step: usize) -> UNet {
     })
 }
 
+/// The resume state of the run `parent` that `config` continues, after checking that its
+/// model and noise schedule are this config's.
+fn parent_state(parent: &Path, config: &PretrainConfig) -> Result<ResumeState, String> {
+    let parent_config = PretrainConfig::from_file(&parent.join("config.toml"))
+        .map_err(|e| format!("continue_from: {e}"))?;
+    let shape = |c: &PretrainConfig| {
+        serde_json::to_value((&c.model, &c.scheduler)).expect("model and scheduler serialise")
+    };
+    if shape(&parent_config) != shape(config) {
+        return Err(format!(
+            "continue_from {}: its [model] or [scheduler] differs from this config's",
+            parent.display()
+        ));
+    }
+    read_resume_state(&parent.join("resume"))?.ok_or_else(|| {
+        format!(
+            "continue_from {}: no resume/state.json (not a pretrain run directory, or it saved no checkpoint yet)",
+            parent.display()
+        )
+    })
+}
+
+/// SHA-256 of the continued run's EMA checkpoint file (the weights it published).
+fn parent_weights_sha256(parent: &Path) -> Result<String, String> {
+    let path = parent.join("checkpoint/unet/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(sha256_hex(&bytes))
+}
+
 fn read_resume_state(dir: &Path) -> Result<Option<ResumeState>, String> {
     let path = dir.join("state.json");
     if !path.exists() {
@@ -512,18 +594,36 @@ fn save_all(
     model: &UNet,
     optim: &burn::optim::ModuleOptimizer,
     ema: &UNet,
-    step: usize,
-    seconds: f64,
+    state: &ResumeState,
 ) -> Result<(), String> {
     let out = &config.out_dir;
     let data_hash = sha256_hex(toml::to_string(&config.data).expect("toml").as_bytes());
+    let (parent, parent_sha) = match &config.continue_from {
+        Some(p) => (
+            format!(
+                "continues {} at step {} ({} steps here)",
+                p.display(),
+                state.parent_steps,
+                state.step - state.parent_steps
+            ),
+            parent_weights_sha256(p)?,
+        ),
+        None => (
+            "none (trained from scratch)".to_string(),
+            "none (trained from scratch)".to_string(),
+        ),
+    };
     let provenance = Provenance::new("lethe pretrain")
-        .with("lethe_steps", step)
+        .with("lethe_steps", state.step)
         .with("lethe_weights", "ema")
         .with("lethe_ema_decay", config.train.ema_decay)
         .with("lethe_data_config_sha256", data_hash)
-        .with("lethe_parent_sha256", "none (trained from scratch)")
-        .with("lethe_train_seconds", format!("{seconds:.0}"));
+        .with("lethe_parent", parent)
+        .with("lethe_parent_sha256", parent_sha)
+        .with(
+            "lethe_train_seconds",
+            format!("{:.0}", state.elapsed_seconds),
+        );
     checkpoint::save(
         &out.join("checkpoint"),
         ema,
@@ -549,14 +649,9 @@ fn save_all(
     let ema_bytes =
         checkpoint::weights_bytes(ema, &Provenance::new("lethe pretrain (EMA resume state)"))?;
     atomic_write(&resume.join("ema.safetensors"), &ema_bytes).map_err(|e| e.to_string())?;
-    let state = ResumeState {
-        step,
-        config_hash: config.identity_hash(),
-        elapsed_seconds: seconds,
-    };
     atomic_write(
         &resume.join("state.json"),
-        serde_json::to_string_pretty(&state)
+        serde_json::to_string_pretty(state)
             .expect("json")
             .as_bytes(),
     )

@@ -122,6 +122,7 @@ fn guidance_needs_a_null_class_and_unconditional_models_refuse_a_class() {
 fn tiny_pretrain(out: &std::path::Path, steps: usize) -> PretrainConfig {
     PretrainConfig {
         out_dir: out.to_path_buf(),
+        continue_from: None,
         model: common::tiny_config(),
         scheduler: SchedulerConfig::default(),
         data: DataConfig {
@@ -196,6 +197,76 @@ fn pretraining_lowers_the_loss_and_resumes_exactly() {
     assert_eq!(
         wa.metadata.get("lethe_steps").map(String::as_str),
         Some("6")
+    );
+}
+
+fn max_weight_difference(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    let device = Device::flex();
+    let wa = lethe::diffusion::checkpoint::load(&a.join("checkpoint"), &device).unwrap();
+    let wb = lethe::diffusion::checkpoint::load(&b.join("checkpoint"), &device).unwrap();
+    let va = lethe::diffusion::checkpoint::parameter_values(&wa.unet);
+    let vb = lethe::diffusion::checkpoint::parameter_values(&wb.unet);
+    va.iter()
+        .zip(&vb)
+        .flat_map(|((_, _, x), (_, _, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0f32, f32::max)
+}
+
+#[test]
+fn a_continued_run_carries_on_exactly_where_its_parent_stopped() {
+    // With a constant learning rate, 4 steps straight equal 2 steps plus a 2-step run that
+    // continues them: weights, Adam moments, EMA, random streams and step numbers carry over.
+    let constant_lr = |mut c: PretrainConfig| {
+        c.train.warmup_steps = 0;
+        c.train.final_lr_fraction = 1.0;
+        c
+    };
+    let straight = tempfile::tempdir().unwrap();
+    run_quiet(&constant_lr(tiny_pretrain(straight.path(), 4)), 4);
+    let parent = tempfile::tempdir().unwrap();
+    run_quiet(&constant_lr(tiny_pretrain(parent.path(), 2)), 2);
+    let child = tempfile::tempdir().unwrap();
+    let mut continued = constant_lr(tiny_pretrain(child.path(), 2));
+    continued.continue_from = Some(parent.path().to_path_buf());
+    let losses = run_quiet(&continued, 2);
+    assert_eq!(losses.len(), 2);
+    let diff = max_weight_difference(straight.path(), child.path());
+    assert!(diff < 1e-6, "continued run differs by {diff}");
+    let meta =
+        lethe::diffusion::checkpoint::load(&child.path().join("checkpoint"), &Device::flex())
+            .unwrap()
+            .metadata;
+    assert_eq!(meta["lethe_steps"], "4");
+    assert!(meta["lethe_parent"].contains("at step 2"), "{meta:?}");
+    assert_eq!(pretrain::completed_steps(child.path()), 2);
+    // A different recipe continues too, but the weights then differ from the straight run.
+    let other = tempfile::tempdir().unwrap();
+    let mut recipe = constant_lr(tiny_pretrain(other.path(), 2));
+    recipe.continue_from = Some(parent.path().to_path_buf());
+    recipe.train.cond_drop_prob = 0.9;
+    run_quiet(&recipe, 2);
+    assert!(max_weight_difference(straight.path(), other.path()) > 1e-6);
+}
+
+#[test]
+fn continuing_a_run_of_another_architecture_is_refused() {
+    let parent = tempfile::tempdir().unwrap();
+    run_quiet(&tiny_pretrain(parent.path(), 1), 1);
+    let child = tempfile::tempdir().unwrap();
+    let mut config = tiny_pretrain(child.path(), 1);
+    config.continue_from = Some(parent.path().to_path_buf());
+    config.model.layers_per_block += 1;
+    let err = pretrain::run(
+        &config,
+        lethe::backend::BackendChoice::Cpu,
+        pretrain::Progress {
+            on_step: &mut |_| {},
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("[model]") && err.contains("continue_from"),
+        "{err}"
     );
 }
 

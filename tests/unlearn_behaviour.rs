@@ -43,6 +43,7 @@ fn world(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 fn pretrained(dir: &Path, retain: &Path, forget: &Path) -> std::path::PathBuf {
     let config = PretrainConfig {
         out_dir: dir.join("pretrain"),
+        continue_from: None,
         model: common::tiny_config(),
         scheduler: Default::default(),
         data: DataConfig {

@@ -173,17 +173,9 @@ impl NoiseSchedule {
     pub fn log_q_xt_given_x0(&self, xt: &[f32], x0: &[f32], t: usize) -> f64 {
         let abar = self.alphas_cumprod[t] as f64;
         let var = 1.0 - abar;
-        let mean_scale = abar.sqrt();
         let d = xt.len() as f64;
-        let sq: f64 = xt
-            .iter()
-            .zip(x0)
-            .map(|(&a, &b)| {
-                let diff = a as f64 - mean_scale * b as f64;
-                diff * diff
-            })
-            .sum();
-        -0.5 * d * (2.0 * std::f64::consts::PI * var).ln() - sq / (2.0 * var)
+        -0.5 * d * (2.0 * std::f64::consts::PI * var).ln()
+            - half_scaled_distance(xt, x0, abar.sqrt(), var.sqrt())
     }
 
     /// diffusers' "leading" spacing: `range(0, T, T/n)` reversed.
@@ -284,6 +276,20 @@ fn cosine_betas(n: usize) -> Vec<f32> {
             (1.0 - alpha_bar(t2) / alpha_bar(t1)).min(0.999) as f32
         })
         .collect()
+}
+
+/// `‖m − γ·x‖² / (2σ²)` over all elements, in f64: the exponent of the Gaussian
+/// `N(m; γ·x, σ²I)`, shared by `log q(x_t | x_0)` and the SISS importance weights.
+pub fn half_scaled_distance(m: &[f32], x: &[f32], gamma: f64, sigma: f64) -> f64 {
+    let sq: f64 = m
+        .iter()
+        .zip(x)
+        .map(|(&m, &x)| {
+            let d = m as f64 - gamma * x as f64;
+            d * d
+        })
+        .sum();
+    sq / (2.0 * sigma * sigma)
 }
 
 #[cfg(test)]

@@ -30,18 +30,7 @@ pub fn log_weights(delta: f64, lambda: f64) -> (f64, f64) {
     )
 }
 
-/// `D = ‖m − γ·x‖² / (2σ²)` over all elements, in f64.
-pub fn half_scaled_distance(m: &[f32], x: &[f32], gamma: f64, sigma: f64) -> f64 {
-    let sq: f64 = m
-        .iter()
-        .zip(x)
-        .map(|(&m, &x)| {
-            let d = m as f64 - gamma * x as f64;
-            d * d
-        })
-        .sum();
-    sq / (2.0 * sigma * sigma)
-}
+pub use crate::diffusion::schedule::half_scaled_distance;
 
 /// Summary of one batch's weights, for the live plots.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq)]

@@ -401,6 +401,28 @@ fn run_train_classifier(
     Ok(())
 }
 
+/// Share of the bundled digits held out from the classifier's training (every 10th) that it
+/// calls a digit with at least `confidence`: what real data scores on the sample criterion.
+fn real_digit_confidence(
+    classifier: &lethe::metrics::classifier::LoadedClassifier,
+    shape: [usize; 3],
+    confidence: f32,
+    device: &burn::tensor::Device,
+) -> Result<f64, String> {
+    let mnist = data::demo::mnist().map_err(|e| e.to_string())?;
+    let held_out: Vec<Vec<f32>> = (0..mnist.len())
+        .step_by(10)
+        .map(|i| mnist.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+        .collect();
+    let probs = classifier.probabilities(&held_out, shape, device);
+    let digits = data::demo::TSHIRT_LABEL;
+    let confident = probs
+        .iter()
+        .filter(|p| p.iter().take(digits).any(|&q| q >= confidence))
+        .count();
+    Ok(confident as f64 / held_out.len().max(1) as f64)
+}
+
 fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
     use lethe::metrics::memorization;
     args.compute.apply_threads();
@@ -488,6 +510,11 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         .map(|(i, c)| format!("{}:{c}", names.get(i).map_or("?", |s| s.as_str())))
         .collect();
     println!("argmax classes     {}", histogram.join(" "));
+    let real = real_digit_confidence(&classifier, shape, args.confidence, &device)?;
+    println!(
+        "judge calibration  {:>6.1}%  of the real held-out MNIST digits (every 10th of assets/data) reach the same confidence",
+        100.0 * real
+    );
     if let Some(path) = &args.grid {
         let shown = &samples[..samples.len().min(64)];
         images::save_png(&images::upscale(&images::grid(shown, shape, 8), 2), path)?;

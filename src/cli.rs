@@ -269,16 +269,16 @@ fn run_pretrain(
     compute.apply_threads();
     let mut config = PretrainConfig::from_file(path)?;
     let total = config.train.steps;
+    let done = pretrain::completed_steps(&config.out_dir);
     if let Some(limit) = max_steps_now {
         // Resume position is read by the run; clamp its end here.
-        let done = pretrain::completed_steps(&config.out_dir);
         config.train.steps = total.min(done + limit);
         eprintln!("this invocation: steps {done}..{}", config.train.steps);
     }
     let pb = bar(total as u64, "pretrain");
     // Log lines carry global step numbers (they include a continued run's); the bar counts
     // this config's steps.
-    let mut position = pretrain::completed_steps(&config.out_dir);
+    let mut position = done;
     let mut on_step = |line: &pretrain::LogLine| {
         position += 1;
         pb.set_position(position as u64);
@@ -401,8 +401,18 @@ fn run_train_classifier(
     Ok(())
 }
 
-/// Share of the bundled digits held out from the classifier's training (every 10th) that it
-/// calls a digit with at least `confidence`: what real data scores on the sample criterion.
+/// Share of samples (class probabilities) whose top digit probability reaches `confidence`.
+fn confident_digit_share(probs: &[Vec<f32>], confidence: f32) -> f64 {
+    let digits = data::demo::TSHIRT_LABEL;
+    let confident = probs
+        .iter()
+        .filter(|p| p.iter().take(digits).any(|&q| q >= confidence))
+        .count();
+    confident as f64 / probs.len().max(1) as f64
+}
+
+/// The same share for the bundled digits held out from the classifier's training: what
+/// real data scores on the sample criterion.
 fn real_digit_confidence(
     classifier: &lethe::metrics::classifier::LoadedClassifier,
     shape: [usize; 3],
@@ -411,16 +421,11 @@ fn real_digit_confidence(
 ) -> Result<f64, String> {
     let mnist = data::demo::mnist().map_err(|e| e.to_string())?;
     let held_out: Vec<Vec<f32>> = (0..mnist.len())
-        .step_by(10)
+        .filter(|&i| lethe::metrics::classifier::is_held_out(i))
         .map(|i| mnist.image(i).iter().map(|&p| p as f32 / 255.0).collect())
         .collect();
     let probs = classifier.probabilities(&held_out, shape, device);
-    let digits = data::demo::TSHIRT_LABEL;
-    let confident = probs
-        .iter()
-        .filter(|p| p.iter().take(digits).any(|&q| q >= confidence))
-        .count();
-    Ok(confident as f64 / held_out.len().max(1) as f64)
+    Ok(confident_digit_share(&probs, confidence))
 }
 
 fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
@@ -460,11 +465,7 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         &format!("sampling {}", spec.label()),
     )?;
     let probs = classifier.probabilities(&samples, shape, &device);
-    let tshirt_label = data::demo::TSHIRT_LABEL;
-    let confident_digits = probs
-        .iter()
-        .filter(|p| p.iter().take(tshirt_label).any(|&q| q >= args.confidence))
-        .count();
+    let confident_share = confident_digit_share(&probs, args.confidence);
     let copies = memorization::copies_of(&samples, &target, memorization::SISS_L2_THRESHOLD);
     let n_copies = copies.iter().filter(|&&c| c).count();
     let mut per_class = vec![0usize; classifier.config.num_classes];
@@ -490,8 +491,9 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         args.seed
     );
     println!(
-        "confident digits   {:>6.1}%  ({confident_digits}/{})  [{}: max digit probability ≥ {}]",
-        100.0 * confident_digits as f64 / n,
+        "confident digits   {:>6.1}%  ({}/{})  [{}: max digit probability ≥ {}]",
+        100.0 * confident_share,
+        (confident_share * n).round() as usize,
         args.n,
         classifier.config.name,
         args.confidence

@@ -278,6 +278,7 @@ pub fn run_with_schedule(
         ema = read_ema(&state_dir.join("ema.safetensors"), ema, &inner)?;
     }
 
+    let lineage = Lineage::of(config, parent_steps)?;
     let clock = Instant::now();
     let mut log = String::new();
     // `step` counts this run's steps (the LR schedule's clock); `global_step` also counts
@@ -333,7 +334,7 @@ pub fn run_with_schedule(
                 elapsed_seconds: line.seconds,
                 parent_steps,
             };
-            save_all(config, &model, &optim, &ema, &at)?;
+            save_all(config, &lineage, &model, &optim, &ema, &at)?;
         }
     }
     Ok(out.join("checkpoint"))
@@ -551,11 +552,30 @@ fn parent_state(parent: &Path, config: &PretrainConfig) -> Result<ResumeState, S
     })
 }
 
-/// SHA-256 of the continued run's EMA checkpoint file (the weights it published).
-fn parent_weights_sha256(parent: &Path) -> Result<String, String> {
-    let path = parent.join("checkpoint/unet/diffusion_pytorch_model.safetensors");
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(sha256_hex(&bytes))
+/// Where a run's weights came from, for the provenance of every checkpoint it writes
+/// (computed once: the parent's weights are hashed once, not at every checkpoint).
+struct Lineage {
+    parent: String,
+    parent_sha256: String,
+}
+
+impl Lineage {
+    fn of(config: &PretrainConfig, parent_steps: usize) -> Result<Self, String> {
+        let Some(parent) = &config.continue_from else {
+            let none = "none (trained from scratch)".to_string();
+            return Ok(Self {
+                parent: none.clone(),
+                parent_sha256: none,
+            });
+        };
+        // The EMA checkpoint file the continued run published.
+        let path = parent.join("checkpoint/unet/diffusion_pytorch_model.safetensors");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self {
+            parent: format!("continues {} at step {parent_steps}", parent.display()),
+            parent_sha256: sha256_hex(&bytes),
+        })
+    }
 }
 
 fn read_resume_state(dir: &Path) -> Result<Option<ResumeState>, String> {
@@ -591,6 +611,7 @@ fn append(path: &Path, text: &str) -> Result<(), String> {
 /// an interrupted save resumes from the previous consistent state.
 fn save_all(
     config: &PretrainConfig,
+    lineage: &Lineage,
     model: &UNet,
     optim: &burn::optim::ModuleOptimizer,
     ema: &UNet,
@@ -598,28 +619,13 @@ fn save_all(
 ) -> Result<(), String> {
     let out = &config.out_dir;
     let data_hash = sha256_hex(toml::to_string(&config.data).expect("toml").as_bytes());
-    let (parent, parent_sha) = match &config.continue_from {
-        Some(p) => (
-            format!(
-                "continues {} at step {} ({} steps here)",
-                p.display(),
-                state.parent_steps,
-                state.step - state.parent_steps
-            ),
-            parent_weights_sha256(p)?,
-        ),
-        None => (
-            "none (trained from scratch)".to_string(),
-            "none (trained from scratch)".to_string(),
-        ),
-    };
     let provenance = Provenance::new("lethe pretrain")
         .with("lethe_steps", state.step)
         .with("lethe_weights", "ema")
         .with("lethe_ema_decay", config.train.ema_decay)
         .with("lethe_data_config_sha256", data_hash)
-        .with("lethe_parent", parent)
-        .with("lethe_parent_sha256", parent_sha)
+        .with("lethe_parent", &lineage.parent)
+        .with("lethe_parent_sha256", &lineage.parent_sha256)
         .with(
             "lethe_train_seconds",
             format!("{:.0}", state.elapsed_seconds),

@@ -121,7 +121,7 @@ impl LoadedClassifier {
 /// Whether image `i` of the training data is held out from classifier training (every 10th):
 /// the images its held-out accuracy, and any calibration against real data, are measured on.
 pub fn is_held_out(i: usize) -> bool {
-    i % 10 == 0
+    i.is_multiple_of(10)
 }
 
 /// Images with values in [0, 1] (CHW) → a `[B, C, H, W]` tensor in [-1, 1].

@@ -29,7 +29,8 @@ fn bundled_classifier_recognises_digits_and_the_tshirt() {
     let device = Device::flex();
     let clf = LoadedClassifier::load(&demo::asset(demo::DEMO_CLASSIFIER), &device).unwrap();
     assert_eq!(clf.config.num_classes, 11);
-    assert!(clf.config.held_out_accuracy.unwrap() > 0.95);
+    // The metrics issue needs ≥ 98% held-out accuracy from the judge.
+    assert!(clf.config.held_out_accuracy.unwrap() >= 0.98);
     let mnist = demo::mnist().unwrap();
     // Every 10th image was held out from training: judge 200 of those.
     let picks: Vec<usize> = (0..mnist.len()).step_by(50).collect();

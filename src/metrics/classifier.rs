@@ -10,7 +10,7 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,8 @@ pub struct ClassifierConfig {
 pub struct Classifier {
     pub conv1: Conv2d,
     pub conv2: Conv2d,
+    pub conv3: Conv2d,
+    pub conv4: Conv2d,
     pub fc1: Linear,
     pub fc2: Linear,
 }
@@ -53,7 +55,9 @@ impl Classifier {
         let pooled = config.size / 4;
         Self {
             conv1: Conv2d::new(&mut init, config.channels, 32, 3, 1, 1),
-            conv2: Conv2d::new(&mut init, 32, 64, 3, 1, 1),
+            conv2: Conv2d::new(&mut init, 32, 32, 3, 1, 1),
+            conv3: Conv2d::new(&mut init, 32, 64, 3, 1, 1),
+            conv4: Conv2d::new(&mut init, 64, 64, 3, 1, 1),
             fc1: Linear::new(&mut init, 64 * pooled * pooled, config.feature_dim),
             fc2: Linear::new(&mut init, config.feature_dim, config.num_classes),
         }
@@ -62,8 +66,11 @@ impl Classifier {
     /// `[B, C, H, W]` in [-1, 1] → (features `[B, 128]`, logits `[B, classes]`).
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
         let pool = |t| max_pool2d(t, MaxPoolOptions::new([2, 2]));
-        let h = pool(relu(self.conv1.forward(x)));
+        // Two 3×3 convolutions per resolution (28 → 14 → 7), VGG-style.
+        let h = relu(self.conv1.forward(x));
         let h = pool(relu(self.conv2.forward(h)));
+        let h = relu(self.conv3.forward(h));
+        let h = pool(relu(self.conv4.forward(h)));
         let [b, c, hh, ww] = h.dims();
         let features = relu(self.fc1.forward(h.reshape([b, c * hh * ww])));
         let logits = self.fc2.forward(features.clone());
@@ -138,18 +145,58 @@ pub fn unit_images_tensor(
 }
 
 pub struct TrainReport {
+    /// Accuracy on every held-out image (digits and T-shirts).
     pub held_out_accuracy: f64,
     pub held_out_count: usize,
+    /// Accuracy on the held-out images whose label is below `digit_classes` (MNIST digits).
+    pub held_out_digit_accuracy: f64,
+    /// Share of held-out digits whose top probability is a digit at ≥ 0.9: how often the
+    /// judge is confident about *real* digits, the ceiling for the demo's sample figure.
+    pub held_out_confident_digits: f64,
     pub final_loss: f32,
 }
 
+/// How the classifier is trained (recorded in its provenance).
+#[derive(Debug, Clone)]
+pub struct TrainRecipe {
+    pub epochs: usize,
+    pub seed: u64,
+    pub batch_size: usize,
+    /// Peak Adam learning rate; cosine-decayed to 1% of it over all steps.
+    pub learning_rate: f64,
+    /// Random translation of each training image by up to this many pixels in x and y
+    /// (zero fill), so the judge does not depend on exact centring the way MNIST's
+    /// centre-of-mass normalisation would teach it — samples are not so centred.
+    pub max_shift: usize,
+}
+
+impl TrainRecipe {
+    pub fn new(epochs: usize, seed: u64) -> Self {
+        Self {
+            epochs,
+            seed,
+            batch_size: 128,
+            learning_rate: 1e-3,
+            max_shift: 2,
+        }
+    }
+
+    fn learning_rate_at(&self, step: usize, total: usize) -> f64 {
+        let progress = step as f64 / total.max(1) as f64;
+        let floor = 0.01;
+        self.learning_rate
+            * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+    }
+}
+
 /// Trains on `data` (labels required), holding out every 10th image for the accuracy
-/// figure, and writes `out_dir/{config.json, model.safetensors}`.
+/// figures, and writes `out_dir/{config.json, model.safetensors}`. Classes below
+/// `digit_classes` are the digits the held-out digit figures are measured on.
 pub fn train(
     data: &ImageSet,
     class_names: Vec<String>,
-    epochs: usize,
-    seed: u64,
+    digit_classes: usize,
+    recipe: &TrainRecipe,
     device: &Device,
     out_dir: &Path,
 ) -> Result<TrainReport, String> {
@@ -166,51 +213,36 @@ pub fn train(
         held_out_accuracy: None,
         held_out_count: None,
     };
-    let train_device = device.clone().autodiff();
-    let mut model = Classifier::new(&config, seed, &train_device);
-    let mut optim = AdamConfig::new().init();
     let (held_out, training): (Vec<usize>, Vec<usize>) =
         (0..data.len()).partition(|&i| is_held_out(i));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut final_loss = f32::NAN;
-    for _epoch in 0..epochs {
-        let mut order = training.clone();
-        order.shuffle(&mut rng);
-        for batch in order.chunks(128) {
-            let x = data.batch(batch, &train_device);
-            let y = data.batch_labels(batch, 0, &train_device);
-            let (_, logits) = model.forward(x);
-            let loss = cross_entropy(logits, y);
-            final_loss = loss.clone().into_scalar::<f32>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
-        }
-    }
-    let model = model.valid();
-    let correct: usize = held_out
-        .chunks(256)
-        .map(|batch| {
-            let (_, logits) = model.forward(data.batch(batch, device));
-            let predicted = logits
-                .argmax(1)
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .expect("i64");
-            batch
-                .iter()
-                .zip(predicted)
-                .filter(|(i, p)| data.labels[**i] == Some(*p as usize))
-                .count()
-        })
-        .sum();
-    let accuracy = correct as f64 / held_out.len().max(1) as f64;
-    config.held_out_accuracy = Some(accuracy);
-    config.held_out_count = Some(held_out.len());
+    let (model, final_loss) = fit(&config, data, &training, recipe, device);
+    let mut report = evaluate(&model, data, &held_out, digit_classes, device);
+    report.final_loss = final_loss;
+    config.held_out_accuracy = Some(report.held_out_accuracy);
+    config.held_out_count = Some(report.held_out_count);
     let provenance = Provenance::new("lethe train-classifier")
         .with("lethe_classifier", CLASSIFIER_NAME)
-        .with("lethe_epochs", epochs)
-        .with("lethe_held_out_accuracy", format!("{accuracy:.4}"));
+        .with("lethe_epochs", recipe.epochs)
+        .with("lethe_seed", recipe.seed)
+        .with(
+            "lethe_recipe",
+            format!(
+                "Adam, batch {}, lr {} cosine to 1%, random shift up to {} px",
+                recipe.batch_size, recipe.learning_rate, recipe.max_shift
+            ),
+        )
+        .with(
+            "lethe_held_out_accuracy",
+            format!("{:.4}", report.held_out_accuracy),
+        )
+        .with(
+            "lethe_held_out_digit_accuracy",
+            format!("{:.4}", report.held_out_digit_accuracy),
+        )
+        .with(
+            "lethe_held_out_confident_digits",
+            format!("{:.4}", report.held_out_confident_digits),
+        );
     let bytes = checkpoint::weights_bytes(&model, &provenance)?;
     atomic_write(&out_dir.join(WEIGHTS), &bytes).map_err(|e| e.to_string())?;
     atomic_write(
@@ -218,11 +250,136 @@ pub fn train(
         &serde_json::to_vec_pretty(&config).expect("json"),
     )
     .map_err(|e| e.to_string())?;
-    Ok(TrainReport {
-        held_out_accuracy: accuracy,
+    Ok(report)
+}
+
+/// Adam on shuffled, randomly shifted mini-batches; returns the model and the last batch loss.
+fn fit(
+    config: &ClassifierConfig,
+    data: &ImageSet,
+    training: &[usize],
+    recipe: &TrainRecipe,
+    device: &Device,
+) -> (Classifier, f32) {
+    let train_device = device.clone().autodiff();
+    let mut model = Classifier::new(config, recipe.seed, &train_device);
+    let mut optim = AdamConfig::new().init();
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.seed);
+    let total_steps = recipe.epochs * training.len().div_ceil(recipe.batch_size);
+    let mut step = 0;
+    let mut final_loss = f32::NAN;
+    for _epoch in 0..recipe.epochs {
+        let mut order = training.to_vec();
+        order.shuffle(&mut rng);
+        for batch in order.chunks(recipe.batch_size) {
+            let x = shifted_batch(data, batch, recipe.max_shift, &mut rng, &train_device);
+            let y = data.batch_labels(batch, 0, &train_device);
+            let (_, logits) = model.forward(x);
+            let loss = cross_entropy(logits, y);
+            final_loss = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(recipe.learning_rate_at(step, total_steps), model, grads);
+            step += 1;
+        }
+    }
+    (model.valid(), final_loss)
+}
+
+/// Images `indices`, each translated by a random offset in `-max_shift..=max_shift` per
+/// axis (vacated pixels are background, 0), as a `[B, C, H, W]` tensor in [-1, 1].
+fn shifted_batch(
+    data: &ImageSet,
+    indices: &[usize],
+    max_shift: usize,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Tensor<4> {
+    let ImageSpec {
+        channels,
+        height,
+        width,
+    } = data.spec;
+    let m = max_shift as i32;
+    let images: Vec<Vec<f32>> = indices
+        .iter()
+        .map(|&i| {
+            let dy = rng.random_range(-m..=m) as isize;
+            let dx = rng.random_range(-m..=m) as isize;
+            shift_image(data.image(i), [channels, height, width], dy, dx)
+        })
+        .collect();
+    unit_images_tensor(&images, [channels, height, width], device)
+}
+
+/// One CHW u8 image moved by (`dy`, `dx`) pixels, as values in [0, 1] with zero fill.
+pub fn shift_image(image: &[u8], [c, h, w]: [usize; 3], dy: isize, dx: isize) -> Vec<f32> {
+    let mut out = vec![0.0; c * h * w];
+    for ch in 0..c {
+        for y in 0..h {
+            let sy = y as isize - dy;
+            if sy < 0 || sy >= h as isize {
+                continue;
+            }
+            for x in 0..w {
+                let sx = x as isize - dx;
+                if sx < 0 || sx >= w as isize {
+                    continue;
+                }
+                let src = (ch * h + sy as usize) * w + sx as usize;
+                out[(ch * h + y) * w + x] = image[src] as f32 / 255.0;
+            }
+        }
+    }
+    out
+}
+
+/// Held-out figures: overall and digit accuracy, and the judge's confidence on real digits.
+fn evaluate(
+    model: &Classifier,
+    data: &ImageSet,
+    held_out: &[usize],
+    digit_classes: usize,
+    device: &Device,
+) -> TrainReport {
+    let mut correct = 0;
+    let mut digits = 0;
+    let mut digits_correct = 0;
+    let mut digits_confident = 0;
+    for batch in held_out.chunks(256) {
+        let (_, logits) = model.forward(data.batch(batch, device));
+        let probs = softmax(logits, 1)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let k = probs.len() / batch.len();
+        for (&i, p) in batch.iter().zip(probs.chunks(k)) {
+            let predicted = argmax(p);
+            let is_right = data.labels[i] == Some(predicted);
+            correct += usize::from(is_right);
+            if data.labels[i].is_some_and(|l| l < digit_classes) {
+                digits += 1;
+                digits_correct += usize::from(is_right);
+                digits_confident += usize::from(p.iter().take(digit_classes).any(|&q| q >= 0.9));
+            }
+        }
+    }
+    let share = |n: usize, of: usize| n as f64 / of.max(1) as f64;
+    TrainReport {
+        held_out_accuracy: share(correct, held_out.len()),
         held_out_count: held_out.len(),
-        final_loss,
-    })
+        held_out_digit_accuracy: share(digits_correct, digits),
+        held_out_confident_digits: share(digits_confident, digits),
+        final_loss: f32::NAN,
+    }
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 /// Mean cross-entropy of logits `[B, K]` against integer labels `[B]`.
@@ -231,4 +388,22 @@ pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     let log_probs = burn::tensor::activation::log_softmax(logits, 1);
     let one_hot = labels.one_hot(k).float();
     -(log_probs * one_hot).sum() / b as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_image;
+
+    #[test]
+    fn shifting_moves_pixels_and_fills_with_background() {
+        // 1×3×3 image with one bright pixel at (row 0, col 0).
+        let mut image = vec![0u8; 9];
+        image[0] = 255;
+        image[4] = 51;
+        let moved = shift_image(&image, [1, 3, 3], 1, 2);
+        assert_eq!(moved[3 + 2], 1.0, "(0,0) moves to (1,2)");
+        assert_eq!(moved.iter().filter(|&&v| v > 0.0).count(), 1, "(1,1) leaves the frame");
+        let same = shift_image(&image, [1, 3, 3], 0, 0);
+        assert_eq!(same[4], 0.2);
+    }
 }

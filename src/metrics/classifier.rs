@@ -10,8 +10,8 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -402,7 +402,11 @@ mod tests {
         image[4] = 51;
         let moved = shift_image(&image, [1, 3, 3], 1, 2);
         assert_eq!(moved[3 + 2], 1.0, "(0,0) moves to (1,2)");
-        assert_eq!(moved.iter().filter(|&&v| v > 0.0).count(), 1, "(1,1) leaves the frame");
+        assert_eq!(
+            moved.iter().filter(|&&v| v > 0.0).count(),
+            1,
+            "(1,1) leaves the frame"
+        );
         let same = shift_image(&image, [1, 3, 3], 0, 0);
         assert_eq!(same[4], 0.2);
     }

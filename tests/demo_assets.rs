@@ -84,7 +84,7 @@ fn demo_model_loads_with_provenance() {
 }
 
 #[test]
-#[ignore = "assets/demo-model (step 7200) gives 49.2% confident digits, below the 70% target: un-ignore when pretraining reaches it (issue #2)"]
+#[ignore = "assets/demo-model (step 7200) gives 59.4% confident digits, below the 70% target: un-ignore when pretraining reaches it (issue #2)"]
 fn demo_model_samples_digits_and_the_memorised_tshirt() {
     let device = Device::flex();
     demo_model_loads_with_provenance();

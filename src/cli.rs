@@ -150,7 +150,7 @@ struct DemoCheckArgs {
     #[arg(long)]
     class: Option<usize>,
     /// Confidence a digit classification must reach.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = lethe::metrics::classifier::DIGIT_CONFIDENCE)]
     confidence: f32,
     /// Also write the first 64 samples as a grid PNG.
     #[arg(long)]
@@ -412,7 +412,7 @@ fn confident_digit_share(probs: &[Vec<f32>], confidence: f32) -> f64 {
     let digits = data::demo::TSHIRT_LABEL;
     let confident = probs
         .iter()
-        .filter(|p| p.iter().take(digits).any(|&q| q >= confidence))
+        .filter(|p| lethe::metrics::classifier::is_confident_digit(p, digits, confidence))
         .count();
     confident as f64 / probs.len().max(1) as f64
 }

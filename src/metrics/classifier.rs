@@ -114,15 +114,20 @@ impl LoadedClassifier {
         for chunk in images.chunks(256) {
             let x = unit_images_tensor(chunk, shape, device);
             let (_, logits) = self.model.forward(x);
-            let probs = softmax(logits, 1)
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("f32");
+            let probs = softmax_values(logits);
             out.extend(probs.chunks(self.config.num_classes).map(|p| p.to_vec()));
         }
         out
     }
+}
+
+/// The demo's confidence bar: a sample "is a digit" when a digit class reaches it.
+pub const DIGIT_CONFIDENCE: f32 = 0.9;
+
+/// Whether class probabilities `probs` put at least `confidence` on one of the first
+/// `digit_classes` classes (the digits; the T-shirt comes after them).
+pub fn is_confident_digit(probs: &[f32], digit_classes: usize, confidence: f32) -> bool {
+    probs.iter().take(digit_classes).any(|&q| q >= confidence)
 }
 
 /// Whether image `i` of the training data is held out from classifier training (every 10th):
@@ -150,7 +155,8 @@ pub struct TrainReport {
     pub held_out_count: usize,
     /// Accuracy on the held-out images whose label is below `digit_classes` (MNIST digits).
     pub held_out_digit_accuracy: f64,
-    /// Share of held-out digits whose top probability is a digit at ≥ 0.9: how often the
+    /// Share of held-out digits that are confident digits (`is_confident_digit` at
+    /// `DIGIT_CONFIDENCE`): how often the
     /// judge is confident about *real* digits, the ceiling for the demo's sample figure.
     pub held_out_confident_digits: f64,
     pub final_loss: f32,
@@ -347,11 +353,7 @@ fn evaluate(
     let mut digits_confident = 0;
     for batch in held_out.chunks(256) {
         let (_, logits) = model.forward(data.batch(batch, device));
-        let probs = softmax(logits, 1)
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32");
+        let probs = softmax_values(logits);
         let k = probs.len() / batch.len();
         for (&i, p) in batch.iter().zip(probs.chunks(k)) {
             let predicted = argmax(p);
@@ -360,7 +362,8 @@ fn evaluate(
             if data.labels[i].is_some_and(|l| l < digit_classes) {
                 digits += 1;
                 digits_correct += usize::from(is_right);
-                digits_confident += usize::from(p.iter().take(digit_classes).any(|&q| q >= 0.9));
+                digits_confident +=
+                    usize::from(is_confident_digit(p, digit_classes, DIGIT_CONFIDENCE));
             }
         }
     }
@@ -372,6 +375,15 @@ fn evaluate(
         held_out_confident_digits: share(digits_confident, digits),
         final_loss: f32::NAN,
     }
+}
+
+/// Row-wise softmax of `[B, K]` logits, flattened on the host.
+fn softmax_values(logits: Tensor<2>) -> Vec<f32> {
+    softmax(logits, 1)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32")
 }
 
 fn argmax(values: &[f32]) -> usize {

@@ -407,18 +407,17 @@ fn run_train_classifier(
     Ok(())
 }
 
-/// Share of samples (class probabilities) whose top digit probability reaches `confidence`.
-fn confident_digit_share(probs: &[Vec<f32>], confidence: f32) -> f64 {
+/// How many samples (class probabilities) have a digit class at `confidence` or above.
+fn confident_digit_count(probs: &[Vec<f32>], confidence: f32) -> usize {
     let digits = data::demo::TSHIRT_LABEL;
-    let confident = probs
+    probs
         .iter()
         .filter(|p| lethe::metrics::classifier::is_confident_digit(p, digits, confidence))
-        .count();
-    confident as f64 / probs.len().max(1) as f64
+        .count()
 }
 
-/// The same share for the bundled digits held out from the classifier's training: what
-/// real data scores on the sample criterion.
+/// The share of confident digits among the bundled digits held out from the classifier's
+/// training: what real data scores on the sample criterion.
 fn real_digit_confidence(
     classifier: &lethe::metrics::classifier::LoadedClassifier,
     shape: [usize; 3],
@@ -431,7 +430,7 @@ fn real_digit_confidence(
         .map(|i| mnist.image(i).iter().map(|&p| p as f32 / 255.0).collect())
         .collect();
     let probs = classifier.probabilities(&held_out, shape, device);
-    Ok(confident_digit_share(&probs, confidence))
+    Ok(confident_digit_count(&probs, confidence) as f64 / probs.len().max(1) as f64)
 }
 
 fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
@@ -471,7 +470,7 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         &format!("sampling {}", spec.label()),
     )?;
     let probs = classifier.probabilities(&samples, shape, &device);
-    let confident_share = confident_digit_share(&probs, args.confidence);
+    let confident = confident_digit_count(&probs, args.confidence);
     let copies = memorization::copies_of(&samples, &target, memorization::SISS_L2_THRESHOLD);
     let n_copies = copies.iter().filter(|&&c| c).count();
     let mut per_class = vec![0usize; classifier.config.num_classes];
@@ -497,9 +496,8 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         args.seed
     );
     println!(
-        "confident digits   {:>6.1}%  ({}/{})  [{}: max digit probability ≥ {}]",
-        100.0 * confident_share,
-        (confident_share * n).round() as usize,
+        "confident digits   {:>6.1}%  ({confident}/{})  [{}: max digit probability ≥ {}]",
+        100.0 * confident as f64 / n,
         args.n,
         classifier.config.name,
         args.confidence

@@ -22,7 +22,7 @@ use crate::data::{ImageSet, ImageSpec, load_paths};
 use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use crate::diffusion::unet::{UNet, UNetConfig};
-use crate::util::{atomic_write, sha256_hex};
+use crate::util::{atomic_write, cosine_decay, sha256_hex};
 
 /// `lethe pretrain --config FILE` (TOML). See `examples/pretrain-demo.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,9 +138,8 @@ pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
         return base * (step + 1) as f64 / train.warmup_steps as f64;
     }
     let span = (train.steps - train.warmup_steps).max(1) as f64;
-    let progress = ((step - train.warmup_steps) as f64 / span).min(1.0);
-    let floor = train.final_lr_fraction;
-    base * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+    let progress = (step - train.warmup_steps) as f64 / span;
+    cosine_decay(base, progress, train.final_lr_fraction)
 }
 
 /// Training data: sources plus injected copies (indices into one set).

@@ -27,6 +27,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Cosine decay from `base` (at `progress` 0) to `floor_fraction × base` (at 1); `progress`
+/// is clamped to [0, 1]. Shared by every Lethe learning-rate schedule.
+pub fn cosine_decay(base: f64, progress: f64, floor_fraction: f64) -> f64 {
+    let p = progress.clamp(0.0, 1.0);
+    base * (floor_fraction
+        + (1.0 - floor_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()

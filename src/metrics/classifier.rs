@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{ImageSet, ImageSpec};
 use crate::diffusion::checkpoint::{self, CheckpointError, Provenance};
 use crate::diffusion::layers::{Conv2d, Init, Linear};
-use crate::util::atomic_write;
+use crate::util::{atomic_write, cosine_decay};
 
 pub const CLASSIFIER_NAME: &str = "lethe-mnist11";
 const WEIGHTS: &str = "model.safetensors";
@@ -188,10 +188,7 @@ impl TrainRecipe {
     }
 
     fn learning_rate_at(&self, step: usize, total: usize) -> f64 {
-        let progress = step as f64 / total.max(1) as f64;
-        let floor = 0.01;
-        self.learning_rate
-            * (floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+        cosine_decay(self.learning_rate, step as f64 / total.max(1) as f64, 0.01)
     }
 }
 

@@ -448,19 +448,8 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         class: args.class,
         ..SamplerSpec::ddim(args.steps)
     };
-    let shape = [
-        ckpt.config.in_channels,
-        ckpt.config.sample_size,
-        ckpt.config.sample_size,
-    ];
-    let job = SampleJob {
-        model: &ckpt.unet,
-        schedule: &ckpt.schedule,
-        spec: &spec,
-        shape,
-        null_class: ckpt.config.lethe_null_class,
-        device: &device,
-    };
+    let shape = ckpt.config.image_shape();
+    let job = ckpt.sample_job(&spec, &device);
     let samples = sample_images(
         &job,
         args.seed,
@@ -552,19 +541,8 @@ fn run_sample(args: &SampleArgs) -> Result<(), String> {
             n - 1
         ));
     }
-    let shape = [
-        ckpt.config.in_channels,
-        ckpt.config.sample_size,
-        ckpt.config.sample_size,
-    ];
-    let job = SampleJob {
-        model: &ckpt.unet,
-        schedule: &ckpt.schedule,
-        spec: &spec,
-        shape,
-        null_class: ckpt.config.lethe_null_class,
-        device: &device,
-    };
+    let shape = ckpt.config.image_shape();
+    let job = ckpt.sample_job(&spec, &device);
     let all = sample_images(
         &job,
         args.seed,

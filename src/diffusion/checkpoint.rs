@@ -18,6 +18,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
+use super::sampler::{SampleJob, SamplerSpec};
 use super::schedule::{NoiseSchedule, SchedulerConfig};
 use super::unet::{UNet, UNetConfig};
 use crate::util::{atomic_write, sha256_hex};
@@ -81,6 +82,20 @@ pub struct Checkpoint {
     /// SHA-256 of the weights file: the parent hash of anything trained from this.
     pub weights_sha256: String,
     pub dir: PathBuf,
+}
+
+impl Checkpoint {
+    /// A sampling job for this checkpoint's model, noise schedule, image shape and null class.
+    pub fn sample_job<'a>(&'a self, spec: &'a SamplerSpec, device: &'a Device) -> SampleJob<'a> {
+        SampleJob {
+            model: &self.unet,
+            schedule: &self.schedule,
+            spec,
+            shape: self.config.image_shape(),
+            null_class: self.config.lethe_null_class,
+            device,
+        }
+    }
 }
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CheckpointError> {

@@ -117,6 +117,11 @@ fn yes() -> bool {
 }
 
 impl UNetConfig {
+    /// `[channels, height, width]` of the images this model denoises.
+    pub fn image_shape(&self) -> [usize; 3] {
+        [self.in_channels, self.sample_size, self.sample_size]
+    }
+
     /// The demo model: class-conditional MNIST (10 digits + T-shirt + null), 28×28, no
     /// attention (it trains on a 2-core CPU; attention is covered by the golden tests).
     pub fn demo_mnist() -> Self {

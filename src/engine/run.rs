@@ -308,11 +308,7 @@ impl<'a> Run<'a> {
             _ => source.unet.clone(),
         };
         let original = source.unet.valid();
-        let shape = [
-            source.config.in_channels,
-            source.config.sample_size,
-            source.config.sample_size,
-        ];
+        let shape = source.config.image_shape();
         let probe = build_probe(config, &data, shape, &device.clone().inner());
         // Class setting: sample the forgotten class (guided); data-point setting: sample
         // unconditionally, as the SISS criterion is defined.

@@ -3,7 +3,7 @@
 use burn::tensor::Device;
 use lethe::data::demo;
 use lethe::diffusion::checkpoint;
-use lethe::diffusion::sampler::{SampleJob, SamplerSpec};
+use lethe::diffusion::sampler::SamplerSpec;
 use lethe::images;
 use lethe::metrics::classifier::{self, LoadedClassifier};
 use lethe::metrics::memorization;
@@ -97,14 +97,7 @@ fn demo_model_samples_digits_and_the_memorised_tshirt() {
     );
     let clf = LoadedClassifier::load(&demo::asset(demo::DEMO_CLASSIFIER), &device).unwrap();
     let spec = SamplerSpec::ddim(25);
-    let job = SampleJob {
-        model: &ckpt.unet,
-        schedule: &ckpt.schedule,
-        spec: &spec,
-        shape: [1, 28, 28],
-        null_class: Some(11),
-        device: &device,
-    };
+    let job = ckpt.sample_job(&spec, &device);
     let (samples, shape) = images::to_unit_floats(job.run(0, 0, 96, |_, _| {}).unwrap());
     let target = demo::memorised_tshirt().unwrap();
     let t: Vec<f32> = target.image(0).iter().map(|&p| p as f32 / 255.0).collect();

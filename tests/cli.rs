@@ -257,3 +257,56 @@ classifier = ""
     assert!(!ok);
     assert!(err.contains("method.lambda"), "{err}");
 }
+
+#[test]
+fn fid_compares_feature_files_and_image_sets_and_names_bad_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("fid.json");
+    // Features on one side, pytorch-fid-style statistics on the other (fixture of golden_fid.rs).
+    let (ok, out, err) = lethe(&[
+        "fid",
+        "tests/fixtures/fid/wellconditioned_a.npy",
+        "tests/fixtures/fid/stats_b.npz",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("= 27.5298"), "{out}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!((record["fid"].as_f64().unwrap() - 27.5298).abs() < 1e-3);
+    // The same image set against itself through the bundled classifier: distance ~0, and the
+    // label names the feature network.
+    let (ok, out, err) = lethe(&[
+        "fid",
+        "assets/data/tshirts-1k-images-idx3-ubyte.gz",
+        "assets/data/tshirts-1k-images-idx3-ubyte.gz",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("FID[lethe-mnist11@") && out.contains("N=1000 vs 1000] = "),
+        "{out}"
+    );
+    let value: f64 = out
+        .split("] = ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(value.abs() < 1e-6, "{out}");
+    // Bad inputs: the file and the reason.
+    let (ok, _, err) = lethe(&["fid", "nope.npz", "tests/fixtures/fid/stats_b.npz"]);
+    assert!(!ok && err.contains("nope.npz"), "{err}");
+    let (ok, _, err) = lethe(&[
+        "fid",
+        "tests/fixtures/fid/near_collinear_a.npy",
+        "tests/fixtures/fid/stats_b.npz",
+    ]);
+    assert!(
+        !ok && err.contains("different dimensions (16 and 64)"),
+        "{err}"
+    );
+}

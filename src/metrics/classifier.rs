@@ -82,6 +82,8 @@ impl Classifier {
 pub struct LoadedClassifier {
     pub model: Classifier,
     pub config: ClassifierConfig,
+    /// SHA-256 of its weights file: names the exact feature network in metric provenance.
+    pub weights_sha256: String,
 }
 
 impl LoadedClassifier {
@@ -100,7 +102,33 @@ impl LoadedClassifier {
             &path,
             device,
         )?;
-        Ok(Self { model, config })
+        Ok(Self {
+            model,
+            config,
+            weights_sha256: crate::util::sha256_hex(&bytes),
+        })
+    }
+
+    /// Penultimate-layer features per image, `[B × feature_dim]` row after row, computed in
+    /// batches: the features Lethe's FID is computed on.
+    pub fn features(&self, images: &[Vec<f32>], shape: [usize; 3], device: &Device) -> Vec<f32> {
+        let mut out = Vec::with_capacity(images.len() * self.config.feature_dim);
+        for chunk in images.chunks(256) {
+            let (features, _) = self.model.forward(unit_images_tensor(chunk, shape, device));
+            out.extend(
+                features
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .expect("f32 features"),
+            );
+        }
+        out
+    }
+
+    /// How its features are named in metric provenance, e.g. `lethe-mnist11@1a2b3c4d`.
+    pub fn feature_label(&self) -> String {
+        format!("{}@{}", self.config.name, &self.weights_sha256[..8])
     }
 
     /// Softmax probabilities per image, `[B][classes]`, computed in batches.

@@ -1,0 +1,195 @@
+//! Feature arrays and feature statistics in NumPy's formats, so FIDs can be checked against
+//! other tools on the same features: `.npy` with an N×D float array (one row per image), and
+//! `.npz` with `mu` (D) and `sigma` (D×D), as pytorch-fid's `--save-stats` writes them.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use npyz::{NpyFile, Order};
+
+use super::fid::FeatureStats;
+
+/// An N×D feature matrix, row after row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRows {
+    pub values: Vec<f32>,
+    pub dim: usize,
+}
+
+impl FeatureRows {
+    pub fn count(&self) -> usize {
+        self.values.len() / self.dim.max(1)
+    }
+}
+
+/// Reads an N×D `.npy` of float32 or float64 features.
+pub fn read_npy_features(path: &Path) -> Result<FeatureRows, String> {
+    let fail = |reason: String| format!("{}: {reason}", path.display());
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let npy = NpyFile::new(BufReader::new(file))
+        .map_err(|e| fail(format!("not a NumPy .npy array ({e})")))?;
+    let shape = npy.shape().to_vec();
+    let [n, dim] = shape[..] else {
+        return Err(fail(format!(
+            "expected a 2-D array of features (N×D), found shape {shape:?}"
+        )));
+    };
+    let values = float_values(npy).map_err(&fail)?;
+    let (n, dim) = (n as usize, dim as usize);
+    debug_assert_eq!(values.len(), n * dim);
+    Ok(FeatureRows {
+        values: values.into_iter().map(|v| v as f32).collect(),
+        dim,
+    })
+}
+
+/// Reads `mu` and `sigma` from an `.npz` (pytorch-fid's statistics file).
+pub fn read_npz_stats(path: &Path) -> Result<FeatureStats, String> {
+    let fail = |reason: String| format!("{}: {reason}", path.display());
+    std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
+    let mut archive = npyz::npz::NpzArchive::open(path)
+        .map_err(|e| fail(format!("not a NumPy .npz archive ({e})")))?;
+    let mut array = |name: &str| -> Result<(Vec<u64>, Vec<f64>), String> {
+        let npy = archive
+            .by_name(name)
+            .map_err(|e| fail(format!("cannot read `{name}` ({e})")))?
+            .ok_or_else(|| fail(format!("has no array `{name}` (need `mu` and `sigma`)")))?;
+        let shape = npy.shape().to_vec();
+        Ok((shape, float_values(npy).map_err(&fail)?))
+    };
+    let (mu_shape, mu) = array("mu")?;
+    let (sigma_shape, sigma) = array("sigma")?;
+    if mu_shape.len() != 1 || sigma_shape.len() != 2 {
+        return Err(fail(format!(
+            "`mu` must be 1-D and `sigma` 2-D; found shapes {mu_shape:?} and {sigma_shape:?}"
+        )));
+    }
+    if mu.iter().chain(&sigma).any(|v| !v.is_finite()) {
+        return Err(fail("`mu` or `sigma` holds non-finite values".into()));
+    }
+    FeatureStats::from_parts(mu, sigma).map_err(fail)
+}
+
+/// The values of a float32/float64 C-order array, as f64.
+fn float_values<R: Read>(npy: NpyFile<R>) -> Result<Vec<f64>, String> {
+    if npy.order() != Order::C {
+        return Err("Fortran-order arrays are not supported; save with C order".into());
+    }
+    let dtype = npy.dtype().descr();
+    match dtype.as_str() {
+        "'<f4'" | "'>f4'" => Ok(npy
+            .into_vec::<f32>()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(f64::from)
+            .collect()),
+        "'<f8'" | "'>f8'" => npy.into_vec::<f64>().map_err(|e| e.to_string()),
+        other => Err(format!(
+            "values must be float32 or float64, found dtype {other}"
+        )),
+    }
+}
+
+/// One side of a Fréchet distance: its statistics and where they came from.
+pub struct FidSide {
+    pub stats: FeatureStats,
+    /// e.g. `1000 images from runs/x/samples → lethe-mnist11@1a2b3c4d features (128-d)`.
+    pub description: String,
+}
+
+/// How an FID input path is read, decided by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FidInputKind {
+    /// `.npz` with `mu` and `sigma`.
+    Statistics,
+    /// `.npy` N×D features.
+    Features,
+    /// Anything else: images (files, folders, IDX, CIFAR batches), featurised by a classifier.
+    Images,
+}
+
+impl FidInputKind {
+    pub fn of(path: &Path) -> Self {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("npz") => Self::Statistics,
+            Some("npy") => Self::Features,
+            _ => Self::Images,
+        }
+    }
+}
+
+/// Statistics of an `.npz` or `.npy` input (no feature network needed).
+pub fn fid_side_from_file(path: &Path) -> Result<FidSide, String> {
+    match FidInputKind::of(path) {
+        FidInputKind::Statistics => {
+            let stats = read_npz_stats(path)?;
+            let description = format!(
+                "statistics from {} (mu, sigma; {}-d; sample count not recorded)",
+                path.display(),
+                stats.dim()
+            );
+            Ok(FidSide { stats, description })
+        }
+        FidInputKind::Features => {
+            let rows = read_npy_features(path)?;
+            let stats = FeatureStats::from_rows(&rows.values, rows.dim)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let description = format!(
+                "{} feature vectors from {} ({}-d)",
+                rows.count(),
+                path.display(),
+                rows.dim
+            );
+            Ok(FidSide { stats, description })
+        }
+        FidInputKind::Images => Err(format!(
+            "{}: images need a feature network (use fid_side_from_images)",
+            path.display()
+        )),
+    }
+}
+
+/// Statistics of the classifier's penultimate features of the images at `path`.
+pub fn fid_side_from_images(
+    path: &Path,
+    classifier: &super::classifier::LoadedClassifier,
+    device: &burn::tensor::Device,
+) -> Result<FidSide, String> {
+    let k = &classifier.config;
+    let spec = crate::data::ImageSpec {
+        channels: k.channels,
+        height: k.size,
+        width: k.size,
+    };
+    let set = crate::data::load_paths(&[path.to_path_buf()], spec).map_err(|e| e.to_string())?;
+    let images: Vec<Vec<f32>> = (0..set.len())
+        .map(|i| set.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+        .collect();
+    let features = classifier.features(&images, [k.channels, k.size, k.size], device);
+    let stats = FeatureStats::from_rows(&features, k.feature_dim)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut description = format!(
+        "{} images from {} → {} features ({}-d)",
+        images.len(),
+        path.display(),
+        classifier.feature_label(),
+        k.feature_dim
+    );
+    for (conversion, count) in &set.conversions {
+        description += &format!("; {conversion} ×{count}");
+    }
+    if !set.rejected.is_empty() {
+        description += &format!(
+            "; {} file(s) rejected (`lethe data {}` lists why)",
+            set.rejected.len(),
+            path.display()
+        );
+    }
+    Ok(FidSide { stats, description })
+}

@@ -131,7 +131,7 @@ struct FidArgs {
 
 #[derive(Args)]
 struct UnlearnArgs {
-    /// Experiment config (TOML).
+    /// Experiment config: TOML, or (unlearn only) SISS-style YAML with SISS's key names.
     #[arg(long)]
     config: PathBuf,
     /// Override train.steps.
@@ -717,7 +717,10 @@ fn run_data(args: &DataArgs) -> Result<(), String> {
 }
 
 fn run_unlearn(args: &UnlearnArgs) -> Result<(), String> {
-    let config = lethe::experiment::ExperimentConfig::from_file(&args.config)?;
+    let (config, ignored) = lethe::experiment::ExperimentConfig::from_file_noting(&args.config)?;
+    for key in &ignored {
+        println!("note: {}: ignored {key}", args.config.display());
+    }
     run_experiment(config, args).map(|_| ())
 }
 

@@ -310,3 +310,55 @@ fn fid_compares_feature_files_and_image_sets_and_names_bad_inputs() {
         "{err}"
     );
 }
+
+/// A recipe in the SISS code base's YAML key names runs as written: its knobs reach the
+/// resolved config in the run directory, and the keys Lethe has no use for are listed.
+#[test]
+fn a_siss_style_yaml_config_runs_with_its_knobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_experiment(tmp.path());
+    let yaml = format!(
+        "checkpoint_path: {d}/ckpt\noutput_dir: {d}/runs\nrandom_seed: 46\n\
+         data:\n  retain: [{d}/retain]\n  forget: [{d}/forget.png]\n\
+         deletion:\n  class_label: 10\n  loss_fn: importance_sampling_with_mixture\n  scaling_norm: 3\n  \
+         eta: 1e-3\n  loss_params:\n    lambd: 0.25\n\
+         train_batch_size: 2\ngradient_accumulation_steps: 2\noptimizer:\n  lr: 2e-5\n\
+         lr_scheduler: constant\ntraining_steps: 2\nsampling_steps: 1\neval_images: 2\n\
+         pipeline:\n  num_inference_steps: 2\nproject_name: mnist-tshirt-test\n\
+         eval:\n  grid: 2\n  classifier: ''\n",
+        d = tmp.path().display()
+    );
+    let path = tmp.path().join("delete.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (ok, out, err) = lethe(&["unlearn", "--config", path.to_str().unwrap(), "--name", "y"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("ignored project_name"), "{out}");
+    assert!(
+        out.contains("ignored deletion.eta (not a knob of siss)"),
+        "{out}"
+    );
+    let resolved: toml::Value =
+        toml::from_str(&std::fs::read_to_string(tmp.path().join("runs/y/config.toml")).unwrap())
+            .unwrap();
+    assert_eq!(resolved["method"]["name"].as_str(), Some("siss"));
+    assert_eq!(resolved["method"]["lambda"].as_float(), Some(0.25));
+    assert_eq!(resolved["method"]["scaling_norm"].as_float(), Some(3.0));
+    assert_eq!(resolved["train"]["batch_size"].as_integer(), Some(4));
+    assert_eq!(resolved["train"]["seed"].as_integer(), Some(46));
+    assert_eq!(resolved["train"]["learning_rate"].as_float(), Some(2e-5));
+    assert_eq!(resolved["data"]["forget_label"].as_integer(), Some(10));
+    // A YAML knob out of range is refused naming Lethe's key and the SISS key that set it.
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("lambd: 0.25", "lambd: 1.5"),
+    )
+    .unwrap();
+    let (ok, _, err) = lethe(&["unlearn", "--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("delete.yaml") && err.contains("deletion.loss_params.lambd"),
+        "{err}"
+    );
+}

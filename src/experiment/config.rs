@@ -174,12 +174,24 @@ fn default_runs_dir() -> PathBuf {
 
 impl ExperimentConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        config
-            .validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(config)
+        Self::from_file_noting(path).map(|(config, _)| config)
+    }
+
+    /// Reads a TOML config, or a SISS-style YAML one (`.yaml`/`.yml`, see
+    /// [`super::siss_yaml`]); also returns the YAML keys that were ignored, and why.
+    pub fn from_file_noting(path: &Path) -> Result<(Self, Vec<String>), String> {
+        let in_file = |e: String| format!("{}: {e}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| in_file(e.to_string()))?;
+        let is_yaml = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_yaml {
+            let parsed = super::siss_yaml::parse(&text).map_err(in_file)?;
+            return Ok((parsed.config, parsed.ignored));
+        }
+        let config: Self = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
+        config.validate().map_err(in_file)?;
+        Ok((config, Vec::new()))
     }
 
     /// Checks every value that can be checked without loading data; errors name the key.

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod run_dir;
+pub mod siss_yaml;
 
 pub use config::ExperimentConfig;
 pub use run_dir::{RunDir, RunInfo, RunStatus};

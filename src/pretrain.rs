@@ -312,7 +312,11 @@ pub fn run_with_schedule(
             step,
         );
         model = optim.step(lr, model, grads);
-        ema = update_ema(ema, &model, config.train.ema_decay, global_step);
+        ema = update_ema(
+            ema,
+            &model,
+            warmed_up_decay(config.train.ema_decay, global_step),
+        );
 
         let line = LogLine {
             step: global_step + 1,
@@ -470,9 +474,15 @@ pub fn scale_grads(grads: &mut GradientsParams, model: &UNet, factor: f32) {
     model.visit(&mut Scale { grads, factor });
 }
 
-/// EMA with the usual warm-up, `decay_n = min(decay, (1 + n) / (10 + n))`, computed on the
-/// device (no host round trip per step).
-fn update_ema(ema: UNet, model: &UNet, decay: f64, step: usize) -> UNet {
+/// Pretraining's EMA decay at step `n`, with the usual warm-up:
+/// `min(decay, (1 + n) / (10 + n))`.
+fn warmed_up_decay(decay: f64, step: usize) -> f32 {
+    decay.min((1.0 + step as f64) / (10.0 + step as f64)) as f32
+}
+
+/// `ema ← decay·ema + (1 − decay)·model` for every parameter, computed on the device (no
+/// host round trip per step). `ema` lives on the inner (non-autodiff) device.
+pub(crate) fn update_ema(ema: UNet, model: &UNet, decay: f32) -> UNet {
     struct Current {
         path: Vec<String>,
         out: HashMap<String, Tensor<1>>,
@@ -521,11 +531,10 @@ fn update_ema(ema: UNet, model: &UNet, decay: f64, step: usize) -> UNet {
         out: HashMap::new(),
     };
     model.visit(&mut current);
-    let d = decay.min((1.0 + step as f64) / (10.0 + step as f64)) as f32;
     ema.map(&mut Blend {
         path: vec![],
         current: current.out,
-        decay: d,
+        decay,
     })
 }
 

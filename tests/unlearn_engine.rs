@@ -282,6 +282,9 @@ fn bad_configs_are_refused_naming_the_key() {
     let mut c = base.clone();
     c.data.forget.clear();
     assert!(c.validate().unwrap_err().contains("data.forget"));
+    let mut c = base.clone();
+    c.train.ema_decay = 1.0;
+    assert!(c.validate().unwrap_err().contains("train.ema_decay"));
     let text = "checkpoint = \"x\"\n[data]\nforget = [\"a.png\"]\n[method]\nname = \"forget-everything\"\n";
     let err = toml::from_str::<ExperimentConfig>(text)
         .unwrap_err()
@@ -356,4 +359,47 @@ fn pause_holds_the_run_and_sample_and_evaluate_now_answer() {
             _ => {}
         }
     }
+}
+
+/// With `ema_decay = d` the saved model is the EMA of the trained weights from the original:
+/// after two steps `d²·θ₀ + d(1−d)·θ₁ + (1−d)·θ₂`, where θ₁, θ₂ are the weights of the same
+/// run without EMA (EMA never changes what is trained).
+#[test]
+fn with_ema_the_saved_model_is_the_exponential_average_of_the_trained_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), MethodConfig::Finetune, 2, 1e-2);
+    cfg.eval.checkpoint_every = 1;
+    let (result, events) = run(&cfg);
+    assert!(result.is_ok());
+    let trained = run_dir(&events);
+    let theta0 = weights(&cfg.checkpoint);
+    let theta1 = weights(&trained.join("checkpoints/step_00001"));
+    let theta2 = weights(&trained.join("checkpoints/final"));
+
+    let d = 0.75f32;
+    cfg.train.ema_decay = d as f64;
+    let (result, events) = run(&cfg);
+    assert!(result.is_ok());
+    let averaged = run_dir(&events).join("checkpoints/final");
+    let ema = weights(&averaged);
+    let mut moved = 0.0f32;
+    for (((name, _, e), (_, _, w0)), ((_, _, w1), (_, _, w2))) in
+        ema.iter().zip(&theta0).zip(theta1.iter().zip(&theta2))
+    {
+        for i in 0..e.len() {
+            let expected = d * d * w0[i] + d * (1.0 - d) * w1[i] + (1.0 - d) * w2[i];
+            assert!(
+                (e[i] - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
+                "{name}[{i}]: {} vs {expected}",
+                e[i]
+            );
+            moved = moved.max((w2[i] - w0[i]).abs());
+        }
+    }
+    assert!(moved > 1e-4, "training did not move the weights ({moved})");
+    let saved = checkpoint::load(&averaged, &Device::flex()).unwrap();
+    assert_eq!(
+        saved.metadata.get("lethe_weights").map(String::as_str),
+        Some("ema")
+    );
 }

@@ -280,6 +280,8 @@ struct Run<'a> {
     dir: &'a RunDir,
     device: &'a Device,
     model: UNet,
+    /// EMA of `model` (inner device) when `train.ema_decay > 0`.
+    ema: Option<UNet>,
     original: UNet,
     source: checkpoint::Checkpoint,
     data: UnlearnData,
@@ -326,6 +328,7 @@ impl<'a> Run<'a> {
             config,
             dir,
             device,
+            ema: (config.train.ema_decay > 0.0).then(|| model.valid()),
             model,
             original,
             source,
@@ -415,7 +418,7 @@ impl<'a> Run<'a> {
             control.poll(emit);
             if control.sample_now {
                 control.sample_now = false;
-                let s = self.draw_samples(&self.model.valid())?;
+                let s = self.draw_samples(&self.published())?;
                 self.emit_grid(step, s, emit)?;
             }
             if control.evaluate_now {
@@ -473,6 +476,10 @@ impl<'a> Run<'a> {
             let grads = grad.into_params(&self.model);
             let model = std::mem::replace(&mut self.model, self.original.clone());
             self.model = optim.step(train.learning_rate, model, grads);
+            if let Some(ema) = self.ema.take() {
+                let decay = train.ema_decay as f32;
+                self.ema = Some(crate::pretrain::update_ema(ema, &self.model, decay));
+            }
             let step_seconds = clock.elapsed().as_secs_f64();
             self.train_seconds += step_seconds;
             self.steps_done = step + 1;
@@ -518,6 +525,11 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// The weights that are evaluated, sampled and saved: the EMA when there is one.
+    fn published(&self) -> UNet {
+        self.ema.clone().unwrap_or_else(|| self.model.valid())
+    }
+
     fn draw_samples(&self, model: &UNet) -> Result<Vec<Vec<f32>>, String> {
         let inner = self.device.clone().inner();
         let job = SampleJob {
@@ -547,7 +559,7 @@ impl<'a> Run<'a> {
     }
 
     fn evaluate(&mut self, step: usize, emit: &dyn Fn(Event)) -> Result<(), String> {
-        let samples = self.draw_samples(&self.model.valid())?;
+        let samples = self.draw_samples(&self.published())?;
         let eval = self.judge(&samples);
         self.record_eval(step, &eval, "current", emit)?;
         self.last_eval = Some(eval);
@@ -613,10 +625,15 @@ impl<'a> Run<'a> {
                 .with("lethe_forget_set_sha256", forget_hash)
                 .with("lethe_forget_images", self.data.forget.len())
                 .with("lethe_parent_sha256", &self.source.weights_sha256)
-                .with("lethe_parent_path", self.config.checkpoint.display());
+                .with("lethe_parent_path", self.config.checkpoint.display())
+                .with(
+                    "lethe_weights",
+                    if self.ema.is_some() { "ema" } else { "trained" },
+                )
+                .with("lethe_ema_decay", self.config.train.ema_decay);
         checkpoint::save(
             &path,
-            &self.model.valid(),
+            &self.published(),
             &self.source.config,
             &self.source.scheduler,
             &provenance,

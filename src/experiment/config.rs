@@ -73,6 +73,10 @@ pub struct UnlearnTrain {
     /// Probability of conditioning on the null class instead of an image's label
     /// (class-conditional models with a null class), so the unconditional branch unlearns too.
     pub cond_drop_prob: f64,
+    /// EMA of the weights, `ema ← d·ema + (1 − d)·θ` after every step from the original
+    /// weights, no warm-up; when on (d > 0) the EMA is what is evaluated, sampled and saved.
+    /// 0 = off (SISS); EraseDiff's code evaluates an EMA with d = 0.99.
+    pub ema_decay: f64,
 }
 
 impl Default for UnlearnTrain {
@@ -90,6 +94,7 @@ impl Default for UnlearnTrain {
             t_min: 0,
             t_max: None,
             cond_drop_prob: 0.5,
+            ema_decay: 0.0,
         }
     }
 }
@@ -207,6 +212,12 @@ impl ExperimentConfig {
             return Err(format!(
                 "train.cond_drop_prob = {} is outside [0, 1]",
                 t.cond_drop_prob
+            ));
+        }
+        if !(0.0..1.0).contains(&t.ema_decay) {
+            return Err(format!(
+                "train.ema_decay = {} is outside [0, 1) (0 = no EMA)",
+                t.ema_decay
             ));
         }
         if let Some(hi) = t.t_max

@@ -177,11 +177,14 @@ impl Translation {
             "ema" => {
                 if object(value, key)?.get("use_ema").and_then(Value::as_bool) == Some(true) {
                     return Err(
-                        "ema.use_ema = true: Lethe unlearns the loaded weights without EMA, as SISS's deletion configs do"
+                        "ema.use_ema = true: SISS's EMA (diffusers' EMAModel, with its own warm-up) is not Lethe's; set train.ema_decay for a plain EMA"
                             .into(),
                     );
                 }
-                self.ignore(key, "EMA off during deletion, as in Lethe");
+                self.ignore(
+                    key,
+                    "use_ema: false is Lethe's default, train.ema_decay = 0",
+                );
             }
             "deletion" => self.deletion(value)?,
             other => return Err(format!("unknown key `{other}`")),
@@ -550,6 +553,9 @@ mod tests {
             err("deletion:\n  loss_fn: naive_del\nwarmup_steps: 500\n").contains("warmup_steps")
         );
         assert!(err("deletion:\n  loss_fn: naive_del\nfoo: 1\n").contains("`foo`"));
+        assert!(
+            err("deletion:\n  loss_fn: naive_del\nema:\n  use_ema: true\n").contains("ema.use_ema")
+        );
         assert!(
             err("deletion:\n  loss_fn: naive_del\n  timestep_del_window: 500\n")
                 .contains("timestep_del_window")

@@ -281,22 +281,20 @@ fn fid_compares_feature_files_and_image_sets_and_names_bad_inputs() {
         "fid",
         "assets/data/tshirts-1k-images-idx3-ubyte.gz",
         "assets/data/tshirts-1k-images-idx3-ubyte.gz",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     assert!(
         out.contains("FID[lethe-mnist11@") && out.contains("N=1000 vs 1000] = "),
         "{out}"
     );
-    let value: f64 = out
-        .split("] = ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(value.abs() < 1e-6, "{out}");
+    // The full-precision value (the printed one is rounded to 6 decimals, so round-off of
+    // -6e-7 prints as -0.000001).
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let value = record["fid"].as_f64().unwrap();
+    assert!(value.abs() < 1e-6, "{value}\n{out}");
     // Bad inputs: the file and the reason.
     let (ok, _, err) = lethe(&["fid", "nope.npz", "tests/fixtures/fid/stats_b.npz"]);
     assert!(!ok && err.contains("nope.npz"), "{err}");

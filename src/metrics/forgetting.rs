@@ -112,9 +112,26 @@ impl ForgetProbe {
     }
 }
 
+/// PUL, the percentage of unlearning (ALGORITHMS.md §6.8): how much of the original model's
+/// rate of the undesired content (`before`, e.g. the forgotten-class or copy rate on fixed
+/// seeds) the unlearned model no longer shows (`after`): `100·(before − after)/before`.
+/// 100 = gone; negative = more than before. `None` when the original never showed it.
+pub fn percentage_of_unlearning(before: f64, after: f64) -> Option<f64> {
+    (before > 0.0).then(|| 100.0 * (before - after) / before)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pul_is_the_removed_share_of_the_original_rate() {
+        let pul = |before, after| percentage_of_unlearning(before, after).unwrap();
+        assert!((pul(0.5, 0.1) - 80.0).abs() < 1e-9);
+        assert!((pul(0.25, 0.0) - 100.0).abs() < 1e-9);
+        assert!((pul(0.2, 0.3) + 50.0).abs() < 1e-9);
+        assert_eq!(percentage_of_unlearning(0.0, 0.1), None);
+    }
 
     #[test]
     fn copy_rate_counts_samples_near_any_forget_image() {

@@ -4,4 +4,6 @@ pub mod classifier;
 pub mod feature_files;
 pub mod fid;
 pub mod forgetting;
+pub mod inception_score;
 pub mod memorization;
+pub mod precision_recall;

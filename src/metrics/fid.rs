@@ -11,6 +11,25 @@
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
+/// Checks that `values` are whole rows of `dim` finite features; returns the row count.
+pub(crate) fn feature_rows(values: &[f32], dim: usize) -> Result<usize, String> {
+    if dim == 0 || !values.len().is_multiple_of(dim) {
+        return Err(format!(
+            "{} values do not form rows of {dim} features",
+            values.len()
+        ));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!(
+            "feature {} of vector {} is not finite ({})",
+            i % dim,
+            i / dim,
+            values[i]
+        ));
+    }
+    Ok(values.len() / dim)
+}
+
 /// Mean and unbiased covariance (divided by N − 1, as numpy's `np.cov` and pytorch-fid) of a
 /// set of feature vectors.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,24 +43,10 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Statistics of `rows` feature vectors of `dim` values each, stored row after row.
     pub fn from_rows(values: &[f32], dim: usize) -> Result<Self, String> {
-        if dim == 0 || !values.len().is_multiple_of(dim) {
-            return Err(format!(
-                "{} values do not form rows of {dim} features",
-                values.len()
-            ));
-        }
-        let n = values.len() / dim;
+        let n = feature_rows(values, dim)?;
         if n < 2 {
             return Err(format!(
                 "a covariance needs at least 2 feature vectors, got {n}"
-            ));
-        }
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(format!(
-                "feature {} of vector {} is not finite ({})",
-                i % dim,
-                i / dim,
-                values[i]
             ));
         }
         let x = DMatrix::from_row_iterator(n, dim, values.iter().map(|&v| v as f64));

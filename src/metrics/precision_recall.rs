@@ -44,19 +44,7 @@ fn rows<'a>(values: &'a [f32], dim: usize, k: usize, name: &str) -> Result<Vec<&
     if k == 0 {
         return Err("k must be ≥ 1".into());
     }
-    if dim == 0 || !values.len().is_multiple_of(dim) {
-        return Err(format!(
-            "{name}: {} values do not form rows of {dim} features",
-            values.len()
-        ));
-    }
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
-            "{name}: feature {} of vector {} is not finite",
-            i % dim,
-            i / dim
-        ));
-    }
+    super::fid::feature_rows(values, dim).map_err(|e| format!("{name}: {e}"))?;
     let rows: Vec<&[f32]> = values.chunks(dim).collect();
     if rows.len() <= k {
         return Err(format!(

@@ -99,7 +99,7 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64, Strin
         ));
     }
     let mean_term = (&a.mean - &b.mean).norm_squared();
-    let cross = trace_sqrt_product(&a.covariance, &b.covariance);
+    let cross = trace_sqrt_product(&a.covariance, &b.covariance)?;
     let d2 = mean_term + a.covariance.trace() + b.covariance.trace() - 2.0 * cross;
     if !d2.is_finite() {
         return Err("the Fréchet distance is not finite (non-finite statistics)".into());
@@ -108,22 +108,46 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64, Strin
 }
 
 /// `Tr((A B)^½)` for symmetric PSD `A`, `B`: `Σ √λ(A^½ B A^½)`, negative round-off clamped.
-fn trace_sqrt_product(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
-    let root_a = psd_sqrt(a);
+///
+/// Features with exactly zero variance in `A` (dead ReLU units are common) are dropped
+/// first: their rows and columns of `A^½`, and so of `A^½ B A^½`, are zero, so dropping
+/// them changes nothing, and nalgebra's eigensolver returns NaNs on such zero blocks.
+fn trace_sqrt_product(a: &DMatrix<f64>, b: &DMatrix<f64>) -> Result<f64, String> {
+    let live: Vec<usize> = (0..a.nrows()).filter(|&i| a[(i, i)] > 0.0).collect();
+    if live.is_empty() {
+        return Ok(0.0);
+    }
+    let restrict =
+        |m: &DMatrix<f64>| DMatrix::from_fn(live.len(), live.len(), |r, c| m[(live[r], live[c])]);
+    let (a, b) = (restrict(a), restrict(b));
+    let root_a = psd_sqrt(&a)?;
     let m = &root_a * b * &root_a;
     let symmetric = (&m + m.transpose()) * 0.5;
-    SymmetricEigen::new(symmetric)
+    let eigenvalues = finite_eigen(symmetric)?.eigenvalues;
+    Ok(eigenvalues.iter().map(|&l| l.max(0.0).sqrt()).sum())
+}
+
+/// A symmetric eigendecomposition, or an error where it produced non-finite values (rather
+/// than letting `max(NaN, 0) = 0` turn them into a wrong distance).
+fn finite_eigen(m: DMatrix<f64>) -> Result<SymmetricEigen<f64, nalgebra::Dyn>, String> {
+    let eig = SymmetricEigen::new(m);
+    if eig
         .eigenvalues
         .iter()
-        .map(|&l| l.max(0.0).sqrt())
-        .sum()
+        .chain(eig.eigenvectors.iter())
+        .all(|v| v.is_finite())
+    {
+        Ok(eig)
+    } else {
+        Err("the covariance eigendecomposition produced non-finite values".into())
+    }
 }
 
 /// `A^½ = V diag(√max(w, 0)) Vᵀ` of a symmetric PSD matrix.
-fn psd_sqrt(a: &DMatrix<f64>) -> DMatrix<f64> {
-    let eig = SymmetricEigen::new((a + a.transpose()) * 0.5);
+fn psd_sqrt(a: &DMatrix<f64>) -> Result<DMatrix<f64>, String> {
+    let eig = finite_eigen((a + a.transpose()) * 0.5)?;
     let roots = eig.eigenvalues.map(|w| w.max(0.0).sqrt());
-    &eig.eigenvectors * DMatrix::from_diagonal(&roots) * eig.eigenvectors.transpose()
+    Ok(&eig.eigenvectors * DMatrix::from_diagonal(&roots) * eig.eigenvectors.transpose())
 }
 
 #[cfg(test)]
@@ -206,5 +230,27 @@ mod tests {
                 .unwrap_err()
                 .contains("different dimensions")
         );
+    }
+
+    #[test]
+    fn a_set_with_dead_features_is_at_distance_zero_from_itself() {
+        // Fewer vectors than features, and a third of the features always zero (dead ReLU
+        // units): the case that exported sample statistics hit.
+        let dim = 24;
+        let mut values = rows(6, dim, 0.0, 9);
+        for (i, v) in values.iter_mut().enumerate() {
+            if i % dim % 3 == 0 {
+                *v = 0.0;
+            }
+        }
+        let s = FeatureStats::from_rows(&values, dim).unwrap();
+        let d = frechet_distance(&s, &s).unwrap();
+        // Rank 5 of 16 live features: the zero eigenvalues' round-off enters through √, so
+        // the bound is relative to the covariance's scale.
+        assert!(d.abs() < 1e-6 * s.covariance.trace(), "{d}");
+        let shifted: Vec<f32> = values.iter().map(|v| v + 0.5).collect();
+        let t = FeatureStats::from_rows(&shifted, dim).unwrap();
+        let d = frechet_distance(&s, &t).unwrap();
+        assert!((d - 0.25 * dim as f64).abs() < 1e-6, "{d}");
     }
 }

@@ -109,21 +109,33 @@ impl LoadedClassifier {
         })
     }
 
-    /// Penultimate-layer features per image, `[B × feature_dim]` row after row, computed in
-    /// batches: the features Lethe's FID is computed on.
-    pub fn features(&self, images: &[Vec<f32>], shape: [usize; 3], device: &Device) -> Vec<f32> {
-        let mut out = Vec::with_capacity(images.len() * self.config.feature_dim);
+    /// Penultimate-layer features (`[B × feature_dim]`, row after row) and softmax
+    /// probabilities (`[B][classes]`) per image, from one forward pass in batches of 256.
+    pub fn outputs(
+        &self,
+        images: &[Vec<f32>],
+        shape: [usize; 3],
+        device: &Device,
+    ) -> (Vec<f32>, Vec<Vec<f32>>) {
+        let mut features = Vec::with_capacity(images.len() * self.config.feature_dim);
+        let mut probs = Vec::with_capacity(images.len());
         for chunk in images.chunks(256) {
-            let (features, _) = self.model.forward(unit_images_tensor(chunk, shape, device));
-            out.extend(
-                features
-                    .into_data()
+            let (f, logits) = self.model.forward(unit_images_tensor(chunk, shape, device));
+            features.extend(
+                f.into_data()
                     .convert::<f32>()
                     .try_to_vec::<f32>()
                     .expect("f32 features"),
             );
+            let p = softmax_values(logits);
+            probs.extend(p.chunks(self.config.num_classes).map(|p| p.to_vec()));
         }
-        out
+        (features, probs)
+    }
+
+    /// Penultimate-layer features per image: the features Lethe's FID is computed on.
+    pub fn features(&self, images: &[Vec<f32>], shape: [usize; 3], device: &Device) -> Vec<f32> {
+        self.outputs(images, shape, device).0
     }
 
     /// How its features are named in metric provenance, e.g. `lethe-mnist11@1a2b3c4d`.
@@ -131,21 +143,14 @@ impl LoadedClassifier {
         format!("{}@{}", self.config.name, &self.weights_sha256[..8])
     }
 
-    /// Softmax probabilities per image, `[B][classes]`, computed in batches.
+    /// Softmax probabilities per image, `[B][classes]`.
     pub fn probabilities(
         &self,
         images: &[Vec<f32>],
         shape: [usize; 3],
         device: &Device,
     ) -> Vec<Vec<f32>> {
-        let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(256) {
-            let x = unit_images_tensor(chunk, shape, device);
-            let (_, logits) = self.model.forward(x);
-            let probs = softmax_values(logits);
-            out.extend(probs.chunks(self.config.num_classes).map(|p| p.to_vec()));
-        }
-        out
+        self.outputs(images, shape, device).1
     }
 }
 

@@ -44,6 +44,60 @@ pub fn read_npy_features(path: &Path) -> Result<FeatureRows, String> {
     })
 }
 
+/// Writes an N×D float32 `.npy` (atomically: temp file, then rename).
+pub fn write_npy_features(path: &Path, rows: &FeatureRows) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut bytes = Vec::new();
+    {
+        use npyz::WriterBuilder;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[rows.count() as u64, rows.dim as u64])
+            .writer(&mut bytes)
+            .begin_nd()
+            .map_err(fail)?;
+        writer.extend(rows.values.iter().copied()).map_err(fail)?;
+        writer.finish().map_err(fail)?;
+    }
+    crate::util::atomic_write(path, &bytes).map_err(fail)
+}
+
+/// Writes `mu` and `sigma` as pytorch-fid's `.npz` (float64), atomically.
+pub fn write_npz_stats(path: &Path, stats: &FeatureStats) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let d = stats.dim() as u64;
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    {
+        use npyz::WriterBuilder;
+        let mut npz = npyz::npz::NpzWriter::new(&mut cursor);
+        let mut mu = npz
+            .array::<f64>("mu", Default::default())
+            .map_err(fail)?
+            .default_dtype()
+            .shape(&[d])
+            .begin_nd()
+            .map_err(fail)?;
+        mu.extend(stats.mean.iter().copied()).map_err(fail)?;
+        mu.finish().map_err(fail)?;
+        // C order: nalgebra iterates column by column, so iterate the transpose.
+        let mut sigma = npz
+            .array::<f64>("sigma", Default::default())
+            .map_err(fail)?
+            .default_dtype()
+            .shape(&[d, d])
+            .begin_nd()
+            .map_err(fail)?;
+        sigma
+            .extend(stats.covariance.transpose().iter().copied())
+            .map_err(fail)?;
+        sigma.finish().map_err(fail)?;
+        npz.zip_writer()
+            .finish()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    crate::util::atomic_write(path, &cursor.into_inner()).map_err(fail)
+}
+
 /// Reads `mu` and `sigma` from an `.npz` (pytorch-fid's statistics file).
 pub fn read_npz_stats(path: &Path) -> Result<FeatureStats, String> {
     let fail = |reason: String| format!("{}: {reason}", path.display());
@@ -192,4 +246,27 @@ pub fn fid_side_from_images(
         );
     }
     Ok(FidSide { stats, description })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_and_features_written_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = FeatureRows {
+            values: vec![0.5, -1.0, 2.0, 0.25, 3.0, 1.5, -0.75, 0.0, 1.0],
+            dim: 3,
+        };
+        let npy = dir.path().join("f.npy");
+        write_npy_features(&npy, &rows).unwrap();
+        assert_eq!(read_npy_features(&npy).unwrap(), rows);
+        let stats = FeatureStats::from_rows(&rows.values, rows.dim).unwrap();
+        let npz = dir.path().join("s.npz");
+        write_npz_stats(&npz, &stats).unwrap();
+        let back = read_npz_stats(&npz).unwrap();
+        assert_eq!(back.mean, stats.mean);
+        assert_eq!(back.covariance, stats.covariance);
+    }
 }

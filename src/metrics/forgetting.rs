@@ -39,6 +39,35 @@ pub struct Evaluation {
     pub confident_kept_rate: Option<f64>,
     /// Mean entropy of the classifier's output (nats).
     pub mean_entropy: Option<f64>,
+    /// Sample quality against the reference images, in the feature network's space
+    /// (`how` says which network, how many samples, which reference).
+    #[serde(default)]
+    pub fid: Option<f64>,
+    /// FID of as many real reference images as samples against the whole reference: the
+    /// best value reachable at this N (FID is biased upwards at small N).
+    #[serde(default)]
+    pub fid_real_floor: Option<f64>,
+    #[serde(default)]
+    pub precision: Option<f64>,
+    #[serde(default)]
+    pub recall: Option<f64>,
+    /// Inception-Score-style score with the classifier: mean and std over splits.
+    #[serde(default)]
+    pub inception_score: Option<f64>,
+    #[serde(default)]
+    pub inception_score_std: Option<f64>,
+    /// ELBO of the forget images and of a fixed subset of retain images, bits/dim.
+    #[serde(default)]
+    pub elbo_forget_bpd: Option<f64>,
+    #[serde(default)]
+    pub elbo_retain_bpd: Option<f64>,
+    /// Percentage of unlearning vs the original model on the same seeds: of the
+    /// forgotten-class rate when there is one, else of the forget-copy rate.
+    #[serde(default)]
+    pub pul: Option<f64>,
+    /// How the values were computed, in full.
+    #[serde(default)]
+    pub how: Option<super::suite::MetricProvenance>,
 }
 
 impl ForgetProbe {
@@ -48,6 +77,21 @@ impl ForgetProbe {
         shape: [usize; 3],
         sampler_label: &str,
         device: &burn::tensor::Device,
+    ) -> Evaluation {
+        let probs = self
+            .classifier
+            .as_ref()
+            .map(|k| k.probabilities(samples, shape, device));
+        self.evaluate_with(samples, probs.as_deref(), sampler_label)
+    }
+
+    /// As [`Self::evaluate`], with the classifier's probabilities of the samples already
+    /// computed (`None` when there is no classifier).
+    pub fn evaluate_with(
+        &self,
+        samples: &[Vec<f32>],
+        probs: Option<&[Vec<f32>]>,
+        sampler_label: &str,
     ) -> Evaluation {
         let n = samples.len().max(1) as f64;
         let nearest: Vec<f32> = samples
@@ -72,12 +116,11 @@ impl ForgetProbe {
             nearest_forget_distance: nearest.iter().map(|&d| d as f64).sum::<f64>() / n,
             ..Evaluation::default()
         };
-        if let Some(classifier) = &self.classifier {
-            let probs = classifier.probabilities(samples, shape, device);
+        if let (Some(classifier), Some(probs)) = (&self.classifier, probs) {
             let mut confident = 0usize;
             let mut entropy = 0.0f64;
             let (mut forgot_argmax, mut forgot_p) = (0usize, 0.0f64);
-            for p in &probs {
+            for p in probs {
                 let (argmax, top) =
                     p.iter().enumerate().fold(
                         (0, f32::MIN),

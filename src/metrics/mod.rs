@@ -5,5 +5,8 @@ pub mod feature_files;
 pub mod fid;
 pub mod forgetting;
 pub mod inception_score;
+pub mod likelihood;
 pub mod memorization;
 pub mod precision_recall;
+pub mod suite;
+pub mod weights;

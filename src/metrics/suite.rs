@@ -1,0 +1,481 @@
+//! The whole evaluation of one model, as a run (every k steps) and `lethe eval` compute it:
+//! forgetting (copy rate, P(y=c_f), entropy, PUL), quality (classifier FID, precision/recall,
+//! Inception-Score-style score against the reference images) and likelihood (ELBO of the
+//! forget images and of retain images). Every value carries its provenance.
+//!
+//! Reference features (the classifier's features of the retain images) are cached on disk per
+//! (images, feature network), so only the first evaluation of a data set pays for them.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use super::feature_files::{FeatureRows, read_npy_features, write_npy_features};
+use super::fid::{FeatureStats, frechet_distance};
+use super::forgetting::{Evaluation, ForgetProbe, percentage_of_unlearning};
+use super::inception_score::inception_score;
+use super::likelihood::{ElboSpec, elbo_bits_per_dim};
+use super::precision_recall::precision_recall;
+use crate::data::ImageSet;
+use crate::diffusion::schedule::NoiseSchedule;
+use crate::diffusion::unet::UNet;
+use crate::util::sha256_hex;
+
+/// At most this many reference images are featurised (the first ones).
+pub const REFERENCE_LIMIT: usize = 10_000;
+/// Splits of the Inception-Score-style score (as SISS's `inception_score.py`).
+pub const IS_SPLITS: usize = 10;
+/// Neighbourhood size of precision/recall (as the ADM evaluator).
+pub const PR_K: usize = 3;
+
+/// Named evaluation budgets: `fast` for live curves, `thorough` for numbers to report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    #[default]
+    Fast,
+    Thorough,
+}
+
+/// What a preset sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresetSettings {
+    pub samples: usize,
+    pub sampler_steps: usize,
+    /// Forget images and retain images whose ELBO is estimated (each).
+    pub elbo_images: usize,
+    /// Network evaluations per image for the ELBO (of 1000 timesteps).
+    pub elbo_timesteps: usize,
+}
+
+impl Preset {
+    pub fn settings(self) -> PresetSettings {
+        match self {
+            // Sized for live curves: ≤ 20 s per evaluation of the demo model on 2 CPU cores
+            // (`lethe bench --eval`).
+            Self::Fast => PresetSettings {
+                samples: 48,
+                sampler_steps: 20,
+                elbo_images: 8,
+                elbo_timesteps: 16,
+            },
+            Self::Thorough => PresetSettings {
+                samples: 512,
+                sampler_steps: 50,
+                elbo_images: 64,
+                elbo_timesteps: 100,
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fast => "fast",
+            Self::Thorough => "thorough",
+        }
+    }
+}
+
+/// How every value of an [`Evaluation`] was computed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricProvenance {
+    /// `fast`, `thorough` or `custom`.
+    pub preset: String,
+    /// e.g. `lethe-mnist11@1a2b3c4d` (name and the first hex digits of its weights' SHA-256).
+    pub feature_net: Option<String>,
+    pub feature_net_sha256: Option<String>,
+    pub samples: usize,
+    /// e.g. `DDIM-25,uncond` or `DDIM-50,class=7,w=2`.
+    pub sampler: String,
+    pub seed: u64,
+    /// The quality metrics' reference, e.g. `9999 retain images`.
+    pub reference: Option<String>,
+    /// SHA-256 of the reference images' pixels.
+    pub reference_sha256: Option<String>,
+    /// The ELBO's label, e.g.
+    /// `ELBO bits/dim [16 of 1000 t stratified, seed 0, p(x | null class 11); forget N=1, retain N=8]`.
+    pub elbo: Option<String>,
+}
+
+impl MetricProvenance {
+    /// The short form shown beside a value: `lethe-mnist11@1a2b3c4d, N=64, DDIM-25,uncond, seed 0`.
+    pub fn short(&self) -> String {
+        let net = self.feature_net.as_deref().unwrap_or("no feature net");
+        format!(
+            "{net}, N={}, {}, seed {}",
+            self.samples, self.sampler, self.seed
+        )
+    }
+}
+
+impl Evaluation {
+    /// A value's name with its provenance, e.g.
+    /// `FID[lethe-mnist11@1a2b3c4d, N=64, DDIM-25,uncond, seed 0, vs 9999 retain images]`.
+    pub fn label(&self, metric: &str) -> String {
+        let Some(how) = &self.how else {
+            return format!("{metric}[{}]", self.provenance);
+        };
+        match metric {
+            "FID" | "precision" | "recall" => format!(
+                "{metric}[{}, vs {}]",
+                how.short(),
+                how.reference.as_deref().unwrap_or("no reference")
+            ),
+            m if m.starts_with("ELBO") => how
+                .elbo
+                .clone()
+                .unwrap_or_else(|| format!("{m}[not computed]")),
+            _ => format!("{metric}[{}]", how.short()),
+        }
+    }
+
+    /// Sets PUL against the original model's evaluation on the same seeds.
+    pub fn set_pul(&mut self, baseline: &Evaluation) {
+        self.pul = match (baseline.forgotten_class_rate, self.forgotten_class_rate) {
+            (Some(before), Some(after)) => percentage_of_unlearning(before, after),
+            _ => percentage_of_unlearning(baseline.forget_copy_rate, self.forget_copy_rate),
+        };
+    }
+}
+
+/// The classifier features of the reference images, with their statistics.
+pub struct Reference {
+    pub rows: FeatureRows,
+    pub stats: FeatureStats,
+    /// e.g. `9999 retain images`.
+    pub description: String,
+    pub sha256: String,
+}
+
+impl Reference {
+    /// `n` feature rows spread evenly over the reference (all of them when `n` ≥ its size).
+    pub fn spread_rows(&self, n: usize) -> Vec<f32> {
+        let (total, dim) = (self.rows.count(), self.rows.dim);
+        let k = n.min(total);
+        (0..k)
+            .flat_map(|i| {
+                let r = i * total / k;
+                self.rows.values[r * dim..(r + 1) * dim].iter().copied()
+            })
+            .collect()
+    }
+
+    /// The FID of `n` real reference images (spread evenly) against the whole reference:
+    /// what a model whose samples were real images would score at this N. FID is biased
+    /// upwards at small N, so a value means little without this floor beside it.
+    pub fn fid_floor(&self, n: usize) -> Result<f64, String> {
+        let rows = self.spread_rows(n);
+        let stats = FeatureStats::from_rows(&rows, self.rows.dim)?;
+        frechet_distance(&stats, &self.stats)
+    }
+}
+
+/// Everything fixed about evaluating models of one run.
+pub struct Suite {
+    pub probe: ForgetProbe,
+    pub reference: Option<Reference>,
+    elbo_forget: Vec<Vec<u8>>,
+    elbo_retain: Vec<Vec<u8>>,
+    /// The condition the ELBO is computed under (the null class of a conditional model).
+    elbo_class: Option<usize>,
+    /// How that condition is described, e.g. `p(x | null class 11)`.
+    elbo_condition: String,
+    elbo: ElboSpec,
+    preset: String,
+}
+
+/// Samples of the evaluated model, as the caller drew them.
+#[derive(Clone, Copy)]
+pub struct Drawn<'a> {
+    /// Values in [0, 1], judged by the forgetting probe.
+    pub samples: &'a [Vec<f32>],
+    /// Samples for FID, precision/recall and the score when they differ from `samples` (the
+    /// class setting samples the forgotten class for the forgetting rates).
+    pub quality: Option<&'a [Vec<f32>]>,
+    pub shape: [usize; 3],
+    /// e.g. `DDIM-25,uncond`.
+    pub sampler: &'a str,
+    pub seed: u64,
+}
+
+/// What [`Suite::new`] needs besides the probe.
+pub struct SuiteInputs<'a> {
+    pub retain: &'a ImageSet,
+    pub forget: &'a ImageSet,
+    pub reference_name: &'a str,
+    pub elbo_images: usize,
+    pub elbo_timesteps: usize,
+    pub elbo_class: Option<usize>,
+    /// The model's null class, to describe the condition.
+    pub null_class: Option<usize>,
+    pub seed: u64,
+    pub preset: String,
+}
+
+impl Suite {
+    pub fn new(
+        probe: ForgetProbe,
+        inputs: SuiteInputs<'_>,
+        device: &Device,
+    ) -> Result<Self, String> {
+        let reference = match &probe.classifier {
+            Some(k) if inputs.retain.len() >= 2 => Some(reference_features(
+                k,
+                inputs.retain,
+                inputs.reference_name,
+                device,
+            )?),
+            _ => None,
+        };
+        Ok(Self {
+            probe,
+            reference,
+            elbo_forget: spread(inputs.forget, inputs.elbo_images),
+            elbo_retain: spread(inputs.retain, inputs.elbo_images),
+            elbo_class: inputs.elbo_class,
+            elbo_condition: match inputs.elbo_class {
+                None => "p(x)".into(),
+                Some(c) if Some(c) == inputs.null_class => format!("p(x | null class {c})"),
+                Some(c) => format!("p(x | class {c})"),
+            },
+            elbo: ElboSpec {
+                timesteps: inputs.elbo_timesteps,
+                seed: inputs.seed,
+            },
+            preset: inputs.preset,
+        })
+    }
+
+    /// Evaluates `model` from samples the caller drew (to show them too).
+    pub fn evaluate(
+        &self,
+        model: &UNet,
+        schedule: &NoiseSchedule,
+        drawn: &Drawn<'_>,
+        device: &Device,
+    ) -> Result<Evaluation, String> {
+        let Drawn {
+            samples,
+            quality,
+            shape,
+            sampler,
+            seed,
+        } = *drawn;
+        let label = format!("{sampler}, seed {seed}");
+        let classifier = self.probe.classifier.as_ref();
+        let outputs = classifier.map(|k| k.outputs(samples, shape, device));
+        let mut eval =
+            self.probe
+                .evaluate_with(samples, outputs.as_ref().map(|o| o.1.as_slice()), &label);
+        let mut how = MetricProvenance {
+            preset: self.preset.clone(),
+            feature_net: classifier.map(|k| k.feature_label()),
+            feature_net_sha256: classifier.map(|k| k.weights_sha256.clone()),
+            samples: samples.len(),
+            sampler: sampler.to_string(),
+            seed,
+            reference: self.reference.as_ref().map(|r| r.description.clone()),
+            reference_sha256: self.reference.as_ref().map(|r| r.sha256.clone()),
+            elbo: None,
+        };
+        if let (Some(k), Some(reference)) = (classifier, &self.reference) {
+            let (features, probs) = match quality {
+                Some(q) => k.outputs(q, shape, device),
+                None => outputs.clone().expect("outputs exist with a classifier"),
+            };
+            self.quality(&mut eval, &features, &probs, reference)?;
+        }
+        let elbo_of = |images: &[Vec<u8>]| -> Result<Option<super::likelihood::Elbo>, String> {
+            if images.is_empty() {
+                return Ok(None);
+            }
+            let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+            elbo_bits_per_dim(
+                model,
+                schedule,
+                &refs,
+                shape,
+                self.elbo_class,
+                self.elbo,
+                device,
+            )
+            .map(Some)
+        };
+        if self.elbo.timesteps > 0 {
+            let forget = elbo_of(&self.elbo_forget)?;
+            let retain = elbo_of(&self.elbo_retain)?;
+            how.elbo = forget.as_ref().or(retain.as_ref()).map(|e| {
+                format!(
+                    "ELBO bits/dim [{}, {}; forget N={}, retain N={}]",
+                    e.estimator,
+                    self.elbo_condition,
+                    self.elbo_forget.len(),
+                    self.elbo_retain.len()
+                )
+            });
+            eval.elbo_forget_bpd = forget.map(|e| e.bits_per_dim);
+            eval.elbo_retain_bpd = retain.map(|e| e.bits_per_dim);
+        }
+        eval.how = Some(how);
+        Ok(eval)
+    }
+
+    fn quality(
+        &self,
+        eval: &mut Evaluation,
+        features: &[f32],
+        probs: &[Vec<f32>],
+        reference: &Reference,
+    ) -> Result<(), String> {
+        let dim = reference.rows.dim;
+        let n = features.len() / dim.max(1);
+        if n >= 2 {
+            let stats = FeatureStats::from_rows(features, dim)?;
+            eval.fid = Some(frechet_distance(&stats, &reference.stats)?);
+            eval.fid_real_floor = Some(reference.fid_floor(n)?);
+        }
+        // Equal set sizes, as Kynkäänniemi et al.: n reference vectors spread evenly over the
+        // reference (data sets are often stored sorted by class, the bundled MNIST among them).
+        let real = reference.spread_rows(n);
+        if n > PR_K && real.len() / dim > PR_K {
+            let pr = precision_recall(&real, features, dim, PR_K)?;
+            eval.precision = Some(pr.precision);
+            eval.recall = Some(pr.recall);
+        }
+        if probs.len() >= IS_SPLITS {
+            let score = inception_score(probs, IS_SPLITS)?;
+            eval.inception_score = Some(score.mean);
+            eval.inception_score_std = Some(score.std);
+        }
+        Ok(())
+    }
+}
+
+/// Up to `count` images spread evenly over the set (deterministic).
+fn spread(set: &ImageSet, count: usize) -> Vec<Vec<u8>> {
+    let n = set.len();
+    let k = count.min(n);
+    (0..k).map(|i| set.image(i * n / k).to_vec()).collect()
+}
+
+/// Where Lethe caches derived data: `$LETHE_CACHE_DIR`, else `$XDG_CACHE_HOME/lethe`, else
+/// `~/.cache/lethe`; `None` when none can be named.
+pub fn cache_dir() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("LETHE_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("lethe")))
+        .or_else(|| env("HOME").map(|p| p.join(".cache/lethe")))
+}
+
+/// The classifier features of the first [`REFERENCE_LIMIT`] images of `set`, read from the
+/// cache when this (images, network) pair was featurised before.
+pub fn reference_features(
+    classifier: &super::classifier::LoadedClassifier,
+    set: &ImageSet,
+    name: &str,
+    device: &Device,
+) -> Result<Reference, String> {
+    let n = set.len().min(REFERENCE_LIMIT);
+    let numel = set.spec.numel();
+    let pixels = &set.pixels[..n * numel];
+    let sha256 = sha256_hex(pixels);
+    let cached = cache_dir().map(|d| {
+        d.join("reference-features").join(format!(
+            "{}-{}-{n}.npy",
+            &classifier.weights_sha256[..16],
+            &sha256[..16]
+        ))
+    });
+    let rows = match cached
+        .as_deref()
+        .filter(|p| p.exists())
+        .map(read_npy_features)
+    {
+        Some(Ok(rows)) if rows.count() == n && rows.dim == classifier.config.feature_dim => rows,
+        // Missing, unreadable or stale: compute again (and replace it).
+        _ => {
+            let k = &classifier.config;
+            let images: Vec<Vec<f32>> = (0..n)
+                .map(|i| set.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+                .collect();
+            let values = classifier.features(&images, [k.channels, k.size, k.size], device);
+            let rows = FeatureRows {
+                values,
+                dim: k.feature_dim,
+            };
+            if let Some(path) = &cached {
+                // A cache that cannot be written only costs time next run.
+                let _ = write_npy_features(path, &rows);
+            }
+            rows
+        }
+    };
+    let stats = FeatureStats::from_rows(&rows.values, rows.dim)?;
+    Ok(Reference {
+        rows,
+        stats,
+        description: format!("{n} {name} images"),
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(values: Vec<f32>, dim: usize) -> Reference {
+        let stats = FeatureStats::from_rows(&values, dim).unwrap();
+        Reference {
+            rows: FeatureRows { values, dim },
+            stats,
+            description: "test".into(),
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn reference_subsets_are_spread_over_a_sorted_set() {
+        // Ten rows "sorted by class": rows 0–4 near 0, rows 5–9 near 10.
+        let values: Vec<f32> = (0..10)
+            .flat_map(|i| {
+                let base = if i < 5 { 0.0 } else { 10.0 };
+                [base + i as f32 * 0.1, base - i as f32 * 0.2]
+            })
+            .collect();
+        let r = reference(values, 2);
+        let picked = r.spread_rows(2);
+        assert_eq!(picked, vec![0.0, 0.0, 10.5, 9.0]);
+        assert_eq!(r.spread_rows(50).len(), 20);
+        // The whole reference against itself is the floor's limit: zero.
+        assert!(r.fid_floor(10).unwrap().abs() < 1e-9);
+        assert!(r.fid_floor(4).unwrap() > 0.0);
+    }
+
+    #[test]
+    fn pul_uses_the_class_rate_when_there_is_one_else_the_copy_rate() {
+        let before = Evaluation {
+            forget_copy_rate: 0.04,
+            forgotten_class_rate: Some(0.5),
+            ..Evaluation::default()
+        };
+        let mut after = Evaluation {
+            forget_copy_rate: 0.0,
+            forgotten_class_rate: Some(0.1),
+            ..Evaluation::default()
+        };
+        after.set_pul(&before);
+        assert!((after.pul.unwrap() - 80.0).abs() < 1e-9);
+        let before = Evaluation {
+            forgotten_class_rate: None,
+            ..before
+        };
+        after.forgotten_class_rate = None;
+        after.set_pul(&before);
+        assert!((after.pul.unwrap() - 100.0).abs() < 1e-9);
+    }
+}

@@ -120,3 +120,150 @@ fn row(what: &str, batch: usize, times: Vec<f64>) -> BenchRow {
         runs,
     }
 }
+
+/// FID from cached feature vectors, as an evaluation does it once the reference features are
+/// on disk: read the N×D `.npy`, fit mean and covariance, and take the Fréchet distance to
+/// the statistics of `other` feature rows.
+pub fn fid_from_cached_features(
+    cached: &std::path::Path,
+    other: &crate::metrics::feature_files::FeatureRows,
+    warmup: usize,
+    runs: usize,
+) -> Result<BenchRow, String> {
+    use crate::metrics::feature_files::read_npy_features;
+    use crate::metrics::fid::{FeatureStats, frechet_distance};
+    let other = FeatureStats::from_rows(&other.values, other.dim)?;
+    let count = read_npy_features(cached)?.count();
+    let mut failure = None;
+    let times = time_runs(warmup, runs, || {
+        let result = read_npy_features(cached)
+            .and_then(|rows| FeatureStats::from_rows(&rows.values, rows.dim))
+            .and_then(|stats| frechet_distance(&stats, &other));
+        if let Err(e) = result {
+            failure = Some(e);
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(row(
+            "FID from cached features (read .npy + stats + distance)",
+            count,
+            times,
+        )),
+    }
+}
+
+/// One evaluation with a preset on the demo model, as a run does it every k steps (the
+/// suite's setup — data, reference features — happens once per run and is not timed):
+/// drawing the samples, then every metric.
+pub fn preset_evaluation(
+    preset: crate::metrics::suite::Preset,
+    warmup: usize,
+    runs: usize,
+    device: &Device,
+) -> Result<Vec<BenchRow>, String> {
+    use crate::diffusion::checkpoint;
+    use crate::diffusion::sampler::SamplerSpec;
+    use crate::metrics::suite::{Drawn, Suite, SuiteInputs};
+    let ckpt = checkpoint::load(
+        &crate::data::demo::asset(crate::data::demo::DEMO_CHECKPOINT),
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    let retain = crate::data::demo::mnist().map_err(|e| e.to_string())?;
+    let forget = crate::data::demo::memorised_tshirt().map_err(|e| e.to_string())?;
+    let classifier = crate::metrics::classifier::LoadedClassifier::load(
+        &crate::data::demo::asset(crate::data::demo::DEMO_CLASSIFIER),
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    let settings = preset.settings();
+    let probe = crate::metrics::forgetting::ForgetProbe {
+        forget_images: vec![forget.image(0).iter().map(|&p| p as f32 / 255.0).collect()],
+        copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
+        classifier: Some(classifier),
+        forgotten_class: Some(crate::data::demo::TSHIRT_LABEL),
+        confidence: crate::metrics::classifier::DIGIT_CONFIDENCE,
+    };
+    let suite = Suite::new(
+        probe,
+        SuiteInputs {
+            retain: &retain,
+            forget: &forget,
+            reference_name: "retain",
+            elbo_images: settings.elbo_images,
+            elbo_timesteps: settings.elbo_timesteps,
+            elbo_class: ckpt.config.lethe_null_class,
+            null_class: ckpt.config.lethe_null_class,
+            seed: 0,
+            preset: preset.name().into(),
+        },
+        device,
+    )?;
+    let spec = SamplerSpec::ddim(settings.sampler_steps);
+    let job = ckpt.sample_job(&spec, device);
+    let shape = ckpt.config.image_shape();
+    let sampler = spec.label();
+    let draw = || -> Result<Vec<Vec<f32>>, String> {
+        let mut out = Vec::with_capacity(settings.samples);
+        while out.len() < settings.samples {
+            let count = 64.min(settings.samples - out.len());
+            let x = job.run(0, out.len(), count, |_, _| {})?;
+            out.extend(crate::images::to_unit_floats(x).0);
+        }
+        Ok(out)
+    };
+    let evaluate = |samples: &[Vec<f32>]| {
+        suite.evaluate(
+            &ckpt.unet,
+            &ckpt.schedule,
+            &Drawn {
+                samples,
+                quality: None,
+                shape,
+                sampler: &sampler,
+                seed: 0,
+            },
+            device,
+        )
+    };
+    let mut failure = None;
+    let mut sampling = vec![];
+    let mut metrics = vec![];
+    let total = time_runs(warmup, runs, || {
+        let clock = Instant::now();
+        let drawn = draw();
+        sampling.push(clock.elapsed().as_secs_f64() * 1e3);
+        let clock = Instant::now();
+        if let Err(e) = drawn.and_then(|s| evaluate(&s)) {
+            failure = Some(e);
+        }
+        metrics.push(clock.elapsed().as_secs_f64() * 1e3);
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    // The warm-up runs are the first entries of the split timings.
+    let timed = |v: Vec<f64>| v[warmup..].to_vec();
+    let name = preset.name();
+    Ok(vec![
+        row(
+            &format!("{name} evaluation: {} samples, {sampler}", settings.samples),
+            settings.samples,
+            timed(sampling),
+        ),
+        row(
+            &format!(
+                "{name} evaluation: metrics (classifier, FID, P/R, IS, ELBO {}+{} images × {} t)",
+                1, settings.elbo_images, settings.elbo_timesteps
+            ),
+            settings.samples,
+            timed(metrics),
+        ),
+        row(
+            &format!("{name} evaluation: total"),
+            settings.samples,
+            total,
+        ),
+    ])
+}

@@ -26,18 +26,18 @@ struct Cli {
 
 /// Options every compute command takes.
 #[derive(Args, Clone)]
-struct Compute {
+pub(crate) struct Compute {
     /// Where tensors run: cpu (burn-flex, always available), wgpu (Vulkan; build with
     /// --features wgpu) or cuda (build with --features cuda).
     #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
-    backend: BackendChoice,
+    pub(crate) backend: BackendChoice,
     /// CPU threads for the cpu backend (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
 }
 
 impl Compute {
-    fn apply_threads(&self) {
+    pub(crate) fn apply_threads(&self) {
         if let Some(n) = self.threads {
             // Ignored if the pool already exists; it does not at start-up.
             let _ = rayon::ThreadPoolBuilder::new()
@@ -94,6 +94,10 @@ enum Command {
         /// Timed runs per row (after 2 warm-up runs).
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Time the evaluation instead: FID from 10k cached feature vectors, and one
+        /// evaluation of the demo model with each preset named here (fast, thorough).
+        #[arg(long, value_delimiter = ',', num_args = 0.., default_missing_value = "fast")]
+        eval: Option<Vec<String>>,
         #[command(flatten)]
         compute: Compute,
     },
@@ -111,6 +115,13 @@ enum Command {
     /// `mu` and `sigma` as pytorch-fid writes them — so Lethe can be checked against other
     /// FID tools on the same features.
     Fid(FidArgs),
+    /// Evaluate a checkpoint with the full metric suite (forgetting, FID, precision/recall,
+    /// IS, ELBO, PUL and weight distance with --original), each value with its provenance;
+    /// prints a table and writes JSON with --json. Without data arguments: the demo's sets.
+    Eval(crate::eval_cmd::EvalArgs),
+    /// Write samples as PNGs plus their classifier features (.npy) and mu/sigma (.npz), so
+    /// FIDs can be recomputed with pytorch-fid or clean-fid.
+    ExportSamples(crate::eval_cmd::ExportArgs),
 }
 
 #[derive(Args)]
@@ -257,11 +268,20 @@ pub fn main() -> ExitCode {
         Command::Unlearn(args) => run_unlearn(&args),
         Command::Attack(args) => run_attack(&args),
         Command::Fid(args) => run_fid(&args),
+        Command::Eval(args) => crate::eval_cmd::run_eval(&args),
+        Command::ExportSamples(args) => crate::eval_cmd::run_export_samples(&args),
+        Command::Bench {
+            eval: Some(presets),
+            runs,
+            compute,
+            ..
+        } => run_eval_bench(&presets, runs, &compute),
         Command::Bench {
             train_batch,
             sample_batch,
             runs,
             compute,
+            eval: None,
         } => run_bench(&train_batch, &sample_batch, runs, &compute),
     };
     match result {
@@ -323,7 +343,7 @@ fn run_pretrain(
 }
 
 /// Samples `n` images in batches with a progress bar; values in [0, 1].
-fn sample_images(
+pub(crate) fn sample_images(
     job: &SampleJob<'_>,
     seed: u64,
     n: usize,
@@ -379,7 +399,12 @@ fn run_bench(
             &config, b, 2, runs, &device,
         )?);
     }
-    println!("| what | batch | median ms | min ms | runs |");
+    print_bench_rows(rows);
+    Ok(())
+}
+
+fn print_bench_rows(rows: Vec<lethe::bench::BenchRow>) {
+    println!("| what | batch/N | median ms | min ms | runs |");
     println!("|---|---:|---:|---:|---:|");
     for r in rows {
         println!(
@@ -387,6 +412,54 @@ fn run_bench(
             r.what, r.batch, r.median_ms, r.min_ms, r.runs
         );
     }
+}
+
+/// `lethe bench --eval`: the evaluation's speed figures (issue #4's targets: FID from 10k
+/// cached features ≤ 1 s; the fast preset ≤ 20 s on 2 cores).
+fn run_eval_bench(presets: &[String], runs: usize, compute: &Compute) -> Result<(), String> {
+    use lethe::metrics::feature_files::{FeatureRows, write_npy_features};
+    use lethe::metrics::suite::Preset;
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    println!(
+        "evaluation benchmarks on the demo model; backend {}; {} CPU thread(s)",
+        compute.backend,
+        rayon::current_num_threads()
+    );
+    let classifier = lethe::metrics::classifier::LoadedClassifier::load(
+        &data::demo::asset(data::demo::DEMO_CLASSIFIER),
+        &device,
+    )
+    .map_err(|e| e.to_string())?;
+    let mnist = data::demo::mnist().map_err(|e| e.to_string())?;
+    let images: Vec<Vec<f32>> = (0..mnist.len())
+        .map(|i| mnist.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+        .collect();
+    let k = &classifier.config;
+    let features = classifier.features(&images, [k.channels, k.size, k.size], &device);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cached = dir.path().join("reference.npy");
+    let all = FeatureRows {
+        values: features,
+        dim: k.feature_dim,
+    };
+    write_npy_features(&cached, &all)?;
+    let samples = FeatureRows {
+        values: all.values[..512 * k.feature_dim].to_vec(),
+        dim: k.feature_dim,
+    };
+    let mut rows = vec![lethe::bench::fid_from_cached_features(
+        &cached, &samples, 2, runs,
+    )?];
+    for name in presets {
+        let preset = match name.as_str() {
+            "fast" => Preset::Fast,
+            "thorough" => Preset::Thorough,
+            other => return Err(format!("--eval {other}: use fast or thorough")),
+        };
+        rows.extend(lethe::bench::preset_evaluation(preset, 1, runs, &device)?);
+    }
+    print_bench_rows(rows);
     Ok(())
 }
 
@@ -816,6 +889,12 @@ fn run_experiment(
                 if let Some(l) = &summary.last {
                     println!("after {:>5} st  {}", summary.steps_done, eval_line(l, None));
                     println!("evaluated as    {}", l.provenance);
+                    if l.fid.is_some() {
+                        println!("                {}", l.label("FID"));
+                    }
+                    if l.elbo_forget_bpd.is_some() {
+                        println!("                {}", l.label("ELBO"));
+                    }
                 }
                 if let Some(s) = summary.seconds_per_step {
                     println!("time            {:.2} s/step ({:.0} s of training)", s, summary.seconds);
@@ -855,6 +934,15 @@ fn eval_line(
         s += &format!("  confident kept {}", pct(c));
     }
     s += &format!("  nearest-forget L2 {:.1}", e.nearest_forget_distance);
+    if let Some(fid) = e.fid {
+        s += &format!("  FID {fid:.1}");
+    }
+    if let (Some(f), Some(r)) = (e.elbo_forget_bpd, e.elbo_retain_bpd) {
+        s += &format!("  ELBO forget {f:.3} / retain {r:.3} bits/dim");
+    }
+    if let Some(p) = e.pul {
+        s += &format!("  PUL {p:.0}%");
+    }
     s
 }
 

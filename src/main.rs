@@ -1,4 +1,5 @@
 mod cli;
+mod eval_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

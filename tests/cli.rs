@@ -8,6 +8,11 @@ use std::process::Command;
 fn lethe(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
         .args(args)
+        // Reference features are cached here, not in the user's cache.
+        .env(
+            "LETHE_CACHE_DIR",
+            std::env::temp_dir().join("lethe-test-cache"),
+        )
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("lethe runs");
@@ -359,4 +364,115 @@ fn a_siss_style_yaml_config_runs_with_its_knobs() {
         err.contains("delete.yaml") && err.contains("deletion.loss_params.lambd"),
         "{err}"
     );
+}
+
+#[test]
+fn eval_reports_every_metric_with_provenance_and_a_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("eval.json");
+    // The demo model against itself as the original: a quick pipeline, but every metric.
+    let (ok, out, err) = lethe(&[
+        "eval",
+        "--preset",
+        "fast",
+        "--samples",
+        "12",
+        "--steps",
+        "3",
+        "--elbo-timesteps",
+        "3",
+        "--original",
+        "assets/demo-model",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    for row in [
+        "| forget-copy rate |",
+        "| P(y=c_f) |",
+        "| entropy H (nats) |",
+        "| FID |",
+        "| precision |",
+        "| IS |",
+        "| ELBO forget (bits/dim) |",
+        "| ELBO retain (bits/dim) |",
+    ] {
+        assert!(out.contains(row), "{row} missing:\n{out}");
+    }
+    assert!(out.contains("c_f = 10 (T-shirt"), "{out}");
+    assert!(
+        out.contains("weight distance to assets/demo-model: L2 0.0000"),
+        "{out}"
+    );
+    assert!(out.contains("FID[lethe-mnist11@"), "{out}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let e = &record["evaluation"];
+    let how = &e["how"];
+    assert_eq!(how["samples"], 12);
+    assert_eq!(how["sampler"], "DDIM-3,uncond");
+    assert_eq!(how["preset"], "fast (custom)");
+    assert_eq!(how["reference"], "10000 retain images");
+    assert_eq!(how["feature_net_sha256"].as_str().unwrap().len(), 64);
+    // The same model with the same seeds: the baseline column is the same numbers.
+    for key in ["fid", "elbo_forget_bpd", "forgotten_class_probability"] {
+        assert!(e[key].as_f64().is_some(), "{key}");
+        assert_eq!(e[key], record["baseline"][key], "{key}");
+    }
+    assert_eq!(record["weight_distance"]["distance"]["l2"], 0.0);
+    let fid_label = record["labels"]["FID"].as_str().unwrap();
+    assert!(
+        fid_label.contains("N=12, DDIM-3,uncond, seed 0, vs 10000 retain images"),
+        "{fid_label}"
+    );
+}
+
+#[test]
+fn export_samples_writes_pngs_and_statistics_that_lethe_fid_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("export");
+    let (ok, out, err) = lethe(&[
+        "export-samples",
+        "--n",
+        "6",
+        "--steps",
+        "2",
+        "--reference",
+        "assets/data/tshirts-1k-images-idx3-ubyte.gz",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("wrote 6 PNGs"), "{out}");
+    let pngs = std::fs::read_dir(out_dir.join("samples")).unwrap().count();
+    assert_eq!(pngs, 6);
+    let provenance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("provenance.json")).unwrap())
+            .unwrap();
+    assert_eq!(provenance["sampler"], "DDIM-2,uncond");
+    assert_eq!(provenance["reference_images"], 1000);
+    // The statistics file and the feature rows it came from give the same Gaussian.
+    let (a, b) = (out_dir.join("stats.npz"), out_dir.join("features.npy"));
+    let json = dir.path().join("fid.json");
+    let (ok, _, err) = lethe(&[
+        "fid",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let fid: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // 6 vectors in 128-d: rank-deficient covariances, whose zero eigenvalues' round-off
+    // (~1e-12 of a trace near 1e3) enters through square roots; 1e-3 is still ~1e-6 of it.
+    assert!(fid["fid"].as_f64().unwrap().abs() < 1e-3, "{fid}");
+    // Samples against the T-shirts: a real, positive distance.
+    let (ok, out, err) = lethe(&[
+        "fid",
+        a.to_str().unwrap(),
+        out_dir.join("reference_stats.npz").to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("FID["), "{out}");
 }

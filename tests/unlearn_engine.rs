@@ -125,6 +125,20 @@ fn a_run_writes_a_complete_run_directory() {
         .collect();
     assert_eq!(lines.iter().filter(|l| l["kind"] == "step").count(), 3);
     assert_eq!(lines.iter().filter(|l| l["kind"] == "eval").count(), 2);
+    // Every evaluation carries its ELBO values and says how they were computed.
+    for eval in lines.iter().filter(|l| l["kind"] == "eval") {
+        let e = &eval["evaluation"];
+        for key in ["elbo_forget_bpd", "elbo_retain_bpd"] {
+            let bpd = e[key].as_f64().unwrap();
+            assert!(bpd.is_finite() && bpd > 0.0, "{key} = {bpd}");
+        }
+        let how = e["how"]["elbo"].as_str().unwrap();
+        assert!(
+            how.contains("stratified") && how.contains("null class"),
+            "{how}"
+        );
+        assert_eq!(e["how"]["preset"], "custom");
+    }
     // SISS logs both terms, both gradient norms and the importance weights.
     let step = &lines.iter().find(|l| l["kind"] == "step").unwrap()["record"]["report"];
     assert_eq!(step["grad_norms"].as_array().unwrap().len(), 2);
@@ -171,6 +185,23 @@ fn learning_rate_zero_leaves_weights_and_samples_identical() {
             .collect();
         let (original, last) = grids.last().unwrap();
         assert_eq!(&original[..last.len()], &last[..], "{}", method.label());
+        // The unchanged model scores exactly as the original under the same pipeline.
+        let (evaluation, baseline) = events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Metrics {
+                    evaluation,
+                    baseline,
+                    ..
+                } => Some((evaluation, baseline)),
+                _ => None,
+            })
+            .unwrap();
+        assert!(evaluation.elbo_forget_bpd.is_some());
+        assert_eq!(evaluation.elbo_forget_bpd, baseline.elbo_forget_bpd);
+        assert_eq!(evaluation.elbo_retain_bpd, baseline.elbo_retain_bpd);
+        assert_eq!(evaluation.forget_copy_rate, baseline.forget_copy_rate);
     }
 }
 

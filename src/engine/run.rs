@@ -20,6 +20,7 @@ use crate::experiment::config::OptimizerConfig;
 use crate::experiment::{ExperimentConfig, RunDir, RunInfo, RunStatus};
 use crate::metrics::classifier::LoadedClassifier;
 use crate::metrics::forgetting::{Evaluation, ForgetProbe};
+use crate::metrics::suite::{Drawn, Suite, SuiteInputs};
 use crate::unlearn::grads::Layout;
 use crate::unlearn::step::{Conditioning, StepContext, UnlearnData};
 use crate::unlearn::{Direction, MethodConfig};
@@ -285,8 +286,13 @@ struct Run<'a> {
     original: UNet,
     source: checkpoint::Checkpoint,
     data: UnlearnData,
-    probe: ForgetProbe,
+    suite: Suite,
+    /// The resolved evaluation settings (a preset applied).
+    eval: crate::experiment::config::EvalConfig,
     sampler: SamplerSpec,
+    /// Unconditional sampler for the quality metrics when `sampler` draws the forgotten
+    /// class (class setting with a null class).
+    quality_sampler: Option<SamplerSpec>,
     shape: [usize; 3],
     original_samples: Arc<Vec<Vec<f32>>>,
     baseline: Option<Evaluation>,
@@ -311,16 +317,39 @@ impl<'a> Run<'a> {
         };
         let original = source.unet.valid();
         let shape = source.config.image_shape();
-        let probe = build_probe(config, &data, shape, &device.clone().inner());
+        let eval = config.eval.resolved();
+        let inner = device.clone().inner();
+        let probe = build_probe(config, &data, shape, &inner);
+        let suite = Suite::new(
+            probe,
+            SuiteInputs {
+                retain: &data.retain,
+                forget: &data.forget,
+                reference_name: "retain",
+                elbo_images: eval.elbo_images,
+                elbo_timesteps: eval.elbo_timesteps,
+                elbo_class: source.config.lethe_null_class.or_else(|| {
+                    source
+                        .config
+                        .num_class_embeds
+                        .and(config.data.forget_class.or(config.data.forget_label))
+                }),
+                null_class: source.config.lethe_null_class,
+                seed: eval.seed,
+                preset: config.eval.preset_name(),
+            },
+            &inner,
+        )?;
         // Class setting: sample the forgotten class (guided); data-point setting: sample
         // unconditionally, as the SISS criterion is defined.
         let forgotten_class = config.data.forget_class;
         let guided = forgotten_class.is_some() && source.config.lethe_null_class.is_some();
         let sampler = SamplerSpec {
             class: forgotten_class.filter(|_| source.config.num_class_embeds.is_some()),
-            guidance: if guided { config.eval.guidance } else { 0.0 },
-            ..SamplerSpec::ddim(config.eval.sampler_steps)
+            guidance: if guided { eval.guidance } else { 0.0 },
+            ..SamplerSpec::ddim(eval.sampler_steps)
         };
+        let quality_sampler = guided.then(|| SamplerSpec::ddim(eval.sampler_steps));
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -333,8 +362,10 @@ impl<'a> Run<'a> {
             original,
             source,
             data,
-            probe,
+            suite,
+            eval,
             sampler,
+            quality_sampler,
             shape,
             original_samples: Arc::new(vec![]),
             baseline: None,
@@ -373,9 +404,10 @@ impl<'a> Run<'a> {
         self.dir.write_info(&self.info(RunStatus::Running, None))?;
         let train = &self.config.train;
         emit(Event::Note("evaluating the original model".into()));
-        let samples = self.draw_samples(&self.original.clone())?;
+        let original = self.original.clone();
+        let samples = self.draw_samples(&original, &self.sampler)?;
         self.original_samples = Arc::new(samples);
-        let baseline = self.judge(&self.original_samples.clone());
+        let baseline = self.judge(&original, &self.original_samples.clone())?;
         self.baseline = Some(baseline.clone());
         self.record_eval(0, &baseline, "original", emit)?;
         self.emit_grid(0, self.original_samples.to_vec(), emit)?;
@@ -418,7 +450,7 @@ impl<'a> Run<'a> {
             control.poll(emit);
             if control.sample_now {
                 control.sample_now = false;
-                let s = self.draw_samples(&self.published())?;
+                let s = self.draw_samples(&self.published(), &self.sampler)?;
                 self.emit_grid(step, s, emit)?;
             }
             if control.evaluate_now {
@@ -495,11 +527,11 @@ impl<'a> Run<'a> {
                 .append_metrics(&json!({"kind": "step", "record": &record}))?;
             emit(Event::Step(record));
             let done = step + 1;
-            let every = self.config.eval.every;
+            let every = self.eval.every;
             if every > 0 && done % every == 0 && done != train.steps {
                 self.evaluate(done, emit)?;
             }
-            let ck = self.config.eval.checkpoint_every;
+            let ck = self.eval.checkpoint_every;
             if ck > 0 && done % ck == 0 && done != train.steps {
                 self.save_checkpoint(&format!("step_{done:05}"), emit)?;
                 self.dir.write_info(&self.info(RunStatus::Running, None))?;
@@ -530,37 +562,59 @@ impl<'a> Run<'a> {
         self.ema.clone().unwrap_or_else(|| self.model.valid())
     }
 
-    fn draw_samples(&self, model: &UNet) -> Result<Vec<Vec<f32>>, String> {
+    fn draw_samples(&self, model: &UNet, sampler: &SamplerSpec) -> Result<Vec<Vec<f32>>, String> {
         let inner = self.device.clone().inner();
         let job = SampleJob {
             model,
             schedule: &self.source.schedule,
-            spec: &self.sampler,
+            spec: sampler,
             shape: self.shape,
             null_class: self.source.config.lethe_null_class,
             device: &inner,
         };
-        let n = self.config.eval.samples;
+        let n = self.eval.samples;
         let mut out = Vec::with_capacity(n);
         let mut first = 0;
         while first < n {
             let count = 64.min(n - first);
-            let x = job.run(self.config.eval.seed, first, count, |_, _| {})?;
+            let x = job.run(self.eval.seed, first, count, |_, _| {})?;
             out.extend(crate::images::to_unit_floats(x).0);
             first += count;
         }
         Ok(out)
     }
 
-    fn judge(&self, samples: &[Vec<f32>]) -> Evaluation {
-        let label = format!("{}, seed {}", self.sampler.label(), self.config.eval.seed);
-        self.probe
-            .evaluate(samples, self.shape, &label, &self.device.clone().inner())
+    /// Every metric of `model`, whose probe samples (drawn with `self.sampler`) are `samples`.
+    fn judge(&self, model: &UNet, samples: &[Vec<f32>]) -> Result<Evaluation, String> {
+        let quality = match &self.quality_sampler {
+            Some(spec) => Some(self.draw_samples(model, spec)?),
+            None => None,
+        };
+        let sampler = match &self.quality_sampler {
+            Some(q) => format!("{} (quality: {})", self.sampler.label(), q.label()),
+            None => self.sampler.label(),
+        };
+        self.suite.evaluate(
+            model,
+            &self.source.schedule,
+            &Drawn {
+                samples,
+                quality: quality.as_deref(),
+                shape: self.shape,
+                sampler: &sampler,
+                seed: self.eval.seed,
+            },
+            &self.device.clone().inner(),
+        )
     }
 
     fn evaluate(&mut self, step: usize, emit: &dyn Fn(Event)) -> Result<(), String> {
-        let samples = self.draw_samples(&self.published())?;
-        let eval = self.judge(&samples);
+        let model = self.published();
+        let samples = self.draw_samples(&model, &self.sampler)?;
+        let mut eval = self.judge(&model, &samples)?;
+        if let Some(baseline) = &self.baseline {
+            eval.set_pul(baseline);
+        }
         self.record_eval(step, &eval, "current", emit)?;
         self.last_eval = Some(eval);
         self.emit_grid(step, samples, emit)
@@ -591,7 +645,7 @@ impl<'a> Run<'a> {
         current: Vec<Vec<f32>>,
         emit: &dyn Fn(Event),
     ) -> Result<(), String> {
-        let g = self.config.eval.grid.min(current.len());
+        let g = self.eval.grid.min(current.len());
         let current: Vec<Vec<f32>> = current.into_iter().take(g).collect();
         let original: Vec<Vec<f32>> = self.original_samples.iter().take(g).cloned().collect();
         let cols = (g as f64).sqrt().ceil().max(1.0) as usize;

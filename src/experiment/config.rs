@@ -149,6 +149,14 @@ pub struct EvalConfig {
     pub guidance: f32,
     /// Save a checkpoint every this many steps (0 = only the final one).
     pub checkpoint_every: usize,
+    /// `fast` (live curves) or `thorough` (numbers to report): sets `samples`,
+    /// `sampler_steps`, `elbo_images` and `elbo_timesteps` (see `lethe eval --help`);
+    /// absent = those four keys as written.
+    pub preset: Option<crate::metrics::suite::Preset>,
+    /// Forget images and retain images whose ELBO (bits/dim) is estimated at each evaluation.
+    pub elbo_images: usize,
+    /// Network evaluations per image for the ELBO estimate (0 = no ELBO; 1000 = exact).
+    pub elbo_timesteps: usize,
 }
 
 impl Default for EvalConfig {
@@ -163,11 +171,36 @@ impl Default for EvalConfig {
             copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
             guidance: 2.0,
             checkpoint_every: 0,
+            preset: None,
+            elbo_images: 8,
+            elbo_timesteps: 16,
         }
     }
 }
 
 impl EvalConfig {
+    /// The settings in force: the preset's values when a preset is named.
+    pub fn resolved(&self) -> Self {
+        let Some(preset) = self.preset else {
+            return self.clone();
+        };
+        let p = preset.settings();
+        Self {
+            samples: p.samples,
+            sampler_steps: p.sampler_steps,
+            elbo_images: p.elbo_images,
+            elbo_timesteps: p.elbo_timesteps,
+            grid: self.grid.min(p.samples),
+            ..self.clone()
+        }
+    }
+
+    /// How the preset is named in metric provenance.
+    pub fn preset_name(&self) -> String {
+        self.preset
+            .map_or("custom".into(), |p| p.name().to_string())
+    }
+
     pub fn classifier_path(&self) -> Option<&Path> {
         (!self.classifier.as_os_str().is_empty()).then_some(self.classifier.as_path())
     }
@@ -247,7 +280,7 @@ impl ExperimentConfig {
                 }
             ));
         }
-        if self.eval.grid > self.eval.samples {
+        if self.eval.preset.is_none() && self.eval.grid > self.eval.samples {
             return Err(format!(
                 "eval.grid = {} exceeds eval.samples = {}",
                 self.eval.grid, self.eval.samples

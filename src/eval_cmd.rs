@@ -1,0 +1,734 @@
+//! `lethe eval` and `lethe export-samples`: the evaluation suite on a checkpoint, headless.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use lethe::backend;
+use lethe::data::{self, ImageSet, ImageSpec};
+use lethe::diffusion::checkpoint::{self, Checkpoint};
+use lethe::diffusion::sampler::SamplerSpec;
+use lethe::metrics::classifier::LoadedClassifier;
+use lethe::metrics::forgetting::{Evaluation, ForgetProbe};
+use lethe::metrics::memorization::SISS_L2_THRESHOLD;
+use lethe::metrics::suite::{Drawn, Preset, Suite, SuiteInputs};
+use lethe::metrics::weights::{WeightDistance, weight_distance};
+
+use crate::cli::{Compute, sample_images};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The checkpoint to evaluate (diffusers layout).
+    #[arg(long, default_value = data::demo::DEMO_CHECKPOINT)]
+    checkpoint: PathBuf,
+    /// Images to forget (files, folders, IDX, CIFAR batches). With neither --forget, --retain
+    /// nor --forget-class, the demo's sets are used (the memorised T-shirt; the MNIST digits).
+    #[arg(long, num_args = 1..)]
+    forget: Vec<PathBuf>,
+    /// Images to keep: the reference set of FID and precision/recall, and retain ELBO images.
+    #[arg(long, num_args = 1..)]
+    retain: Vec<PathBuf>,
+    /// Class setting: the retain images of this class are the forget set, and the forgetting
+    /// rates are measured on samples of this class (with --guidance).
+    #[arg(long)]
+    forget_class: Option<usize>,
+    /// The forgotten content's class for the classifier (P(y=c_f)); default: the forget
+    /// class, else the class the classifier gives most forget images.
+    #[arg(long)]
+    forget_label: Option<usize>,
+    /// The model before unlearning: evaluated with the identical pipeline and seeds, giving
+    /// PUL and a baseline column, and the weight distance when --reference-weights is absent.
+    #[arg(long)]
+    original: Option<PathBuf>,
+    /// Weight distance (L2 and relative) to this checkpoint, e.g. the retrain reference.
+    #[arg(long)]
+    reference_weights: Option<PathBuf>,
+    /// fast (48 samples, DDIM-20, ELBO of 8+8 images from 16 timesteps) or thorough (512
+    /// samples, DDIM-50, ELBO of 64+64 images from 100 timesteps).
+    #[arg(long, value_enum, default_value = "thorough")]
+    preset: PresetArg,
+    /// Override the preset's sample count.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Override the preset's DDIM steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override the preset's ELBO timesteps per image (0 = skip the ELBO).
+    #[arg(long)]
+    elbo_timesteps: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Guidance weight for the forgotten class's samples (class setting).
+    #[arg(long, default_value_t = 2.0)]
+    guidance: f32,
+    #[arg(long, default_value = data::demo::DEMO_CLASSIFIER)]
+    classifier: PathBuf,
+    /// Also write every value with its provenance as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PresetArg {
+    Fast,
+    Thorough,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Fast => Preset::Fast,
+            PresetArg::Thorough => Preset::Thorough,
+        }
+    }
+}
+
+/// The forget and retain sets as the arguments describe them.
+fn eval_data(args: &EvalArgs, spec: ImageSpec) -> Result<(ImageSet, ImageSet, String), String> {
+    let use_demo = args.forget.is_empty() && args.retain.is_empty() && args.forget_class.is_none();
+    let (forget_paths, retain_paths) = if use_demo {
+        (
+            vec![data::demo::asset(data::demo::MEMORISED_TSHIRT)],
+            vec![data::demo::asset(data::demo::MNIST_IMAGES)],
+        )
+    } else {
+        (args.forget.clone(), args.retain.clone())
+    };
+    let load = |paths: &[PathBuf]| -> Result<ImageSet, String> {
+        if paths.is_empty() {
+            Ok(ImageSet::empty(spec))
+        } else {
+            data::load_paths(paths, spec).map_err(|e| e.to_string())
+        }
+    };
+    let mut retain = load(&retain_paths)?;
+    let mut forget = load(&forget_paths)?;
+    if let Some(class) = args.forget_class {
+        let (drop, keep): (Vec<usize>, Vec<usize>) =
+            (0..retain.len()).partition(|&i| retain.labels[i] == Some(class));
+        if drop.is_empty() {
+            return Err(format!(
+                "--forget-class {class}: no retain image has that label"
+            ));
+        }
+        forget.extend(subset(&retain, &drop));
+        retain = subset(&retain, &keep);
+    }
+    let described = format!(
+        "forget: {} image(s) from {}; retain: {} image(s) from {}{}",
+        forget.len(),
+        names(&forget_paths, args.forget_class),
+        retain.len(),
+        names(&retain_paths, None),
+        if use_demo { " (the demo's sets)" } else { "" }
+    );
+    Ok((forget, retain, described))
+}
+
+fn names(paths: &[PathBuf], class: Option<usize>) -> String {
+    let mut s: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if let Some(c) = class {
+        s.push(format!("retain class {c}"));
+    }
+    if s.is_empty() {
+        "nothing".into()
+    } else {
+        s.join(", ")
+    }
+}
+
+fn subset(set: &ImageSet, indices: &[usize]) -> ImageSet {
+    let mut out = ImageSet::empty(set.spec);
+    out.class_names = set.class_names.clone();
+    for &i in indices {
+        out.push(set.image(i), set.labels[i], set.sources[i].clone());
+    }
+    out
+}
+
+fn unit_floats(pixels: &[u8]) -> Vec<f32> {
+    pixels.iter().map(|&p| p as f32 / 255.0).collect()
+}
+
+/// The class the classifier gives most of the forget images, if it is a majority.
+fn majority_class(
+    classifier: &LoadedClassifier,
+    forget: &[Vec<f32>],
+    shape: [usize; 3],
+    device: &burn::tensor::Device,
+) -> Option<usize> {
+    let probs = classifier.probabilities(forget, shape, device);
+    let mut counts = vec![0usize; classifier.config.num_classes];
+    for p in &probs {
+        let top = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b]))?;
+        counts[top] += 1;
+    }
+    let (class, &count) = counts.iter().enumerate().max_by_key(|(_, c)| **c)?;
+    (2 * count > probs.len()).then_some(class)
+}
+
+/// Samples of one model for the suite: the probe's samples and, in the class setting, the
+/// unconditional samples that FID and the other quality metrics use.
+struct ModelSamples {
+    probe: Vec<Vec<f32>>,
+    quality: Option<Vec<Vec<f32>>>,
+    sampler: String,
+}
+
+fn draw(
+    ckpt: &Checkpoint,
+    args: &EvalArgs,
+    samples: usize,
+    steps: usize,
+    device: &burn::tensor::Device,
+) -> Result<ModelSamples, String> {
+    let uncond = SamplerSpec::ddim(steps);
+    let draw_with = |spec: &SamplerSpec| {
+        sample_images(
+            &ckpt.sample_job(spec, device),
+            args.seed,
+            samples,
+            64,
+            steps,
+            &format!("sampling {} ({})", spec.label(), ckpt.dir.display()),
+        )
+    };
+    match args.forget_class {
+        Some(class) if ckpt.config.num_class_embeds.is_some() => {
+            let guided = SamplerSpec {
+                class: Some(class),
+                guidance: if ckpt.config.lethe_null_class.is_some() {
+                    args.guidance
+                } else {
+                    0.0
+                },
+                ..uncond.clone()
+            };
+            let probe = draw_with(&guided)?;
+            let quality = if ckpt.config.lethe_null_class.is_some() {
+                Some(draw_with(&uncond)?)
+            } else {
+                None
+            };
+            let sampler = match &quality {
+                Some(_) => format!("{} (quality: {})", guided.label(), uncond.label()),
+                None => guided.label(),
+            };
+            Ok(ModelSamples {
+                probe,
+                quality,
+                sampler,
+            })
+        }
+        _ => Ok(ModelSamples {
+            probe: draw_with(&uncond)?,
+            quality: None,
+            sampler: uncond.label(),
+        }),
+    }
+}
+
+fn evaluate_one(
+    ckpt: &Checkpoint,
+    suite: &Suite,
+    args: &EvalArgs,
+    (samples, steps): (usize, usize),
+    device: &burn::tensor::Device,
+) -> Result<Evaluation, String> {
+    let drawn = draw(ckpt, args, samples, steps, device)?;
+    eprintln!("computing metrics of {}", ckpt.dir.display());
+    suite.evaluate(
+        &ckpt.unet,
+        &ckpt.schedule,
+        &Drawn {
+            samples: &drawn.probe,
+            quality: drawn.quality.as_deref(),
+            shape: ckpt.config.image_shape(),
+            sampler: &drawn.sampler,
+            seed: args.seed,
+        },
+        device,
+    )
+}
+
+pub fn run_eval(args: &EvalArgs) -> Result<(), String> {
+    args.compute.apply_threads();
+    let device = backend::device(args.compute.backend)?;
+    let clock = std::time::Instant::now();
+    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let original = match &args.original {
+        Some(p) => Some(checkpoint::load(p, &device).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    if let Some(o) = &original
+        && (o.config != ckpt.config)
+    {
+        return Err(format!(
+            "{}: a different architecture from {}; --original must be the model before unlearning",
+            o.dir.display(),
+            ckpt.dir.display()
+        ));
+    }
+    let shape = ckpt.config.image_shape();
+    let spec = ImageSpec {
+        channels: shape[0],
+        height: shape[1],
+        width: shape[2],
+    };
+    let (forget, retain, data_line) = eval_data(args, spec)?;
+    let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
+    let classifier = LoadedClassifier::load(&classifier_dir, &device)
+        .map_err(|e| e.to_string())
+        .and_then(|k| {
+            if k.config.channels == shape[0] && k.config.size == shape[1] {
+                Ok(k)
+            } else {
+                Err(format!(
+                    "{}: judges {}×{}×{} images, the model makes {shape:?}",
+                    classifier_dir.display(),
+                    k.config.channels,
+                    k.config.size,
+                    k.config.size
+                ))
+            }
+        });
+    let classifier = match classifier {
+        Ok(k) => Some(k),
+        Err(e) => {
+            eprintln!("warning: no classifier metrics ({e})");
+            None
+        }
+    };
+    let mut seen = HashSet::new();
+    let forget_images: Vec<Vec<f32>> = (0..forget.len())
+        .map(|i| forget.image(i))
+        .filter(|p| seen.insert(p.to_vec()))
+        .take(1000)
+        .map(unit_floats)
+        .collect();
+    let (forgotten_class, class_note) = match (args.forget_label, args.forget_class, &classifier) {
+        (Some(l), _, _) => (Some(l), "--forget-label".to_string()),
+        (None, Some(c), _) => (Some(c), "--forget-class".to_string()),
+        (None, None, Some(k)) if !forget_images.is_empty() => {
+            let m = majority_class(k, &forget_images, shape, &device);
+            (
+                m,
+                "the classifier's majority label of the forget images".into(),
+            )
+        }
+        _ => (None, String::new()),
+    };
+    let preset: Preset = args.preset.into();
+    let settings = preset.settings();
+    let samples = args.samples.unwrap_or(settings.samples);
+    let steps = args.steps.unwrap_or(settings.sampler_steps);
+    let elbo_timesteps = args.elbo_timesteps.unwrap_or(settings.elbo_timesteps);
+    let custom = args.samples.is_some() || args.steps.is_some() || args.elbo_timesteps.is_some();
+    let probe = ForgetProbe {
+        forget_images,
+        copy_threshold: SISS_L2_THRESHOLD,
+        forgotten_class: forgotten_class.filter(|&c| {
+            classifier
+                .as_ref()
+                .is_some_and(|k| c < k.config.num_classes)
+        }),
+        classifier,
+        confidence: lethe::metrics::classifier::DIGIT_CONFIDENCE,
+    };
+    let elbo_class = ckpt.config.lethe_null_class.or_else(|| {
+        // A conditional model without a null class: condition on the forgotten class.
+        ckpt.config.num_class_embeds.and(forgotten_class)
+    });
+    let suite = Suite::new(
+        probe,
+        SuiteInputs {
+            retain: &retain,
+            forget: &forget,
+            reference_name: "retain",
+            elbo_images: settings.elbo_images,
+            elbo_timesteps,
+            elbo_class,
+            null_class: ckpt.config.lethe_null_class,
+            seed: args.seed,
+            preset: if custom {
+                format!("{} (custom)", preset.name())
+            } else {
+                preset.name().to_string()
+            },
+        },
+        &device,
+    )?;
+    let mut eval = evaluate_one(&ckpt, &suite, args, (samples, steps), &device)?;
+    let baseline = match &original {
+        Some(o) => Some(evaluate_one(o, &suite, args, (samples, steps), &device)?),
+        None => None,
+    };
+    if let Some(b) = &baseline {
+        eval.set_pul(b);
+    }
+    let wd_ref = match &args.reference_weights {
+        Some(p) => Some(checkpoint::load(p, &device).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let wd_target = wd_ref.as_ref().or(original.as_ref());
+    let wd = match wd_target {
+        Some(r) => Some((
+            r.dir.clone(),
+            weight_distance(&ckpt.unet, &r.unet)
+                .map_err(|e| format!("{} vs {}: {e}", ckpt.dir.display(), r.dir.display()))?,
+        )),
+        None => None,
+    };
+    let c_f = forgotten_class.map(|c| {
+        let name = suite
+            .probe
+            .classifier
+            .as_ref()
+            .and_then(|k| k.config.class_names.get(c).cloned())
+            .unwrap_or_default();
+        format!("c_f = {c} ({name}; from {class_note})")
+    });
+    print_report(
+        &args.checkpoint,
+        &data_line,
+        c_f.as_deref(),
+        &eval,
+        baseline.as_ref(),
+        wd.as_ref(),
+    );
+    println!("evaluated in {:.1} s", clock.elapsed().as_secs_f64());
+    if let Some(path) = &args.json {
+        let record = serde_json::json!({
+            "checkpoint": args.checkpoint,
+            "checkpoint_sha256": ckpt.weights_sha256,
+            "data": data_line,
+            "forgotten_class": forgotten_class,
+            "evaluation": eval,
+            "labels": labels(&eval),
+            "original": args.original,
+            "baseline": baseline,
+            "weight_distance": wd.as_ref().map(|(p, w)| serde_json::json!({"to": p, "distance": w})),
+        });
+        let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
+        lethe::util::atomic_write(path, text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// (name, value, baseline value, how to show it) of every metric.
+type Row = (&'static str, Option<f64>, Option<f64>, Format);
+
+#[derive(Clone, Copy)]
+enum Format {
+    Percent,
+    Plain,
+}
+
+fn rows(e: &Evaluation, b: Option<&Evaluation>) -> Vec<Row> {
+    let base = |f: fn(&Evaluation) -> Option<f64>| b.and_then(f);
+    vec![
+        (
+            "forget-copy rate",
+            Some(e.forget_copy_rate),
+            base(|b| Some(b.forget_copy_rate)),
+            Format::Percent,
+        ),
+        (
+            "nearest-forget L2",
+            Some(e.nearest_forget_distance),
+            base(|b| Some(b.nearest_forget_distance)),
+            Format::Plain,
+        ),
+        (
+            "forgotten-class rate",
+            e.forgotten_class_rate,
+            base(|b| b.forgotten_class_rate),
+            Format::Percent,
+        ),
+        (
+            "P(y=c_f)",
+            e.forgotten_class_probability,
+            base(|b| b.forgotten_class_probability),
+            Format::Plain,
+        ),
+        (
+            "entropy H (nats)",
+            e.mean_entropy,
+            base(|b| b.mean_entropy),
+            Format::Plain,
+        ),
+        (
+            "confident kept",
+            e.confident_kept_rate,
+            base(|b| b.confident_kept_rate),
+            Format::Percent,
+        ),
+        ("PUL (%)", e.pul, None, Format::Plain),
+        ("FID", e.fid, base(|b| b.fid), Format::Plain),
+        (
+            "FID of real images (floor at this N)",
+            e.fid_real_floor,
+            base(|b| b.fid_real_floor),
+            Format::Plain,
+        ),
+        (
+            "precision",
+            e.precision,
+            base(|b| b.precision),
+            Format::Plain,
+        ),
+        ("recall", e.recall, base(|b| b.recall), Format::Plain),
+        (
+            "IS",
+            e.inception_score,
+            base(|b| b.inception_score),
+            Format::Plain,
+        ),
+        (
+            "ELBO forget (bits/dim)",
+            e.elbo_forget_bpd,
+            base(|b| b.elbo_forget_bpd),
+            Format::Plain,
+        ),
+        (
+            "ELBO retain (bits/dim)",
+            e.elbo_retain_bpd,
+            base(|b| b.elbo_retain_bpd),
+            Format::Plain,
+        ),
+    ]
+}
+
+/// Every metric's label with its provenance, keyed by the table's names.
+fn labels(e: &Evaluation) -> serde_json::Value {
+    let key = |name: &str| match name {
+        "FID" | "precision" | "recall" | "IS" => name.to_string(),
+        n if n.starts_with("FID of real") => "FID".to_string(),
+        n if n.starts_with("ELBO") => "ELBO".to_string(),
+        n => n.to_string(),
+    };
+    let map: serde_json::Map<String, serde_json::Value> = rows(e, None)
+        .into_iter()
+        .filter(|r| r.1.is_some())
+        .map(|(name, ..)| (name.to_string(), e.label(&key(name)).into()))
+        .collect();
+    map.into()
+}
+
+fn show(v: Option<f64>, f: Format) -> String {
+    match (v, f) {
+        (None, _) => "—".into(),
+        (Some(v), Format::Percent) => format!("{:.1}%", 100.0 * v),
+        (Some(v), Format::Plain) => format!("{v:.4}"),
+    }
+}
+
+fn print_report(
+    checkpoint: &Path,
+    data_line: &str,
+    c_f: Option<&str>,
+    e: &Evaluation,
+    baseline: Option<&Evaluation>,
+    wd: Option<&(PathBuf, WeightDistance)>,
+) {
+    println!("checkpoint  {}", checkpoint.display());
+    println!("data        {data_line}");
+    if let Some(c) = c_f {
+        println!("forgotten   {c}");
+    }
+    let header = if baseline.is_some() {
+        "| metric | value | original |"
+    } else {
+        "| metric | value |"
+    };
+    println!("{header}");
+    println!(
+        "{}",
+        if baseline.is_some() {
+            "|---|---:|---:|"
+        } else {
+            "|---|---:|"
+        }
+    );
+    for (name, value, base, format) in rows(e, baseline) {
+        if value.is_none() && base.is_none() {
+            continue;
+        }
+        let mut line = format!("| {name} | {} |", show(value, format));
+        if baseline.is_some() {
+            line += &format!(" {} |", show(base, format));
+        }
+        println!("{line}");
+    }
+    if let Some((to, w)) = wd {
+        println!(
+            "weight distance to {}: L2 {:.4}, relative {:.5} ({} parameters; most moved: {})",
+            to.display(),
+            w.l2,
+            w.relative,
+            w.parameters,
+            w.most_changed.as_ref().map_or("—".into(), |(n, m)| format!(
+                "{n} by {:.4} of its norm",
+                m
+            ))
+        );
+    }
+    println!("how:");
+    println!("  forgetting  {}", e.provenance);
+    for name in ["FID", "IS", "ELBO"] {
+        let label = e.label(name);
+        if !label.contains("not computed") && (name != "FID" || e.fid.is_some()) {
+            println!("  {label}");
+        }
+    }
+    println!(
+        "  FID: Fréchet distance of the classifier's penultimate features (not Inception's; not comparable with Inception FIDs);"
+    );
+    println!(
+        "  precision/recall: k={} nearest-neighbour supports with as many reference vectors as samples; IS: {} splits",
+        lethe::metrics::suite::PR_K,
+        lethe::metrics::suite::IS_SPLITS
+    );
+    println!(
+        "  ELBO: DDPM variational bound (improved-diffusion's terms), 8-bit data; higher = less likely"
+    );
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[arg(long, default_value = data::demo::DEMO_CHECKPOINT)]
+    checkpoint: PathBuf,
+    /// Output folder: samples/*.png, features.npy, stats.npz, provenance.json.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// DDIM steps.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sample this class (class-conditional models); omit for unconditional samples.
+    #[arg(long)]
+    class: Option<usize>,
+    #[arg(long, default_value_t = 0.0)]
+    guidance: f32,
+    /// Real images to export statistics of too (reference_features.npy,
+    /// reference_stats.npz), e.g. the retain set for FID.
+    #[arg(long, num_args = 1..)]
+    reference: Vec<PathBuf>,
+    #[arg(long, default_value = data::demo::DEMO_CLASSIFIER)]
+    classifier: PathBuf,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+/// Writes samples as PNGs and their classifier features and `mu`/`sigma`, so FID can be
+/// recomputed with another tool (pytorch-fid or clean-fid on the PNGs, or on the statistics).
+pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
+    use lethe::metrics::feature_files::{FeatureRows, write_npy_features, write_npz_stats};
+    use lethe::metrics::fid::FeatureStats;
+    args.compute.apply_threads();
+    let device = backend::device(args.compute.backend)?;
+    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
+    let classifier = LoadedClassifier::load(&classifier_dir, &device).map_err(|e| e.to_string())?;
+    let shape = ckpt.config.image_shape();
+    let k = &classifier.config;
+    if k.channels != shape[0] || k.size != shape[1] {
+        return Err(format!(
+            "{}: judges {}×{}×{} images, the model makes {shape:?}",
+            classifier_dir.display(),
+            k.channels,
+            k.size,
+            k.size
+        ));
+    }
+    let spec = SamplerSpec {
+        class: args.class,
+        guidance: args.guidance,
+        ..SamplerSpec::ddim(args.steps)
+    };
+    let samples = sample_images(
+        &ckpt.sample_job(&spec, &device),
+        args.seed,
+        args.n,
+        64,
+        args.steps,
+        &format!("sampling {}", spec.label()),
+    )?;
+    let png_dir = args.out.join("samples");
+    for (i, img) in samples.iter().enumerate() {
+        let path = png_dir.join(format!("sample_{i:05}.png"));
+        if shape[0] == 1 {
+            lethe::images::save_gray_png(img, shape, &path)?;
+        } else {
+            lethe::images::save_png(&lethe::images::to_rgb(img, shape), &path)?;
+        }
+    }
+    let export = |name: &str, images: &[Vec<f32>]| -> Result<FeatureStats, String> {
+        let rows = FeatureRows {
+            values: classifier.features(images, shape, &device),
+            dim: k.feature_dim,
+        };
+        write_npy_features(&args.out.join(format!("{name}features.npy")), &rows)?;
+        let stats = FeatureStats::from_rows(&rows.values, rows.dim)?;
+        write_npz_stats(&args.out.join(format!("{name}stats.npz")), &stats)?;
+        Ok(stats)
+    };
+    export("", &samples)?;
+    let mut reference = None;
+    if !args.reference.is_empty() {
+        let spec = ImageSpec {
+            channels: shape[0],
+            height: shape[1],
+            width: shape[2],
+        };
+        let set = data::load_paths(&args.reference, spec).map_err(|e| e.to_string())?;
+        let images: Vec<Vec<f32>> = (0..set.len()).map(|i| unit_floats(set.image(i))).collect();
+        export("reference_", &images)?;
+        reference = Some(images.len());
+    }
+    let provenance = serde_json::json!({
+        "checkpoint": args.checkpoint,
+        "checkpoint_sha256": ckpt.weights_sha256,
+        "samples": args.n,
+        "sampler": spec.label(),
+        "seed": args.seed,
+        "feature_net": classifier.feature_label(),
+        "feature_net_sha256": classifier.weights_sha256,
+        "feature_dim": k.feature_dim,
+        "files": {
+            "samples/": "8-bit PNGs",
+            "features.npy": "N×D float32 penultimate-layer features of the samples",
+            "stats.npz": "mu (D), sigma (D×D, unbiased) of those features, float64, as pytorch-fid --save-stats",
+        },
+        "reference": args.reference,
+        "reference_images": reference,
+        "lethe_version": env!("CARGO_PKG_VERSION"),
+    });
+    let text = serde_json::to_string_pretty(&provenance).map_err(|e| e.to_string())?;
+    lethe::util::atomic_write(&args.out.join("provenance.json"), text.as_bytes())
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!(
+        "wrote {} PNGs to {}, features.npy and stats.npz ({} features, {}){}",
+        args.n,
+        png_dir.display(),
+        classifier.feature_label(),
+        spec.label(),
+        reference.map_or(String::new(), |n| format!(
+            ", reference_features.npy and reference_stats.npz of {n} reference images"
+        ))
+    );
+    println!(
+        "check: lethe fid {} {}",
+        args.out.join("stats.npz").display(),
+        args.out.join("reference_stats.npz").display()
+    );
+    Ok(())
+}

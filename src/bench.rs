@@ -254,7 +254,7 @@ pub fn preset_evaluation(
         ),
         row(
             &format!(
-                "{name} evaluation: metrics (classifier, FID, P/R, IS, ELBO {}+{} images × {} t)",
+                "{name} evaluation: metrics (classifier, FID, P/R, IS from 100 samples, ELBO {}+{} images × {} t)",
                 1, settings.elbo_images, settings.elbo_timesteps
             ),
             settings.samples,

@@ -114,8 +114,8 @@ fn eval_data(args: &EvalArgs, spec: ImageSpec) -> Result<(ImageSet, ImageSet, St
                 "--forget-class {class}: no retain image has that label"
             ));
         }
-        forget.extend(subset(&retain, &drop));
-        retain = subset(&retain, &keep);
+        forget.extend(retain.subset(&drop));
+        retain = retain.subset(&keep);
     }
     let described = format!(
         "forget: {} image(s) from {}; retain: {} image(s) from {}{}",
@@ -138,15 +138,6 @@ fn names(paths: &[PathBuf], class: Option<usize>) -> String {
     } else {
         s.join(", ")
     }
-}
-
-fn subset(set: &ImageSet, indices: &[usize]) -> ImageSet {
-    let mut out = ImageSet::empty(set.spec);
-    out.class_names = set.class_names.clone();
-    for &i in indices {
-        out.push(set.image(i), set.labels[i], set.sources[i].clone());
-    }
-    out
 }
 
 fn unit_floats(pixels: &[u8]) -> Vec<f32> {

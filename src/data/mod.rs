@@ -98,6 +98,16 @@ impl ImageSet {
         &self.pixels[i * n..(i + 1) * n]
     }
 
+    /// The images at `indices`, with their labels, sources and class names.
+    pub fn subset(&self, indices: &[usize]) -> Self {
+        let mut out = Self::empty(self.spec);
+        out.class_names = self.class_names.clone();
+        for &i in indices {
+            out.push(self.image(i), self.labels[i], self.sources[i].clone());
+        }
+        out
+    }
+
     pub fn push(&mut self, pixels: &[u8], label: Option<usize>, source: String) {
         debug_assert_eq!(pixels.len(), self.spec.numel());
         self.pixels.extend_from_slice(pixels);

@@ -184,8 +184,8 @@ fn prepare_data(
                     "data.forget_class = {class}: no retain image has that label"
                 ));
             }
-            let forget = subset(&retain, &drop);
-            retain = subset(&retain, &keep);
+            let forget = retain.subset(&drop);
+            retain = retain.subset(&keep);
             forget
         }
         None => {
@@ -200,7 +200,7 @@ fn prepare_data(
                 .filter(|&i| !forget_pixels.contains(retain.image(i)))
                 .collect();
             if keep.len() != retain.len() {
-                retain = subset(&retain, &keep);
+                retain = retain.subset(&keep);
             }
             forget
         }
@@ -228,15 +228,6 @@ fn prepare_data(
         forget,
         substitute,
     })
-}
-
-fn subset(set: &ImageSet, indices: &[usize]) -> ImageSet {
-    let mut out = ImageSet::empty(set.spec);
-    out.class_names = set.class_names.clone();
-    for &i in indices {
-        out.push(set.image(i), set.labels[i], set.sources[i].clone());
-    }
-    out
 }
 
 /// DiMUM's alternative data, relabelled as the forgotten condition.
@@ -270,7 +261,7 @@ fn substitute_set(
                 "method.substitute_class = {class}: no retain image has that label"
             ));
         }
-        subset(retain, &idx)
+        retain.subset(&idx)
     };
     set.labels = vec![forgotten; set.len()];
     Ok(set)

@@ -116,7 +116,7 @@ impl ForgetProbe {
             nearest_forget_distance: nearest.iter().map(|&d| d as f64).sum::<f64>() / n,
             ..Evaluation::default()
         };
-        if let (Some(classifier), Some(probs)) = (&self.classifier, probs) {
+        if let Some(probs) = probs {
             let mut confident = 0usize;
             let mut entropy = 0.0f64;
             let (mut forgot_argmax, mut forgot_p) = (0usize, 0.0f64);
@@ -146,9 +146,13 @@ impl ForgetProbe {
                 eval.forgotten_class_rate = Some(forgot_argmax as f64 / n);
                 eval.forgotten_class_probability = Some(forgot_p / n);
             }
+            let judge = self
+                .classifier
+                .as_ref()
+                .map_or("given probabilities", |k| k.config.name.as_str());
             eval.provenance += &format!(
-                "; classes: {} (confident = top p ≥ {})",
-                classifier.config.name, self.confidence
+                "; classes: {judge} (confident = top p ≥ {})",
+                self.confidence
             );
         }
         eval
@@ -174,6 +178,38 @@ mod tests {
         assert!((pul(0.25, 0.0) - 100.0).abs() < 1e-9);
         assert!((pul(0.2, 0.3) + 50.0).abs() < 1e-9);
         assert_eq!(percentage_of_unlearning(0.0, 0.1), None);
+    }
+
+    #[test]
+    fn class_rates_and_entropy_from_hand_made_probabilities() {
+        let probe = ForgetProbe {
+            forget_images: vec![vec![0.0; 4]],
+            copy_threshold: 10.0,
+            classifier: None,
+            forgotten_class: Some(2),
+            confidence: 0.9,
+        };
+        let probs = vec![
+            vec![0.25, 0.25, 0.5], // argmax 2 (forgotten), H = 1.5 ln 2
+            vec![0.95, 0.05, 0.0], // confident kept class 0
+            vec![1.0 / 3.0; 3],    // uniform: argmax 0 (first max), H = ln 3
+            vec![0.0, 0.0, 1.0],   // forgotten, certain: H = 0
+        ];
+        let samples = vec![vec![0.5; 4]; 4];
+        let e = probe.evaluate_with(&samples, Some(&probs), "test");
+        assert_eq!(e.forgotten_class_rate, Some(0.5));
+        let p_cf = (0.5 + 0.0 + 1.0 / 3.0 + 1.0) / 4.0;
+        assert!((e.forgotten_class_probability.unwrap() - p_cf).abs() < 1e-6);
+        assert_eq!(e.confident_kept_rate, Some(0.25));
+        let ln = f64::ln;
+        let h0 = -(0.25 * ln(0.25) * 2.0 + 0.5 * ln(0.5));
+        let h1 = -(0.95 * ln(0.95) + 0.05 * ln(0.05));
+        let h = (h0 + h1 + ln(3.0)) / 4.0;
+        assert!(
+            (e.mean_entropy.unwrap() - h).abs() < 1e-6,
+            "{:?}",
+            e.mean_entropy
+        );
     }
 
     #[test]

@@ -420,79 +420,63 @@ enum Format {
     Plain,
 }
 
+/// Every metric of the table: its name, how to read it from an evaluation, how to show it.
+type Metric = (&'static str, fn(&Evaluation) -> Option<f64>, Format);
+
+const METRICS: [Metric; 14] = [
+    (
+        "forget-copy rate",
+        |e| Some(e.forget_copy_rate),
+        Format::Percent,
+    ),
+    (
+        "nearest-forget L2",
+        |e| Some(e.nearest_forget_distance),
+        Format::Plain,
+    ),
+    (
+        "forgotten-class rate",
+        |e| e.forgotten_class_rate,
+        Format::Percent,
+    ),
+    ("P(y=c_f)", |e| e.forgotten_class_probability, Format::Plain),
+    ("entropy H (nats)", |e| e.mean_entropy, Format::Plain),
+    ("confident kept", |e| e.confident_kept_rate, Format::Percent),
+    ("PUL (%)", |e| e.pul, Format::Plain),
+    ("FID", |e| e.fid, Format::Plain),
+    (
+        "FID of real images (floor at this N)",
+        |e| e.fid_real_floor,
+        Format::Plain,
+    ),
+    ("precision", |e| e.precision, Format::Plain),
+    ("recall", |e| e.recall, Format::Plain),
+    ("IS", |e| e.inception_score, Format::Plain),
+    (
+        "ELBO forget (bits/dim)",
+        |e| e.elbo_forget_bpd,
+        Format::Plain,
+    ),
+    (
+        "ELBO retain (bits/dim)",
+        |e| e.elbo_retain_bpd,
+        Format::Plain,
+    ),
+];
+
 fn rows(e: &Evaluation, b: Option<&Evaluation>) -> Vec<Row> {
-    let base = |f: fn(&Evaluation) -> Option<f64>| b.and_then(f);
-    vec![
-        (
-            "forget-copy rate",
-            Some(e.forget_copy_rate),
-            base(|b| Some(b.forget_copy_rate)),
-            Format::Percent,
-        ),
-        (
-            "nearest-forget L2",
-            Some(e.nearest_forget_distance),
-            base(|b| Some(b.nearest_forget_distance)),
-            Format::Plain,
-        ),
-        (
-            "forgotten-class rate",
-            e.forgotten_class_rate,
-            base(|b| b.forgotten_class_rate),
-            Format::Percent,
-        ),
-        (
-            "P(y=c_f)",
-            e.forgotten_class_probability,
-            base(|b| b.forgotten_class_probability),
-            Format::Plain,
-        ),
-        (
-            "entropy H (nats)",
-            e.mean_entropy,
-            base(|b| b.mean_entropy),
-            Format::Plain,
-        ),
-        (
-            "confident kept",
-            e.confident_kept_rate,
-            base(|b| b.confident_kept_rate),
-            Format::Percent,
-        ),
-        ("PUL (%)", e.pul, None, Format::Plain),
-        ("FID", e.fid, base(|b| b.fid), Format::Plain),
-        (
-            "FID of real images (floor at this N)",
-            e.fid_real_floor,
-            base(|b| b.fid_real_floor),
-            Format::Plain,
-        ),
-        (
-            "precision",
-            e.precision,
-            base(|b| b.precision),
-            Format::Plain,
-        ),
-        ("recall", e.recall, base(|b| b.recall), Format::Plain),
-        (
-            "IS",
-            e.inception_score,
-            base(|b| b.inception_score),
-            Format::Plain,
-        ),
-        (
-            "ELBO forget (bits/dim)",
-            e.elbo_forget_bpd,
-            base(|b| b.elbo_forget_bpd),
-            Format::Plain,
-        ),
-        (
-            "ELBO retain (bits/dim)",
-            e.elbo_retain_bpd,
-            base(|b| b.elbo_retain_bpd),
-            Format::Plain,
-        ),
-    ]
+    METRICS
+        .iter()
+        .map(|&(name, value, format)| {
+            // PUL is itself relative to the original: no baseline value.
+            let base = if name.starts_with("PUL") {
+                None
+            } else {
+                b.and_then(value)
+            };
+            (name, value(e), base, format)
+        })
+        .collect()
 }
 
 /// Every metric's label with its provenance, keyed by the table's names.

@@ -94,7 +94,7 @@ pub struct MetricProvenance {
     /// SHA-256 of the reference images' pixels.
     pub reference_sha256: Option<String>,
     /// The ELBO's label, e.g.
-    /// `ELBO bits/dim [16 of 1000 t stratified, seed 0, p(x | null class 11); forget N=1, retain N=8]`.
+    /// `ELBO bits/dim [16 of 1000 t stratified, seed 0, p(x | null class 11); forget N=1 (s.e. 0.000), retain N=8 (s.e. 0.041)]`.
     pub elbo: Option<String>,
 }
 
@@ -305,13 +305,19 @@ impl Suite {
         if self.elbo.timesteps > 0 {
             let forget = elbo_of(&self.elbo_forget)?;
             let retain = elbo_of(&self.elbo_retain)?;
+            // The standard error over images says how far the mean of a few images can be
+            // trusted; it was computed for this and would otherwise be dropped.
+            let set = |name: &str, e: &Option<super::likelihood::Elbo>| match e {
+                Some(e) => format!("{name} N={} (s.e. {:.3})", e.per_image.len(), e.std_error),
+                None => format!("{name} N=0"),
+            };
             how.elbo = forget.as_ref().or(retain.as_ref()).map(|e| {
                 format!(
-                    "ELBO bits/dim [{}, {}; forget N={}, retain N={}]",
+                    "ELBO bits/dim [{}, {}; {}, {}]",
                     e.estimator,
                     self.elbo_condition,
-                    self.elbo_forget.len(),
-                    self.elbo_retain.len()
+                    set("forget", &forget),
+                    set("retain", &retain)
                 )
             });
             eval.elbo_forget_bpd = forget.map(|e| e.bits_per_dim);

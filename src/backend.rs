@@ -36,6 +36,18 @@ impl std::fmt::Display for BackendChoice {
     }
 }
 
+/// The backends this build can run on, CPU first.
+pub fn compiled_in() -> Vec<BackendChoice> {
+    let mut out = vec![BackendChoice::Cpu];
+    if cfg!(feature = "wgpu") {
+        out.push(BackendChoice::Wgpu);
+    }
+    if cfg!(feature = "cuda") {
+        out.push(BackendChoice::Cuda);
+    }
+    out
+}
+
 /// The inference device for a choice, or why it is not available in this build.
 pub fn device(choice: BackendChoice) -> Result<Device, String> {
     match choice {

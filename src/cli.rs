@@ -20,8 +20,9 @@ use lethe::pretrain::{self, PretrainConfig};
     about = "Machine unlearning for diffusion models: train, sample, unlearn, evaluate."
 )]
 struct Cli {
+    /// Without a subcommand, `lethe` opens the workbench with the bundled demo loaded.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// Options every compute command takes.
@@ -98,6 +99,10 @@ enum Command {
         /// evaluation of the demo model with each preset named here (fast, thorough).
         #[arg(long, value_delimiter = ',', num_args = 0.., default_missing_value = "fast")]
         eval: Option<Vec<String>>,
+        /// Time the workbench's frames instead, while a short demo SISS run (this many
+        /// steps, evaluated every 10) streams events; prints p50/p99/max frame time.
+        #[arg(long)]
+        gui: Option<usize>,
         #[command(flatten)]
         compute: Compute,
     },
@@ -249,7 +254,10 @@ struct DataArgs {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        return report(open_workbench());
+    };
+    let result = match command {
         Command::Pretrain {
             config,
             max_steps_now,
@@ -271,6 +279,11 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => crate::eval_cmd::run_eval(&args),
         Command::ExportSamples(args) => crate::eval_cmd::run_export_samples(&args),
         Command::Bench {
+            gui: Some(steps),
+            compute,
+            ..
+        } => run_gui_bench(steps, &compute),
+        Command::Bench {
             eval: Some(presets),
             runs,
             compute,
@@ -282,8 +295,13 @@ pub fn main() -> ExitCode {
             runs,
             compute,
             eval: None,
+            gui: None,
         } => run_bench(&train_batch, &sample_batch, runs, &compute),
     };
+    report(result)
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -291,6 +309,46 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "gui")]
+fn run_gui_bench(steps: usize, compute: &Compute) -> Result<(), String> {
+    compute.apply_threads();
+    let mut config = lethe::app::state::demo_config();
+    config.backend = compute.backend;
+    config.train.steps = steps;
+    config.eval.every = 10;
+    let runs = tempfile::tempdir().map_err(|e| e.to_string())?;
+    config.runs_dir = runs.path().to_path_buf();
+    println!(
+        "workbench frame time while the demo SISS run streams events ({steps} steps, evaluated every 10, backend {})",
+        config.backend
+    );
+    let r = lethe::app::frame_bench::measure(config, std::time::Duration::from_secs(3600))?;
+    println!(
+        "{} frames at a 60 Hz pace over {:.0} s, {} events applied; run {}",
+        r.frames, r.wall_seconds, r.events, r.outcome
+    );
+    println!(
+        "frame time (drain events + layout + tessellate, CPU): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r.p50_ms, r.p99_ms, r.max_ms
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "gui"))]
+fn run_gui_bench(_steps: usize, _compute: &Compute) -> Result<(), String> {
+    Err("built without the `gui` feature".into())
+}
+
+#[cfg(feature = "gui")]
+fn open_workbench() -> Result<(), String> {
+    lethe::app::launch()
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_workbench() -> Result<(), String> {
+    Err("this build has no workbench (built without the `gui` feature); run `lethe --help` for the headless commands".into())
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {

@@ -4,6 +4,8 @@
 //! `unlearn` / `attack` / `metrics` → `diffusion` / `data`. Only [`backend`] names a
 //! concrete Burn backend.
 
+#[cfg(feature = "gui")]
+pub mod app;
 pub mod attack;
 pub mod backend;
 pub mod bench;

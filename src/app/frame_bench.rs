@@ -1,0 +1,75 @@
+//! `lethe bench --gui`: the workbench's frame time while a real run streams events. The
+//! whole UI (event draining, panels, plots, grids, tessellation) runs on a headless egui
+//! context at a 60 Hz pace while the engine trains on its own thread; only GPU painting,
+//! which needs a window, is left out.
+
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+
+use super::frame_stats::quantile;
+use super::live::Phase;
+use super::{LetheApp, Workbench};
+use crate::experiment::ExperimentConfig;
+
+pub struct FrameReport {
+    pub frames: usize,
+    pub events: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub wall_seconds: f64,
+    pub outcome: String,
+}
+
+/// Runs `config` in a headless workbench, one frame every 1/60 s, until the run ends.
+pub fn measure(config: ExperimentConfig, timeout: Duration) -> Result<FrameReport, String> {
+    let ctx = egui::Context::default();
+    let mut state = Workbench::demo();
+    state.config = config;
+    let mut app = LetheApp::with_state(state, &ctx, false);
+    app.state.start();
+    if app.state.outbox.is_empty() {
+        return Err(app.state.status.clone());
+    }
+    let input = || egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(1440.0, 900.0),
+        )),
+        ..Default::default()
+    };
+    let (mut times, mut events) = (Vec::new(), 0);
+    let start = Instant::now();
+    let frame = Duration::from_secs_f64(1.0 / 60.0);
+    loop {
+        let t0 = Instant::now();
+        let applied = app.pump();
+        let output = ctx.run_ui(input(), |ui| app.show(ui));
+        let _meshes = ctx.tessellate(output.shapes, output.pixels_per_point);
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        events += applied;
+        let phase = app.state.live.as_ref().map(|l| l.phase.clone());
+        if phase.as_ref().is_some_and(Phase::is_over) {
+            let outcome = match phase.expect("some") {
+                Phase::Failed(e) => return Err(format!("the run failed: {e}")),
+                p => format!("{p:?}"),
+            };
+            return Ok(FrameReport {
+                frames: times.len(),
+                events,
+                p50_ms: quantile(times.clone(), 0.5).unwrap_or(0.0),
+                p99_ms: quantile(times.clone(), 0.99).unwrap_or(0.0),
+                max_ms: times.iter().copied().fold(0.0, f64::max),
+                wall_seconds: start.elapsed().as_secs_f64(),
+                outcome,
+            });
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("the run did not end within {timeout:?}"));
+        }
+        if let Some(rest) = frame.checked_sub(t0.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}

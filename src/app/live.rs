@@ -1,0 +1,368 @@
+//! What the workbench knows about the run in progress: built from engine [`Event`]s only,
+//! so the plots and grids show exactly what the worker reported.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::engine::{Event, Summary};
+use crate::metrics::forgetting::Evaluation;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Starting,
+    Running,
+    Paused,
+    Finished,
+    Cancelled,
+    Failed(String),
+}
+
+impl Phase {
+    pub fn is_over(&self) -> bool {
+        matches!(self, Self::Finished | Self::Cancelled | Self::Failed(_))
+    }
+}
+
+/// Named line series, each a list of `[step, value]`, in first-seen order.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub lines: Vec<(String, Vec<[f64; 2]>)>,
+}
+
+impl Series {
+    pub fn push(&mut self, name: &str, step: usize, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        let name = &displayable(name);
+        match self.lines.iter_mut().find(|(n, _)| n == name) {
+            Some((_, points)) => points.push([step as f64, value]),
+            None => self
+                .lines
+                .push((name.to_string(), vec![[step as f64, value]])),
+        }
+    }
+
+    pub fn points(&self) -> usize {
+        self.lines.iter().map(|(_, p)| p.len()).sum()
+    }
+}
+
+/// Engine names as the GUI's fonts can draw them (egui's default fonts lack ‖, →, ≥, ≤).
+pub fn displayable(text: &str) -> String {
+    text.replace('‖', "||")
+        .replace('→', "->")
+        .replace('≥', ">=")
+        .replace('≤', "<=")
+}
+
+/// One fixed-seed grid of the current model.
+#[derive(Debug, Clone)]
+pub struct GridRecord {
+    pub step: usize,
+    pub current: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveRun {
+    /// What was started ("SISS", "DiMRA attack on siss-001", …).
+    pub title: String,
+    pub phase: Phase,
+    pub run_dir: Option<PathBuf>,
+    pub method: String,
+    pub backend: String,
+    pub total_steps: usize,
+    pub steps_done: usize,
+    pub forget_images: usize,
+    pub retain_images: usize,
+    /// Loss terms (retain, forget, total …) by step.
+    pub terms: Series,
+    pub grad_norms: Series,
+    /// Step-dependent coefficients and SISS importance-weight statistics.
+    pub coefficients: Series,
+    pub weights: Series,
+    pub baseline: Option<Evaluation>,
+    pub evaluations: Vec<(usize, Evaluation)>,
+    pub shape: [usize; 3],
+    pub original: Arc<Vec<Vec<f32>>>,
+    pub grids: Vec<GridRecord>,
+    pub summary: Option<Summary>,
+    pub notes: Vec<String>,
+    recent_step_seconds: VecDeque<f64>,
+}
+
+/// Step times averaged for steps/s and the ETA.
+const RATE_WINDOW: usize = 20;
+
+impl LiveRun {
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            phase: Phase::Starting,
+            run_dir: None,
+            method: String::new(),
+            backend: String::new(),
+            total_steps: 0,
+            steps_done: 0,
+            forget_images: 0,
+            retain_images: 0,
+            terms: Series::default(),
+            grad_norms: Series::default(),
+            coefficients: Series::default(),
+            weights: Series::default(),
+            baseline: None,
+            evaluations: Vec::new(),
+            shape: [1, 1, 1],
+            original: Arc::new(Vec::new()),
+            grids: Vec::new(),
+            summary: None,
+            notes: Vec::new(),
+            recent_step_seconds: VecDeque::new(),
+        }
+    }
+
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Started {
+                run_dir,
+                method,
+                total_steps,
+                backend,
+                forget_images,
+                retain_images,
+            } => {
+                self.phase = Phase::Running;
+                self.run_dir = Some(run_dir);
+                self.method = method;
+                self.total_steps = total_steps;
+                self.backend = backend;
+                self.forget_images = forget_images;
+                self.retain_images = retain_images;
+            }
+            Event::Step(record) => {
+                let s = record.step;
+                self.steps_done = s;
+                for (name, v) in &record.report.terms {
+                    self.terms.push(name, s, *v as f64);
+                }
+                for (name, v) in &record.report.grad_norms {
+                    self.grad_norms.push(name, s, *v as f64);
+                }
+                self.grad_norms
+                    .push("combined (before clip)", s, record.grad_norm as f64);
+                for (name, v) in &record.report.coefficients {
+                    self.coefficients.push(name, s, *v as f64);
+                }
+                if let Some(w) = &record.report.weights {
+                    self.weights.push("w_x mean", s, w.w_x_mean);
+                    self.weights.push("w_x max", s, w.w_x_max);
+                    self.weights.push("w_a mean", s, w.w_a_mean);
+                    self.weights.push("w_a max", s, w.w_a_max);
+                    self.weights.push("forget fraction", s, w.forget_fraction);
+                }
+                self.recent_step_seconds.push_back(record.step_seconds);
+                if self.recent_step_seconds.len() > RATE_WINDOW {
+                    self.recent_step_seconds.pop_front();
+                }
+            }
+            Event::Samples {
+                step,
+                shape,
+                original,
+                current,
+            } => {
+                self.shape = shape;
+                self.original = original;
+                self.grids.retain(|g| g.step != step);
+                self.grids.push(GridRecord { step, current });
+                self.grids.sort_by_key(|g| g.step);
+            }
+            Event::Metrics {
+                step,
+                evaluation,
+                baseline,
+            } => {
+                self.baseline = Some(baseline);
+                self.evaluations.retain(|(s, _)| *s != step);
+                self.evaluations.push((step, evaluation));
+                self.evaluations.sort_by_key(|(s, _)| *s);
+            }
+            Event::Checkpoint { step, path } => self
+                .notes
+                .push(format!("step {step}: checkpoint {}", path.display())),
+            Event::Paused => self.phase = Phase::Paused,
+            Event::Resumed => self.phase = Phase::Running,
+            Event::Note(note) => self.notes.push(note),
+            Event::Finished(summary) => {
+                self.phase = Phase::Finished;
+                self.finish(summary);
+            }
+            Event::Cancelled(summary) => {
+                self.phase = Phase::Cancelled;
+                self.finish(summary);
+            }
+            Event::Failed { error, run_dir } => {
+                if run_dir.is_some() {
+                    self.run_dir = run_dir;
+                }
+                self.phase = Phase::Failed(error);
+            }
+        }
+    }
+
+    fn finish(&mut self, summary: Summary) {
+        self.steps_done = summary.steps_done;
+        self.run_dir = Some(summary.run_dir.clone());
+        if let Some(last) = &summary.last
+            && !self
+                .evaluations
+                .iter()
+                .any(|(s, _)| *s == summary.steps_done)
+        {
+            self.evaluations.push((summary.steps_done, last.clone()));
+        }
+        self.summary = Some(summary);
+    }
+
+    /// Steps per second over the last few steps (worker time, evaluations excluded).
+    pub fn steps_per_second(&self) -> Option<f64> {
+        let total: f64 = self.recent_step_seconds.iter().sum();
+        (total > 0.0).then(|| self.recent_step_seconds.len() as f64 / total)
+    }
+
+    /// Seconds left at the recent rate (training steps only).
+    pub fn eta_seconds(&self) -> Option<f64> {
+        let rate = self.steps_per_second()?;
+        Some(self.total_steps.saturating_sub(self.steps_done) as f64 / rate)
+    }
+
+    pub fn progress(&self) -> f32 {
+        if self.total_steps == 0 {
+            0.0
+        } else {
+            self.steps_done as f32 / self.total_steps as f32
+        }
+    }
+
+    /// The metric curves the plots show: (name with provenance, points over steps).
+    pub fn metric_series(&self) -> Series {
+        let mut series = Series::default();
+        for (step, e) in &self.evaluations {
+            for (name, value) in metric_values(e) {
+                series.push(&name, *step, value);
+            }
+        }
+        series
+    }
+
+    /// The grid recorded at or before `step` (the step slider scrubs through these).
+    pub fn grid_at(&self, step: usize) -> Option<&GridRecord> {
+        self.grids.iter().rev().find(|g| g.step <= step)
+    }
+}
+
+/// The plotted metrics of one evaluation by short name; [`metric_provenance`] says how
+/// each was computed (shown beside the plot and in its tooltip).
+pub fn metric_values(e: &Evaluation) -> Vec<(String, f64)> {
+    let mut out = vec![("forget-image rate".to_string(), e.forget_copy_rate)];
+    let optional = [
+        ("forgotten-class rate", e.forgotten_class_rate),
+        ("entropy H (nats)", e.mean_entropy),
+        ("FID", e.fid),
+        ("ELBO forget (bits/dim)", e.elbo_forget_bpd),
+        ("ELBO retain (bits/dim)", e.elbo_retain_bpd),
+    ];
+    for (name, value) in optional {
+        if let Some(v) = value {
+            out.push((name.to_string(), v));
+        }
+    }
+    out
+}
+
+/// Each plotted metric's full label with its provenance, e.g.
+/// `FID[lethe-mnist11@9dd9400b, N=64, DDIM-50,uncond, seed 0, vs 10000 retain images]`.
+pub fn metric_provenance(e: &Evaluation) -> Vec<String> {
+    metric_values(e)
+        .into_iter()
+        .map(|(name, _)| {
+            if name.starts_with("ELBO") {
+                // One label covers both sets; the set is in the name.
+                let how = e.label("ELBO");
+                format!("{name} {}", how.trim_start_matches("ELBO bits/dim "))
+            } else {
+                e.label(&name)
+            }
+        })
+        .map(|label| displayable(&label))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StepRecord;
+    use crate::unlearn::StepReport;
+
+    fn step(s: usize, secs: f64) -> Event {
+        Event::Step(StepRecord {
+            step: s,
+            report: StepReport {
+                terms: vec![("retain".into(), 1.0 / s as f32), ("total".into(), 2.0)],
+                grad_norms: vec![("retain".into(), 3.0)],
+                coefficients: vec![],
+                weights: None,
+            },
+            grad_norm: 4.0,
+            clipped: false,
+            learning_rate: 1e-4,
+            step_seconds: secs,
+        })
+    }
+
+    #[test]
+    fn steps_fill_one_line_per_term_and_give_a_rate() {
+        let mut run = LiveRun::new("t");
+        run.apply(Event::Started {
+            run_dir: "runs/x".into(),
+            method: "SISS".into(),
+            total_steps: 10,
+            backend: "cpu".into(),
+            forget_images: 1,
+            retain_images: 9,
+        });
+        for s in 1..=4 {
+            run.apply(step(s, 0.5));
+        }
+        assert_eq!(run.phase, Phase::Running);
+        assert_eq!(run.terms.lines.len(), 2);
+        assert_eq!(run.terms.lines[0].1.len(), 4);
+        assert_eq!(run.terms.lines[0].1[1], [2.0, 0.5]);
+        assert_eq!(run.grad_norms.lines.len(), 2);
+        assert_eq!(run.steps_per_second(), Some(2.0));
+        assert_eq!(run.eta_seconds(), Some(3.0));
+        assert!((run.progress() - 0.4).abs() < 1e-6);
+    }
+
+    #[test]
+    fn grids_are_kept_per_step_and_scrubbed_by_step() {
+        let mut run = LiveRun::new("t");
+        for s in [0, 50, 100] {
+            run.apply(Event::Samples {
+                step: s,
+                shape: [1, 1, 1],
+                original: Arc::new(vec![vec![0.0]]),
+                current: vec![vec![s as f32]],
+            });
+        }
+        assert_eq!(run.grids.len(), 3);
+        assert_eq!(run.grid_at(75).unwrap().step, 50);
+        assert_eq!(run.grid_at(100).unwrap().current[0][0], 100.0);
+        run.apply(Event::Failed {
+            error: "boom".into(),
+            run_dir: None,
+        });
+        assert!(run.phase.is_over());
+    }
+}

@@ -1,0 +1,165 @@
+//! The egui workbench (feature `gui`). `state` and its helpers hold all logic without egui;
+//! `panels/` are thin views that read the state and call its methods; `LetheApp` owns the
+//! engine and, once per frame, drains its events and sends the commands the panels queued.
+
+pub mod checkpoint_view;
+pub mod colormap;
+pub mod export;
+pub mod frame_bench;
+pub mod frame_stats;
+pub mod heatmap;
+pub mod knobs;
+pub mod live;
+pub mod panels;
+pub mod runs;
+pub mod sets;
+pub mod state;
+mod textures;
+
+use std::time::Instant;
+
+use eframe::egui;
+
+use crate::engine::Engine;
+pub use state::Workbench;
+
+const SETTINGS_KEY: &str = "lethe-settings";
+
+/// Which tab the central area shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    #[default]
+    Live,
+    Compare,
+}
+
+pub struct LetheApp {
+    pub state: Workbench,
+    engine: Engine,
+    pub tab: Tab,
+    /// The grid step the slider shows (`None` = follow the newest).
+    pub grid_step: Option<usize>,
+    /// Whether the heat map is drawn by the WGSL shader (wgpu renderer) or on the CPU.
+    pub shader_heatmap: bool,
+    pub frames: frame_stats::FrameStats,
+    textures: textures::Textures,
+    pub export: export::ExportState,
+    /// Where the drop zones were drawn last frame (files dropped over one go to it).
+    pub drop_zones: Vec<(panels::DropTarget, egui::Rect)>,
+    /// The live view's plot area, for "Save plot as PNG".
+    pub plot_rect: Option<egui::Rect>,
+    /// Retain thumbnails page shown in the picker.
+    pub picker_page: usize,
+    /// Runs shown overlaid in the compare tab's curves.
+    pub overlay_metric: usize,
+}
+
+impl LetheApp {
+    /// The app as eframe creates it: settings from the last launch, else the demo.
+    pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
+        let settings = cc
+            .storage
+            .and_then(|s| eframe::get_value::<state::Settings>(s, SETTINGS_KEY));
+        let state = match settings {
+            Some(s) => Workbench::with_settings(s),
+            None => Workbench::demo(),
+        };
+        let shader_heatmap = match &cc.wgpu_render_state {
+            Some(rs) => {
+                heatmap::register(rs);
+                true
+            }
+            None => false,
+        };
+        Self::with_state(state, &cc.egui_ctx, shader_heatmap)
+    }
+
+    pub fn with_state(state: Workbench, ctx: &egui::Context, shader_heatmap: bool) -> Self {
+        let repaint = ctx.clone();
+        let engine = Engine::spawn(Some(std::sync::Arc::new(move || repaint.request_repaint())));
+        Self {
+            state,
+            engine,
+            tab: Tab::Live,
+            grid_step: None,
+            shader_heatmap,
+            frames: frame_stats::FrameStats::default(),
+            textures: textures::Textures::default(),
+            export: export::ExportState::default(),
+            drop_zones: Vec::new(),
+            plot_rect: None,
+            picker_page: 0,
+            overlay_metric: 0,
+        }
+    }
+
+    /// Drains the engine's events (never blocks) and sends queued commands.
+    pub fn pump(&mut self) -> usize {
+        for command in self.state.outbox.drain(..) {
+            self.engine.send(command);
+        }
+        let mut applied = 0;
+        while let Ok(event) = self.engine.events().try_recv() {
+            self.state.apply(event);
+            applied += 1;
+        }
+        // A queued sweep run may have started on a terminal event.
+        for command in self.state.outbox.drain(..) {
+            self.engine.send(command);
+        }
+        applied
+    }
+
+    /// One frame of the whole workbench (what `App::ui` calls; also the frame benchmark).
+    pub fn show(&mut self, ui: &mut egui::Ui) {
+        let start = Instant::now();
+        self.pump();
+        self.handle_dropped_files(ui.ctx());
+        panels::show(self, ui);
+        self.export.poll_screenshot(ui.ctx());
+        self.frames.record(start.elapsed());
+    }
+
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<std::path::PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if dropped.is_empty() {
+            return;
+        }
+        let pointer = ctx.input(|i| i.pointer.latest_pos());
+        panels::route_drop(self, pointer, dropped);
+    }
+}
+
+impl eframe::App for LetheApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, SETTINGS_KEY, &self.state.settings());
+    }
+}
+
+/// `lethe` with no arguments: the workbench window.
+pub fn launch() -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Lethe — machine unlearning workbench")
+            .with_inner_size([1440.0, 900.0])
+            .with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "lethe",
+        options,
+        Box::new(|cc| Ok(Box::new(LetheApp::new(cc)))),
+    )
+    .map_err(|e| format!("could not open the workbench window: {e}"))
+}

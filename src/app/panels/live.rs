@@ -1,0 +1,367 @@
+//! The live view: run controls and progress, loss/gradient/weight plots, metric curves with
+//! provenance, and original | current | |difference| grids with a step slider.
+
+use std::sync::Arc;
+
+use eframe::egui;
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+
+use crate::app::colormap::difference_grid;
+use crate::app::export;
+use crate::app::heatmap::{HeatmapCallback, paint_callback};
+use crate::app::live::{LiveRun, Phase, Series};
+use crate::app::{LetheApp, textures};
+
+pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
+    controls(app, ui);
+    ui.separator();
+    if app.state.live.is_none() {
+        ui.label("Press Run to start the configured run. Loss terms, metrics and sample grids appear here as the worker reports them.");
+        return;
+    }
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        grids(app, ui);
+        ui.separator();
+        plots(app, ui);
+        ui.separator();
+        exports_and_attack(app, ui);
+    });
+}
+
+fn controls(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let running = app.state.is_running();
+    let paused = app
+        .state
+        .live
+        .as_ref()
+        .is_some_and(|l| l.phase == Phase::Paused);
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(!running, egui::Button::new("Run"))
+            .on_hover_text("Start the configured run (the demo: SISS on the memorised T-shirt).")
+            .clicked()
+        {
+            app.state.start();
+        }
+        if ui
+            .add_enabled(running && !paused, egui::Button::new("Pause"))
+            .clicked()
+        {
+            app.state.pause();
+        }
+        if ui
+            .add_enabled(running && paused, egui::Button::new("Resume"))
+            .clicked()
+        {
+            app.state.resume();
+        }
+        if ui
+            .add_enabled(running, egui::Button::new("Cancel"))
+            .on_hover_text("Stop after the current step; the run directory keeps a checkpoint.")
+            .clicked()
+        {
+            app.state.cancel();
+        }
+        if ui
+            .add_enabled(running, egui::Button::new("Sample now"))
+            .clicked()
+        {
+            app.state.sample_now();
+        }
+        if ui
+            .add_enabled(running, egui::Button::new("Evaluate now"))
+            .clicked()
+        {
+            app.state.evaluate_now();
+        }
+        if !app.state.queue.is_empty() {
+            ui.label(format!("{} queued", app.state.queue.len()));
+        }
+    });
+    if let Some(live) = &app.state.live {
+        let mut text = format!(
+            "{} — {:?} — step {}/{}",
+            live.title, live.phase, live.steps_done, live.total_steps
+        );
+        if let Some(rate) = live.steps_per_second() {
+            text.push_str(&format!(", {rate:.2} steps/s"));
+        }
+        if let Some(eta) = live.eta_seconds()
+            && !live.phase.is_over()
+        {
+            text.push_str(&format!(", ETA {}", format_duration(eta)));
+        }
+        ui.add(egui::ProgressBar::new(live.progress()).text(text));
+        if let Phase::Failed(e) = &live.phase {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                crate::app::live::displayable(e),
+            );
+        }
+        if let Some(dir) = &live.run_dir {
+            ui.weak(format!(
+                "{} on {} · forget {} / retain {} images · {}",
+                live.method,
+                live.backend,
+                live.forget_images,
+                live.retain_images,
+                dir.display()
+            ));
+        }
+    }
+}
+
+fn format_duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+fn grids(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let Some(live) = &app.state.live else { return };
+    if live.grids.is_empty() {
+        ui.label(
+            "Sample grids appear after the first evaluation (original vs current, same seeds).",
+        );
+        return;
+    }
+    let steps: Vec<usize> = live.grids.iter().map(|g| g.step).collect();
+    let newest = *steps.last().expect("non-empty");
+    let mut shown = app.grid_step.unwrap_or(newest).min(newest);
+    ui.horizontal(|ui| {
+        ui.label("Grid at step");
+        let slider = ui.add(egui::Slider::new(&mut shown, 0..=newest).text("step"));
+        let slider = slider.on_hover_text("Scrub back through the grids recorded during the run.");
+        if slider.changed() {
+            app.grid_step = if shown >= newest { None } else { Some(shown) };
+        }
+        if app.grid_step.is_some() && ui.button("Follow newest").clicked() {
+            app.grid_step = None;
+        }
+    });
+    let Some(grid) = live.grid_at(shown) else {
+        return;
+    };
+    let n = grid.current.len().min(live.original.len());
+    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let version = grid.step as u64;
+    let step = grid.step;
+    let original = app
+        .textures
+        .get(ui.ctx(), "grid-original", 1, || {
+            textures::grid_image(&live.original[..n], live.shape, cols)
+        })
+        .clone();
+    let current = app
+        .textures
+        .get(ui.ctx(), "grid-current", version, || {
+            textures::grid_image(&grid.current[..n], live.shape, cols)
+        })
+        .clone();
+    let diff = Arc::new(difference_grid(
+        &live.original[..n],
+        &grid.current[..n],
+        live.shape,
+        cols,
+    ));
+    let size = original.size_vec2();
+    let scale = ((ui.available_width() - 40.0) / (3.0 * size.x)).clamp(1.0, 4.0);
+    let shown_size = size * scale;
+    ui.horizontal(|ui| {
+        for (title, tex) in [
+            ("original model", &original),
+            (&*format!("current (step {step})"), &current),
+        ] {
+            ui.vertical(|ui| {
+                ui.label(title);
+                ui.image((tex.id(), shown_size));
+            });
+        }
+        ui.vertical(|ui| {
+            ui.label("|difference| (0 to 1, inferno)")
+                .on_hover_text(if app.shader_heatmap {
+                    "Drawn by shaders/heatmap.wgsl on the GPU renderer."
+                } else {
+                    "Drawn on the CPU (the renderer is not wgpu)."
+                });
+            if app.shader_heatmap {
+                let (rect, _) = ui.allocate_exact_size(shown_size, egui::Sense::hover());
+                ui.painter().add(paint_callback(
+                    rect,
+                    HeatmapCallback {
+                        slot: "live".into(),
+                        version,
+                        values: diff.clone(),
+                    },
+                ));
+            } else {
+                let tex = app.textures.get(ui.ctx(), "grid-diff", version, || {
+                    egui::ColorImage::from_rgba_unmultiplied(
+                        [diff.width, diff.height],
+                        &diff.to_rgba(),
+                    )
+                });
+                ui.image((tex.id(), shown_size));
+            }
+        });
+    });
+}
+
+fn plots(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let Some(live) = &app.state.live else { return };
+    let width = ui.available_width();
+    let half = (width - 16.0) / 2.0;
+    let top = ui.horizontal(|ui| {
+        plot(ui, "Loss terms", "loss-terms", &live.terms, half);
+        plot(ui, "Gradient norms", "grad-norms", &live.grad_norms, half);
+    });
+    ui.horizontal(|ui| {
+        let metrics = live.metric_series();
+        plot_metrics(ui, live, &metrics, half);
+        let mut extra = live.weights.clone();
+        for (n, p) in &live.coefficients.lines {
+            extra.lines.push((n.clone(), p.clone()));
+        }
+        plot(
+            ui,
+            "SISS importance weights / coefficients",
+            "weights",
+            &extra,
+            half,
+        );
+    });
+    app.plot_rect = Some(top.response.rect);
+}
+
+fn plot(ui: &mut egui::Ui, title: &str, id: &str, series: &Series, width: f32) {
+    ui.vertical(|ui| {
+        ui.set_width(width);
+        ui.label(title);
+        if series.lines.is_empty() {
+            ui.weak("no points yet");
+        }
+        Plot::new(id)
+            .height(180.0)
+            .width(width)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .show(ui, |plot_ui| {
+                for (name, points) in &series.lines {
+                    plot_ui.line(Line::new(name.as_str(), PlotPoints::from(points.clone())));
+                }
+            });
+    });
+}
+
+fn plot_metrics(ui: &mut egui::Ui, live: &LiveRun, metrics: &Series, width: f32) {
+    ui.vertical(|ui| {
+        ui.set_width(width);
+        let how = live
+            .evaluations
+            .last()
+            .map(|(_, e)| crate::app::live::metric_provenance(e))
+            .unwrap_or_default();
+        let short = live
+            .evaluations
+            .last()
+            .and_then(|(_, e)| e.how.as_ref().map(|h| h.short()))
+            .unwrap_or_else(|| "not evaluated yet".into());
+        ui.label("Metrics (hover for how each was computed)")
+            .on_hover_text(how.join("\n"));
+        ui.weak(format!("computed with {short}"));
+        if let Some(b) = &live.baseline {
+            ui.weak(format!(
+                "original model: forget-image rate {:.3}{}",
+                b.forget_copy_rate,
+                b.fid.map(|f| format!(", FID {f:.1}")).unwrap_or_default()
+            ));
+        }
+        // Rates and bits/dim share an axis; FID is on its own scale, so it gets its own plot.
+        let (fid, rest): (Vec<_>, Vec<_>) = metrics
+            .lines
+            .iter()
+            .cloned()
+            .partition(|(n, _)| n.starts_with("FID"));
+        for (id, lines, height) in [("metrics", rest, 150.0), ("fid", fid, 110.0)] {
+            Plot::new(id)
+                .height(height)
+                .width(width)
+                .legend(Legend::default())
+                .x_axis_label("step")
+                .show(ui, |plot_ui| {
+                    for (name, points) in &lines {
+                        plot_ui.line(Line::new(name.as_str(), PlotPoints::from(points.clone())));
+                    }
+                });
+        }
+    });
+}
+
+fn exports_and_attack(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let Some(live) = &app.state.live else { return };
+    let finished_dir = live.phase.is_over().then(|| live.run_dir.clone()).flatten();
+    ui.horizontal_wrapped(|ui| {
+        ui.strong("Export");
+        if ui.button("Metrics CSV + JSON").clicked() {
+            app.export.last = Some(
+                export::export_dir(live)
+                    .and_then(|d| export::write_metrics(live, &d))
+                    .map(|paths| paths[0].clone()),
+            );
+        }
+        if ui.button("Grid PNG").clicked() {
+            let step = app.grid_step.unwrap_or(usize::MAX);
+            app.export.last =
+                Some(export::export_dir(live).and_then(|d| export::write_grid(live, step, &d)));
+        }
+        if ui.button("Plots PNG").clicked()
+            && let (Some(rect), Ok(dir)) = (app.plot_rect, export::export_dir(live))
+        {
+            let path = dir.join(format!("plots_step_{:05}.png", live.steps_done));
+            app.export.request_plot_png(ui.ctx(), rect, path);
+        }
+        let checkpoint = live.summary.as_ref().and_then(|s| s.last_checkpoint.clone());
+        if ui
+            .add_enabled(checkpoint.is_some(), egui::Button::new("Checkpoint…"))
+            .on_hover_text("Copy the unlearned checkpoint (diffusers layout, provenance in its safetensors header) to a new folder.")
+            .clicked()
+            && let Some(source) = checkpoint
+            && let Some(parent) = rfd::FileDialog::new().pick_folder()
+        {
+            let name = live
+                .run_dir
+                .as_ref()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "lethe-checkpoint".into());
+            let dest = parent.join(name);
+            app.export.last = Some(export::copy_checkpoint(&source, &dest).map(|()| dest));
+        }
+        match &app.export.last {
+            Some(Ok(p)) => {
+                ui.label(format!("saved {}", p.display()));
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
+    });
+    ui.horizontal(|ui| {
+        ui.strong("Attack");
+        ui.add(egui::DragValue::new(&mut app.state.attack.steps).range(1..=100_000).prefix("steps "));
+        ui.add(egui::DragValue::new(&mut app.state.attack.evaluate_every).range(1..=10_000).prefix("probe every "));
+        let enabled = finished_dir.is_some() && !app.state.is_running();
+        if ui
+            .add_enabled(enabled, egui::Button::new("Run DiMRA attack"))
+            .on_hover_text("Fine-tune the unlearned model on the retain data (never the forget data) and watch whether the forgotten content's rate climbs back (DiMRA, ALGORITHMS §4.1).")
+            .clicked()
+            && let Some(dir) = finished_dir
+        {
+            app.state.start_attack(&dir);
+        }
+    });
+}

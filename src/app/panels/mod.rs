@@ -1,0 +1,136 @@
+//! Thin views over [`super::Workbench`]: each panel reads state and calls its methods.
+
+mod compare;
+mod live;
+mod setup;
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use super::sets::Role;
+use super::{LetheApp, Tab};
+
+/// Where dropped files can go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropTarget {
+    Checkpoint,
+    Set(Role),
+}
+
+pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
+    app.drop_zones.clear();
+    egui::Panel::top("lethe-top").show(ui, |ui| top_bar(app, ui));
+    egui::Panel::bottom("lethe-status").show(ui, |ui| status_bar(app, ui));
+    egui::Panel::left("lethe-setup")
+        .resizable(true)
+        .default_size(400.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| setup::show(app, ui));
+        });
+    egui::CentralPanel::default().show(ui, |ui| match app.tab {
+        Tab::Live => live::show(app, ui),
+        Tab::Compare => compare::show(app, ui),
+    });
+}
+
+fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.heading("Lethe");
+        ui.separator();
+        ui.selectable_value(&mut app.tab, Tab::Live, "Live run");
+        ui.selectable_value(&mut app.tab, Tab::Compare, "Compare runs");
+        ui.separator();
+        ui.label("Device:");
+        let backend = &mut app.state.config.backend;
+        egui::ComboBox::from_id_salt("backend")
+            .selected_text(backend.to_string())
+            .show_ui(ui, |ui| {
+                for choice in crate::backend::compiled_in() {
+                    ui.selectable_value(backend, choice, choice.to_string());
+                }
+            })
+            .response
+            .on_hover_text("Where training runs. GPU backends appear when Lethe is built with --features wgpu or cuda.");
+        ui.label(format!(
+            "GUI renderer: {}",
+            if app.shader_heatmap { "wgpu" } else { "CPU fallback" }
+        ));
+    });
+}
+
+fn status_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.label(crate::app::live::displayable(&app.state.status));
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if let (Some(p50), Some(p99)) =
+                (app.frames.quantile_ms(0.5), app.frames.quantile_ms(0.99))
+            {
+                ui.label(format!(
+                    "frame {p50:.1} ms median, {p99:.1} ms p99 (last {} frames)",
+                    app.frames.len()
+                ))
+                .on_hover_text("Time the workbench spends per frame draining events and laying out panels and plots (CPU), excluding GPU painting.");
+            }
+        });
+    });
+}
+
+/// Files dropped on the window go to the zone under the pointer.
+pub fn route_drop(app: &mut LetheApp, pointer: Option<egui::Pos2>, paths: Vec<PathBuf>) {
+    let target = pointer.and_then(|p| {
+        app.drop_zones
+            .iter()
+            .find(|(_, rect)| rect.contains(p))
+            .map(|(t, _)| *t)
+    });
+    match target {
+        Some(DropTarget::Set(role)) => app.state.add_files(role, &paths),
+        Some(DropTarget::Checkpoint) => {
+            if let Some(dir) = paths.into_iter().next() {
+                app.state.load_checkpoint(dir);
+            }
+        }
+        None => {
+            app.state.status =
+                "drop files onto the Forget or Retain zone (or a checkpoint folder onto Checkpoint)"
+                    .into()
+        }
+    }
+}
+
+/// A framed drop zone that highlights while files hover over it; returns its response.
+fn drop_zone<R>(
+    app: &mut LetheApp,
+    ui: &mut egui::Ui,
+    target: DropTarget,
+    contents: impl FnOnce(&mut LetheApp, &mut egui::Ui) -> R,
+) -> R {
+    let hovering_files = ui.ctx().input(|i| !i.raw.hovered_files.is_empty());
+    let pointer = ui.ctx().input(|i| i.pointer.latest_pos());
+    let id = ui.scope_id().with(("drop", format!("{target:?}")));
+    let previous: Option<egui::Rect> = ui.ctx().data(|d| d.get_temp(id));
+    let highlighted =
+        hovering_files && matches!((previous, pointer), (Some(r), Some(p)) if r.contains(p));
+    let stroke = if highlighted {
+        egui::Stroke::new(2.0, ui.visuals().selection.stroke.color)
+    } else {
+        ui.visuals().widgets.noninteractive.bg_stroke
+    };
+    let fill = if highlighted {
+        ui.visuals().selection.bg_fill.gamma_multiply(0.3)
+    } else {
+        egui::Color32::TRANSPARENT
+    };
+    let inner = egui::Frame::group(ui.style())
+        .stroke(stroke)
+        .fill(fill)
+        .show(ui, |ui| {
+            ui.set_min_width(ui.available_width());
+            contents(app, ui)
+        });
+    let rect = inner.response.rect;
+    ui.ctx().data_mut(|d| d.insert_temp(id, rect));
+    app.drop_zones.push((target, rect));
+    inner.inner
+}

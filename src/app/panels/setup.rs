@@ -1,0 +1,369 @@
+//! The left column: checkpoint, data, method and its knobs, run controls.
+
+use std::path::PathBuf;
+
+use eframe::egui;
+
+use super::{DropTarget, drop_zone};
+use crate::app::LetheApp;
+use crate::app::knobs::{self, Knob, KnobValue};
+use crate::app::sets::Role;
+use crate::app::state::method_choices;
+use crate::app::textures;
+
+/// Thumbnails in a set's strip and per picker page.
+const STRIP: usize = 12;
+const PICKER_PAGE: usize = 48;
+
+pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
+    egui::CollapsingHeader::new("Checkpoint")
+        .default_open(true)
+        .show(ui, |ui| checkpoint(app, ui));
+    egui::CollapsingHeader::new("Data")
+        .default_open(true)
+        .show(ui, |ui| data(app, ui));
+    egui::CollapsingHeader::new("Method")
+        .default_open(true)
+        .show(ui, |ui| method(app, ui));
+    egui::CollapsingHeader::new("Training")
+        .default_open(false)
+        .show(ui, |ui| training(app, ui));
+}
+
+fn checkpoint(app: &mut LetheApp, ui: &mut egui::Ui) {
+    drop_zone(app, ui, DropTarget::Checkpoint, |app, ui| {
+        ui.horizontal(|ui| {
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut app.state.checkpoint_field)
+                    .desired_width(220.0)
+                    .hint_text("diffusers folder or runs/…/checkpoints/final"),
+            );
+            let field = field.labelled_by(ui.label("Path").id);
+            if ui.button("Load").clicked()
+                || (field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)))
+            {
+                let dir = PathBuf::from(app.state.checkpoint_field.trim());
+                app.state.load_checkpoint(dir);
+            }
+            if ui
+                .button("Open…")
+                .on_hover_text(
+                    "Folder dialog (xdg portal); you can also type a path or drop a folder here.",
+                )
+                .clicked()
+                && let Some(dir) = rfd::FileDialog::new().pick_folder()
+            {
+                app.state.load_checkpoint(dir);
+            }
+        });
+        match &app.state.checkpoint {
+            Ok(view) => {
+                let c = &view.config;
+                egui::Grid::new("ckpt-info").num_columns(2).show(ui, |ui| {
+                    ui.label("resolution");
+                    ui.label(format!(
+                        "{0}×{0}, {1} channel(s)",
+                        c.sample_size, c.in_channels
+                    ));
+                    ui.end_row();
+                    ui.label("blocks");
+                    ui.label(format!(
+                        "{:?} × {}",
+                        c.block_out_channels, c.layers_per_block
+                    ));
+                    ui.end_row();
+                    ui.label("conditioning");
+                    ui.label(view.conditioning());
+                    ui.end_row();
+                    ui.label("parameters");
+                    ui.label(format!("{} in {} tensors", view.parameters, view.tensors));
+                    ui.end_row();
+                    ui.label("scheduler");
+                    ui.label(&view.scheduler);
+                    ui.end_row();
+                });
+                ui.collapsing(
+                    format!("provenance ({} entries)", view.provenance.len()),
+                    |ui| {
+                        if view.provenance.is_empty() {
+                            ui.label("none recorded");
+                        }
+                        for (k, v) in &view.provenance {
+                            ui.label(format!("{k}: {v}"));
+                        }
+                    },
+                );
+            }
+            Err(e) if e.is_empty() => {
+                ui.label("No checkpoint loaded.");
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+        }
+    });
+}
+
+fn data(app: &mut LetheApp, ui: &mut egui::Ui) {
+    for role in [Role::Forget, Role::Retain] {
+        drop_zone(app, ui, DropTarget::Set(role), |app, ui| {
+            set_zone(app, ui, role)
+        });
+    }
+    forget_class(app, ui);
+    ui.collapsing("Pick images to forget from the retain set", |ui| {
+        picker(app, ui)
+    });
+}
+
+fn set_zone(app: &mut LetheApp, ui: &mut egui::Ui, role: Role) {
+    let class_setting = role == Role::Forget && app.state.config.data.forget_class.is_some();
+    ui.horizontal(|ui| {
+        ui.strong(format!("{} set", role.name()));
+        let set = match role {
+            Role::Forget => &app.state.forget,
+            Role::Retain => &app.state.retain,
+        };
+        if class_setting {
+            let class = app.state.config.data.forget_class.unwrap_or(0);
+            ui.label(format!("class {class} of the retain set"));
+        } else {
+            ui.label(count(set.len(), "image"));
+        }
+        if ui.button(format!("Add {} files…", role.name())).clicked()
+            && let Some(files) = rfd::FileDialog::new().pick_files()
+        {
+            app.state.add_files(role, &files);
+        }
+    });
+    ui.weak("drop image files, folders or MNIST/CIFAR files here");
+    let set = match role {
+        Role::Forget => &mut app.state.forget,
+        Role::Retain => &mut app.state.retain,
+    };
+    let mut remove = None;
+    for (i, source) in set.sources.iter().enumerate() {
+        ui.horizontal(|ui| {
+            if ui
+                .small_button("remove")
+                .on_hover_text("Remove this source")
+                .clicked()
+            {
+                remove = Some(i);
+            }
+            ui.label(
+                source
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
+            );
+        });
+    }
+    let spec = app
+        .state
+        .checkpoint
+        .as_ref()
+        .map(|c| c.image_spec())
+        .unwrap_or(crate::data::demo::MNIST_SPEC);
+    if let Some(i) = remove {
+        set.remove_source(i, spec);
+    }
+    if let Some(images) = &set.images
+        && !class_setting
+    {
+        // Spread over the set: sources are often sorted by class.
+        let n = images.len();
+        let shown: Vec<usize> = (0..n.min(STRIP)).map(|k| k * n / n.min(STRIP)).collect();
+        let version = set.version;
+        let slot = format!("strip-{}", role.name());
+        let tex = app.textures.get(ui.ctx(), &slot, version, || {
+            textures::thumbnails(images, &shown, STRIP)
+        });
+        let size = tex.size_vec2();
+        let scale = (ui.available_width() / size.x).min(2.0);
+        ui.image((tex.id(), size * scale));
+    }
+    if !set.rejected.is_empty() {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!("{} rejected:", set.rejected.len()),
+        );
+        for r in set.rejected.iter().take(20) {
+            ui.label(format!(
+                "{}: {}",
+                r.path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
+                crate::app::live::displayable(&r.reason)
+            ))
+            .on_hover_text(r.path.display().to_string());
+        }
+    }
+}
+
+fn forget_class(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let classes: Vec<usize> = app
+        .state
+        .retain
+        .images
+        .as_ref()
+        .map(|s| s.label_counts().keys().filter_map(|k| *k).collect())
+        .unwrap_or_default();
+    let current = app.state.config.data.forget_class;
+    let text = match current {
+        Some(c) => format!("class {c}"),
+        None => "none (forget the files above)".into(),
+    };
+    ui.horizontal(|ui| {
+        ui.label("Forget a whole class:");
+        let mut chosen = current;
+        egui::ComboBox::from_id_salt("forget-class")
+            .selected_text(text)
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut chosen, None, "none");
+                for c in classes {
+                    ui.selectable_value(&mut chosen, Some(c), format!("class {c}"));
+                }
+            });
+        if chosen != current {
+            app.state.forget_class(chosen);
+        }
+    });
+    if app.state.config.data.forget_class.is_none() {
+        let mut labelled = app.state.config.data.forget_label.is_some();
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut labelled, "forget images' label")
+                .on_hover_text("The class the forget images carry in a class-conditional model (the demo's T-shirt is class 10).");
+            if labelled {
+                let mut label = app.state.config.data.forget_label.unwrap_or(0);
+                ui.add(egui::DragValue::new(&mut label).range(0..=999));
+                app.state.config.data.forget_label = Some(label);
+            } else {
+                app.state.config.data.forget_label = None;
+            }
+        });
+    }
+}
+
+fn picker(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let Some(images) = &app.state.retain.images else {
+        ui.label("Load a retain set first.");
+        return;
+    };
+    let pages = images.len().div_ceil(PICKER_PAGE).max(1);
+    app.picker_page = app.picker_page.min(pages - 1);
+    ui.horizontal(|ui| {
+        if ui.button("Previous").clicked() {
+            app.picker_page = app.picker_page.saturating_sub(1);
+        }
+        ui.label(format!("page {} of {pages}", app.picker_page + 1));
+        if ui.button("Next").clicked() {
+            app.picker_page = (app.picker_page + 1).min(pages - 1);
+        }
+    });
+    ui.weak("Click an image to move it into the forget set.");
+    let start = app.picker_page * PICKER_PAGE;
+    let indices: Vec<usize> = (start..(start + PICKER_PAGE).min(images.len())).collect();
+    let spec = images.spec;
+    let cols = 8;
+    let version = app.state.retain.version * 100_000 + app.picker_page as u64;
+    let tex = app.textures.get(ui.ctx(), "picker", version, || {
+        textures::thumbnails(images, &indices, cols)
+    });
+    let size = tex.size_vec2();
+    let scale = (ui.available_width() / size.x).min(3.0);
+    let response = ui.add(egui::Image::new((tex.id(), size * scale)).sense(egui::Sense::click()));
+    if response.clicked()
+        && let Some(pos) = response.interact_pointer_pos()
+    {
+        // Tiles are spec.width + 2 px wide (2 px gaps), from `images::grid`.
+        let local = (pos - response.rect.min) / scale;
+        let (tw, th) = ((spec.width + 2) as f32, (spec.height + 2) as f32);
+        let (col, row) = ((local.x / tw) as usize, (local.y / th) as usize);
+        let k = row * cols + col;
+        if col < cols && k < indices.len() {
+            app.state.pick_for_forgetting(indices[k]);
+        }
+    }
+}
+
+fn method(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let current = app.state.config.method.label();
+    let mut chosen = None;
+    egui::ComboBox::from_label("Method")
+        .selected_text(current)
+        .show_ui(ui, |ui| {
+            for m in method_choices() {
+                let selected = m.slug() == app.state.config.method.slug();
+                if ui.selectable_label(selected, m.label()).clicked() {
+                    chosen = Some(m);
+                }
+            }
+        });
+    if let Some(m) = chosen {
+        app.state.choose_method(m);
+    }
+    if let crate::unlearn::MethodConfig::Siss(c) = &mut app.state.config.method {
+        let mut relative = c.relative_scaling.is_some();
+        ui.checkbox(&mut relative, "relative forget scale")
+            .on_hover_text("Scale the forget gradient to a fraction of the retain gradient's norm each step (the SISS README's tuning advice, ~0.1) instead of the fixed scaling norm. The demo uses 0.1.");
+        if relative {
+            let mut v = c.relative_scaling.unwrap_or(0.1);
+            ui.add(
+                egui::Slider::new(&mut v, 0.001..=1.0)
+                    .logarithmic(true)
+                    .text("relative scale"),
+            );
+            c.relative_scaling = Some(v);
+        } else {
+            c.relative_scaling = None;
+        }
+    }
+    let knobs = knobs::method_knobs(&mut app.state.config.method);
+    show_knobs(ui, knobs);
+}
+
+fn training(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let c = &mut app.state.config;
+    show_knobs(ui, knobs::train_knobs(&mut c.train, &mut c.eval));
+}
+
+fn show_knobs(ui: &mut egui::Ui, knobs: Vec<Knob<'_>>) {
+    for mut knob in knobs {
+        let (lo, hi) = knob.range;
+        let label = knob.label;
+        let response = match &mut knob.value {
+            KnobValue::F32(v) => ui.add(
+                egui::Slider::new(*v, lo as f32..=hi as f32)
+                    .logarithmic(knob.logarithmic)
+                    .text(label),
+            ),
+            KnobValue::F64(v) => ui.add(
+                egui::Slider::new(*v, lo..=hi)
+                    .logarithmic(knob.logarithmic)
+                    .text(label),
+            ),
+            KnobValue::Usize(v) => ui.add(
+                egui::Slider::new(*v, lo as usize..=hi as usize)
+                    .logarithmic(knob.logarithmic)
+                    .text(label),
+            ),
+            KnobValue::U64(v) => ui.add(egui::Slider::new(*v, lo as u64..=hi as u64).text(label)),
+            KnobValue::Bool(v) => ui.checkbox(v, label),
+        };
+        response.on_hover_text(knob.help);
+        if let Some(w) = knob.warning() {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("Warning: {w}"));
+        }
+    }
+}
+
+/// `1 image`, `10000 images`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

@@ -1,0 +1,542 @@
+//! The workbench's state and what its buttons do, without egui: the panels read this and
+//! call its methods; commands for the engine wait in `outbox` until the app sends them.
+//! Unit-tested here and driven through the real UI in `tests/gui.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint_view::CheckpointView;
+use super::live::LiveRun;
+use super::runs::{self, RunRow};
+use super::sets::{Role, SetView};
+use crate::attack::dimra::AttackConfig;
+use crate::data::{ImageSpec, demo};
+use crate::engine::{Command, Event};
+use crate::experiment::ExperimentConfig;
+use crate::unlearn::MethodConfig;
+
+/// The demo as `examples/unlearn-siss.toml` describes it, with the bundled assets' paths.
+pub fn demo_config() -> ExperimentConfig {
+    let mut config: ExperimentConfig =
+        toml::from_str(include_str!("../../examples/unlearn-siss.toml"))
+            .expect("examples/unlearn-siss.toml parses");
+    config.checkpoint = demo::asset(demo::DEMO_CHECKPOINT);
+    config.data.retain = vec![demo::asset(demo::MNIST_IMAGES)];
+    config.data.forget = vec![demo::asset(demo::MEMORISED_TSHIRT)];
+    // Show all 64 evaluation samples: at seed 0 two of the original model's are copies of
+    // the T-shirt, so the grid shows them go.
+    config.eval.grid = config.eval.samples;
+    config
+}
+
+/// The methods the method panel offers, in order, each with its paper defaults.
+pub fn method_choices() -> Vec<MethodConfig> {
+    vec![
+        MethodConfig::Siss(Default::default()),
+        MethodConfig::SissNoIs(Default::default()),
+        MethodConfig::EraseDiff(Default::default()),
+        MethodConfig::Vdu(Default::default()),
+        MethodConfig::Dimum(Default::default()),
+        MethodConfig::NegGrad(Default::default()),
+        MethodConfig::Finetune,
+        MethodConfig::Retrain { init_seed: 0 },
+    ]
+}
+
+/// The knob a sweep varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SweepKnob {
+    SissLambda,
+    EraseDiffAlpha,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepSettings {
+    pub from: f64,
+    pub to: f64,
+    pub runs: usize,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            from: 0.1,
+            to: 0.9,
+            runs: 3,
+        }
+    }
+}
+
+/// The DiMRA attack's knobs as the attack panel edits them (Lethe's defaults, §4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttackSettings {
+    pub steps: usize,
+    pub evaluate_every: usize,
+    pub learning_rate: f64,
+}
+
+impl Default for AttackSettings {
+    fn default() -> Self {
+        Self {
+            steps: 200,
+            evaluate_every: 50,
+            learning_rate: 1e-4,
+        }
+    }
+}
+
+/// What persists between launches (eframe storage).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub config: ExperimentConfig,
+    pub sweep: SweepSettings,
+    pub attack: AttackSettings,
+}
+
+pub struct Workbench {
+    pub config: ExperimentConfig,
+    pub checkpoint: Result<CheckpointView, String>,
+    /// The checkpoint path as typed.
+    pub checkpoint_field: String,
+    pub forget: SetView,
+    pub retain: SetView,
+    /// Knobs of methods chosen earlier, so switching back keeps them.
+    method_memory: BTreeMap<&'static str, MethodConfig>,
+    pub live: Option<LiveRun>,
+    pub runs: Vec<RunRow>,
+    pub run_problems: Vec<String>,
+    pub selected_runs: BTreeSet<PathBuf>,
+    pub sweep: SweepSettings,
+    pub queue: VecDeque<ExperimentConfig>,
+    pub attack: AttackSettings,
+    /// The last thing that happened, for the status bar.
+    pub status: String,
+    pub outbox: Vec<Command>,
+}
+
+impl Workbench {
+    /// The bundled demo: demo checkpoint, T-shirt to forget, MNIST to keep, SISS.
+    pub fn demo() -> Self {
+        Self::with_settings(Settings {
+            config: demo_config(),
+            sweep: SweepSettings::default(),
+            attack: AttackSettings::default(),
+        })
+    }
+
+    pub fn with_settings(settings: Settings) -> Self {
+        let mut bench = Self {
+            checkpoint_field: settings.config.checkpoint.display().to_string(),
+            checkpoint: Err(String::new()),
+            forget: SetView::new(Role::Forget),
+            retain: SetView::new(Role::Retain),
+            method_memory: BTreeMap::new(),
+            live: None,
+            runs: Vec::new(),
+            run_problems: Vec::new(),
+            selected_runs: BTreeSet::new(),
+            sweep: settings.sweep,
+            queue: VecDeque::new(),
+            attack: settings.attack,
+            status: String::new(),
+            outbox: Vec::new(),
+            config: settings.config,
+        };
+        bench.load_checkpoint(bench.config.checkpoint.clone());
+        let spec = bench.image_spec();
+        bench
+            .forget
+            .set_sources(bench.config.data.forget.clone(), spec);
+        bench
+            .retain
+            .set_sources(bench.config.data.retain.clone(), spec);
+        bench.refresh_runs();
+        bench
+    }
+
+    pub fn settings(&self) -> Settings {
+        let mut config = self.config.clone();
+        self.sync_data(&mut config);
+        Settings {
+            config,
+            sweep: self.sweep.clone(),
+            attack: self.attack.clone(),
+        }
+    }
+
+    /// The size images are converted to: the checkpoint's, or MNIST's before one loads.
+    pub fn image_spec(&self) -> ImageSpec {
+        self.checkpoint
+            .as_ref()
+            .map(CheckpointView::image_spec)
+            .unwrap_or(demo::MNIST_SPEC)
+    }
+
+    pub fn load_checkpoint(&mut self, dir: PathBuf) {
+        self.checkpoint_field = dir.display().to_string();
+        self.checkpoint = CheckpointView::read(&dir);
+        match &self.checkpoint {
+            Ok(view) => {
+                self.status = format!("checkpoint {} loaded", dir.display());
+                let spec = view.image_spec();
+                self.config.checkpoint = dir;
+                // The sets are converted to the new model's size.
+                self.forget.reload(spec);
+                self.retain.reload(spec);
+            }
+            Err(e) => self.status = e.clone(),
+        }
+    }
+
+    /// Files dropped (or picked) onto a set's zone.
+    pub fn add_files(&mut self, role: Role, paths: &[PathBuf]) {
+        let spec = self.image_spec();
+        let set = self.set_mut(role);
+        let added = set.add_paths(paths, spec);
+        let rejected = set.rejected.len();
+        let total = set.len();
+        self.status = format!(
+            "{}: {added} added, {rejected} rejected, {total} images",
+            role.name()
+        );
+        if role == Role::Forget && added > 0 {
+            self.config.data.forget_class = None;
+        }
+    }
+
+    pub fn set_mut(&mut self, role: Role) -> &mut SetView {
+        match role {
+            Role::Forget => &mut self.forget,
+            Role::Retain => &mut self.retain,
+        }
+    }
+
+    /// Moves retain image `index` into the forget set (written as a PNG beside the runs).
+    pub fn pick_for_forgetting(&mut self, index: usize) {
+        let Some(images) = &self.retain.images else {
+            return;
+        };
+        let dir = self.config.runs_dir.join(".picked");
+        match super::sets::export_image(images, index, &dir) {
+            Ok(path) => {
+                let label = images.labels[index];
+                self.add_files(Role::Forget, &[path]);
+                if self.config.data.forget_label.is_none() {
+                    self.config.data.forget_label = label;
+                }
+            }
+            Err(e) => self.status = e,
+        }
+    }
+
+    /// Forget a whole class of the retain set instead of files (class setting).
+    pub fn forget_class(&mut self, class: Option<usize>) {
+        self.config.data.forget_class = class;
+        if class.is_some() {
+            self.forget.clear();
+        }
+    }
+
+    /// Switches method, keeping each method's knobs as last set.
+    pub fn choose_method(&mut self, method: MethodConfig) {
+        if method.slug() == self.config.method.slug() {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.config.method, method);
+        let slug = self.config.method.slug();
+        self.method_memory.insert(previous.slug(), previous);
+        if let Some(remembered) = self.method_memory.remove(slug) {
+            self.config.method = remembered;
+        }
+    }
+
+    fn sync_data(&self, config: &mut ExperimentConfig) {
+        config.data.forget = self.forget.sources.clone();
+        config.data.retain = self.retain.sources.clone();
+    }
+
+    /// The config Run would start, checked.
+    pub fn run_config(&self) -> Result<ExperimentConfig, String> {
+        self.checkpoint.as_ref().map_err(|e| {
+            if e.is_empty() {
+                "no checkpoint loaded".to_string()
+            } else {
+                e.clone()
+            }
+        })?;
+        let mut config = self.config.clone();
+        self.sync_data(&mut config);
+        if config.data.forget_class.is_none() && config.data.forget.is_empty() {
+            return Err("the forget set is empty: drop images on it or pick a class".into());
+        }
+        if config.method.uses_retain() && config.data.retain.is_empty() {
+            return Err(format!(
+                "{} needs a retain set: drop images on it",
+                config.method.label()
+            ));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| !l.phase.is_over())
+    }
+
+    /// Run: starts the configured run (refused while one runs).
+    pub fn start(&mut self) {
+        match self.run_config() {
+            Ok(config) => self.start_config(config, None),
+            Err(e) => self.status = e,
+        }
+    }
+
+    fn start_config(&mut self, config: ExperimentConfig, title: Option<String>) {
+        if self.is_running() {
+            self.status = "a run is already going: cancel it first".into();
+            return;
+        }
+        let title = title.unwrap_or_else(|| config.method.label().to_string());
+        self.status = format!("starting {title}");
+        self.live = Some(LiveRun::new(title));
+        self.outbox.push(Command::Start(Box::new(config)));
+    }
+
+    pub fn pause(&mut self) {
+        self.outbox.push(Command::Pause);
+    }
+    pub fn resume(&mut self) {
+        self.outbox.push(Command::Resume);
+    }
+    pub fn cancel(&mut self) {
+        self.queue.clear();
+        self.outbox.push(Command::Cancel);
+    }
+    pub fn sample_now(&mut self) {
+        self.outbox.push(Command::SampleNow);
+    }
+    pub fn evaluate_now(&mut self) {
+        self.outbox.push(Command::EvaluateNow);
+    }
+
+    /// An engine event: updates the live run; when a run ends, the runs table is re-read
+    /// and the next queued sweep run starts.
+    pub fn apply(&mut self, event: Event) {
+        let terminal = event.is_terminal();
+        if let Event::Failed { error, .. } = &event {
+            self.status = format!("run failed: {error}");
+        }
+        if let Some(live) = &mut self.live {
+            live.apply(event);
+        }
+        if terminal {
+            if let Some(live) = &self.live
+                && !matches!(live.phase, super::live::Phase::Failed(_))
+            {
+                self.status = format!("{} {:?}", live.title, live.phase).to_lowercase();
+            }
+            self.refresh_runs();
+            if let Some(next) = self.queue.pop_front() {
+                let title = next.name.clone();
+                self.start_config(next, title);
+            }
+        }
+    }
+
+    pub fn refresh_runs(&mut self) {
+        let (rows, problems) = runs::scan(&self.config.runs_dir);
+        self.runs = rows;
+        self.run_problems = problems;
+        let present: BTreeSet<PathBuf> = self.runs.iter().map(|r| r.path.clone()).collect();
+        self.selected_runs.retain(|p| present.contains(p));
+    }
+
+    /// Which knob a sweep of the current method varies, if it has one.
+    pub fn sweep_knob(&self) -> Option<SweepKnob> {
+        match self.config.method {
+            MethodConfig::Siss(_) => Some(SweepKnob::SissLambda),
+            MethodConfig::EraseDiff(_) => Some(SweepKnob::EraseDiffAlpha),
+            _ => None,
+        }
+    }
+
+    /// Queues one run per value of λ (SISS) or α (EraseDiff), evenly spaced, and starts
+    /// the first; each lands in the runs table and the trade-off plot as it finishes.
+    pub fn queue_sweep(&mut self) {
+        let Some(knob) = self.sweep_knob() else {
+            self.status = "sweeps vary SISS λ or EraseDiff α: choose one of them".into();
+            return;
+        };
+        let base = match self.run_config() {
+            Ok(c) => c,
+            Err(e) => {
+                self.status = e;
+                return;
+            }
+        };
+        let n = self.sweep.runs.max(1);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        for i in 0..n {
+            let t = if n == 1 {
+                0.0
+            } else {
+                i as f64 / (n - 1) as f64
+            };
+            let value = self.sweep.from + t * (self.sweep.to - self.sweep.from);
+            let mut config = base.clone();
+            let name = match (&mut config.method, knob) {
+                (MethodConfig::Siss(c), SweepKnob::SissLambda) => {
+                    c.lambda = value;
+                    format!("sweep-{stamp}-siss-lambda{value:.3}")
+                }
+                (MethodConfig::EraseDiff(c), SweepKnob::EraseDiffAlpha) => {
+                    c.alpha = value as f32;
+                    format!("sweep-{stamp}-erasediff-alpha{value:.3}")
+                }
+                _ => unreachable!("sweep_knob matches the method"),
+            };
+            config.name = Some(name);
+            if let Err(e) = config.validate() {
+                self.status = format!("sweep value {value}: {e}");
+                return;
+            }
+            self.queue.push_back(config);
+        }
+        self.status = format!("sweep: {n} runs queued");
+        if !self.is_running()
+            && let Some(first) = self.queue.pop_front()
+        {
+            let title = first.name.clone();
+            self.start_config(first, title);
+        }
+    }
+
+    /// DiMRA on a finished run: fine-tune its last checkpoint on the retain data and watch
+    /// the forgotten content's rate.
+    pub fn start_attack(&mut self, run: &Path) {
+        match self.attack_config(run) {
+            Ok(config) => {
+                let name = run.file_name().map(|n| n.to_string_lossy().into_owned());
+                let title = format!("DiMRA attack on {}", name.unwrap_or_default());
+                self.start_config(config.to_experiment(), Some(title));
+            }
+            Err(e) => self.status = e,
+        }
+    }
+
+    pub fn attack_config(&self, run: &Path) -> Result<AttackConfig, String> {
+        let row = runs::read_row(run)?;
+        let checkpoint = row
+            .info
+            .last_checkpoint
+            .clone()
+            .ok_or_else(|| format!("{}: the run has no checkpoint to attack", run.display()))?;
+        let unlearned = row
+            .config
+            .ok_or_else(|| format!("{}: config.toml unreadable", run.display()))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let base = run.file_name().map(|n| n.to_string_lossy().into_owned());
+        Ok(AttackConfig {
+            checkpoint,
+            runs_dir: unlearned.runs_dir.clone(),
+            name: Some(format!("dimra-{}-{stamp}", base.unwrap_or_default())),
+            backend: unlearned.backend,
+            auxiliary: unlearned.data.retain.clone(),
+            forgotten_class: unlearned.data.forget_class,
+            forgotten_images: unlearned.data.forget.clone(),
+            forgotten_label: unlearned.data.forget_label,
+            steps: self.attack.steps,
+            batch_size: unlearned.train.batch_size,
+            learning_rate: self.attack.learning_rate,
+            evaluate_every: self.attack.evaluate_every,
+            cond_drop_prob: 0.1,
+            seed: unlearned.train.seed,
+            eval: unlearned.eval.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_is_ready_to_run_with_one_click() {
+        let mut bench = Workbench::demo();
+        assert!(bench.checkpoint.is_ok(), "{:?}", bench.checkpoint.err());
+        assert_eq!(bench.forget.len(), 1);
+        assert_eq!(bench.retain.len(), 10_000);
+        assert_eq!(bench.config.method.label(), "SISS");
+        bench.start();
+        assert!(
+            matches!(bench.outbox.as_slice(), [Command::Start(_)]),
+            "{}",
+            bench.status
+        );
+        assert!(bench.is_running());
+        // A second Run while one goes is refused, not queued twice.
+        bench.start();
+        assert_eq!(bench.outbox.len(), 1);
+    }
+
+    #[test]
+    fn switching_methods_keeps_each_methods_knobs() {
+        let mut bench = Workbench::demo();
+        if let MethodConfig::Siss(c) = &mut bench.config.method {
+            c.lambda = 0.3;
+        }
+        bench.choose_method(MethodConfig::EraseDiff(Default::default()));
+        assert_eq!(bench.config.method.slug(), "erasediff");
+        bench.choose_method(MethodConfig::Siss(Default::default()));
+        let MethodConfig::Siss(c) = &bench.config.method else {
+            panic!()
+        };
+        assert_eq!(c.lambda, 0.3);
+    }
+
+    #[test]
+    fn a_sweep_queues_evenly_spaced_values_and_starts_the_first() {
+        let mut bench = Workbench::demo();
+        bench.config.runs_dir = tempfile::tempdir().unwrap().keep();
+        bench.sweep = SweepSettings {
+            from: 0.2,
+            to: 0.8,
+            runs: 4,
+        };
+        bench.queue_sweep();
+        assert_eq!(bench.outbox.len(), 1);
+        let lambdas: Vec<f64> = bench
+            .queue
+            .iter()
+            .map(|c| match &c.method {
+                MethodConfig::Siss(s) => s.lambda,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(lambdas.len(), 3);
+        for (got, want) in lambdas.iter().zip([0.4, 0.6, 0.8]) {
+            assert!((got - want).abs() < 1e-12, "{lambdas:?}");
+        }
+    }
+
+    #[test]
+    fn run_is_refused_with_a_reason_when_the_forget_set_is_empty() {
+        let mut bench = Workbench::demo();
+        bench.forget.clear();
+        bench.start();
+        assert!(bench.outbox.is_empty());
+        assert!(
+            bench.status.contains("forget set is empty"),
+            "{}",
+            bench.status
+        );
+    }
+}

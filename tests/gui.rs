@@ -1,0 +1,302 @@
+//! The workbench driven through its real UI with egui_kittest: widgets are found by their
+//! accessible labels, clicks and file drops are injected as a user's would be, and the
+//! engine runs for real on its own thread. Snapshot/screenshot tests render on a wgpu
+//! adapter (Mesa's lavapipe in CI: `mesa-vulkan-drivers libvulkan1`).
+//!
+//! `LETHE_SCREENSHOTS=1 cargo test --release --test gui` rewrites `screenshots/*.png`
+//! (rendered at 2 pixels per point, cursor hidden) for the README.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use lethe::app::LetheApp;
+use lethe::app::live::Phase;
+use lethe::app::panels::DropTarget;
+use lethe::app::sets::Role as SetRole;
+use lethe::engine::{Control, Stop, execute};
+use lethe::unlearn::MethodConfig;
+
+const SIZE: [f32; 2] = [1440.0, 900.0];
+
+fn screenshots() -> bool {
+    std::env::var_os("LETHE_SCREENSHOTS").is_some()
+}
+
+/// The app as `lethe` opens it (no saved settings: the demo), runs going to `runs`.
+fn harness(wgpu: bool, runs: &Path) -> Harness<'static, LetheApp> {
+    let runs = runs.to_path_buf();
+    let mut builder = Harness::builder()
+        .with_size(SIZE)
+        .with_accessibility_check(false)
+        .with_pixels_per_point(if wgpu && screenshots() { 2.0 } else { 1.0 });
+    if wgpu {
+        builder = builder.wgpu();
+    }
+    builder.build_eframe(move |cc| {
+        let mut app = LetheApp::new(cc);
+        app.state.config.runs_dir = runs;
+        app.state.refresh_runs();
+        app
+    })
+}
+
+/// Steps frames (with short sleeps, as the worker's events arrive in real time) until
+/// `done` holds; panics with the app's status after `timeout`.
+fn step_until(
+    h: &mut Harness<'static, LetheApp>,
+    timeout: Duration,
+    done: impl Fn(&LetheApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out; status: {}",
+            h.state().state.status
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    h.step();
+}
+
+/// A short demo run: same data and method, few steps, a small evaluation.
+fn shorten(app: &mut LetheApp, steps: usize) {
+    let c = &mut app.state.config;
+    c.train.steps = steps;
+    c.train.batch_size = 8;
+    c.eval.every = 2;
+    c.eval.samples = 16;
+    c.eval.grid = 16;
+    c.eval.sampler_steps = 10;
+    c.eval.elbo_images = 2;
+    c.eval.elbo_timesteps = 4;
+}
+
+fn save_screenshot(h: &mut Harness<'static, LetheApp>, name: &str) {
+    if !screenshots() {
+        return;
+    }
+    h.remove_cursor();
+    h.step();
+    let image = h.render().expect("render");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("screenshots")
+        .join(format!("{name}.png"));
+    image.save(&path).expect("save screenshot");
+    println!("wrote {}", path.display());
+}
+
+#[test]
+fn the_demo_is_loaded_and_one_click_runs_it_into_plots_and_grids() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(true, runs.path());
+    h.run_steps(2);
+    // The bundled demo, loaded: checkpoint, T-shirt to forget, MNIST to keep, SISS.
+    h.get_by_label_contains("class-conditional: 12 classes");
+    h.get_by_label("1 image");
+    h.get_by_label("10000 images");
+    let lambda = h.get_by_role_and_label(Role::Slider, "SISS λ");
+    assert_eq!(lambda.accesskit_node().numeric_value(), Some(0.5));
+    assert_eq!(h.state().state.config.method.label(), "SISS");
+
+    shorten(h.state_mut(), 4);
+    h.get_by_label("Run").click();
+    step_until(&mut h, Duration::from_secs(900), |app| {
+        app.state.live.as_ref().is_some_and(|l| l.phase.is_over())
+    });
+    let live = h.state().state.live.clone().expect("a run");
+    assert_eq!(live.phase, Phase::Finished, "{:?}", live.phase);
+    assert_eq!(live.steps_done, 4);
+    // Loss terms each have a line with a point per step; the metrics and grids arrived.
+    let names: Vec<&str> = live.terms.lines.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.iter().any(|n| n.contains("retain")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("forget")), "{names:?}");
+    assert!(live.terms.lines.iter().all(|(_, p)| p.len() == 4));
+    assert!(live.weights.points() > 0, "SISS reports importance weights");
+    assert!(live.evaluations.len() >= 2, "{:?}", live.evaluations.len());
+    assert!(live.baseline.is_some());
+    assert!(live.grids.len() >= 2);
+    let metric_names: Vec<String> = live
+        .metric_series()
+        .lines
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(metric_names.iter().any(|n| n == "FID"), "{metric_names:?}");
+    let (_, last) = live.evaluations.last().unwrap();
+    let how = lethe::app::live::metric_provenance(last);
+    assert!(
+        how.iter().any(|l| l.starts_with("FID[lethe-mnist11@")),
+        "{how:?}"
+    );
+    h.get_by_label_contains("computed with lethe-mnist11@");
+    // The UI shows them: the plots' titles, the grids (with the shader heat map), progress.
+    h.get_by_label("Loss terms");
+    h.get_by_label("original model");
+    h.get_by_label_contains("current (step 4)");
+    h.get_by_label_contains("|difference|");
+    h.get_by_label_contains("step 4/4");
+    assert!(
+        h.state().shader_heatmap,
+        "the wgpu renderer draws the heat map"
+    );
+    assert!(h.state().frames.len() > 10);
+    save_screenshot(&mut h, "workbench-live");
+}
+
+/// A dropped file, as winit hands it to egui.
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+fn drop_on(h: &mut Harness<'static, LetheApp>, target: DropTarget, files: &[PathBuf]) {
+    let rect = h
+        .state()
+        .drop_zones
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, r)| *r)
+        .expect("zone drawn");
+    h.hover_at(rect.center());
+    for f in files {
+        h.input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(f.clone())));
+    }
+    h.step();
+    h.step();
+}
+
+#[test]
+fn files_dropped_on_the_zones_join_their_sets_and_bad_ones_are_listed() {
+    let runs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let digit = data.path().join("seven.png");
+    image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * 9 + y) % 256) as u8]))
+        .save(&digit)
+        .unwrap();
+    let broken = data.path().join("broken.png");
+    std::fs::write(&broken, b"this is not a PNG").unwrap();
+    let folder = data.path().join("more");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..3u8 {
+        image::GrayImage::from_fn(28, 28, |x, _| image::Luma([x as u8 * 8 + i]))
+            .save(folder.join(format!("{i}.png")))
+            .unwrap();
+    }
+
+    let mut h = harness(false, runs.path());
+    h.run_steps(2);
+    drop_on(
+        &mut h,
+        DropTarget::Set(SetRole::Forget),
+        &[digit, broken.clone()],
+    );
+    let forget = &h.state().state.forget;
+    assert_eq!(forget.len(), 2, "T-shirt + the dropped digit");
+    assert_eq!(forget.rejected.len(), 1);
+    assert_eq!(forget.rejected[0].path, broken);
+    h.get_by_label("2 images");
+    h.get_by_label("1 rejected:");
+    h.get_by_label_contains("broken.png: ");
+
+    drop_on(
+        &mut h,
+        DropTarget::Set(SetRole::Retain),
+        std::slice::from_ref(&folder),
+    );
+    assert_eq!(h.state().state.retain.len(), 10_003);
+    h.get_by_label("10003 images");
+    // The forget set did not change.
+    assert_eq!(h.state().state.forget.len(), 2);
+    assert!(h.state().state.status.contains("Retain: 1 added"));
+}
+
+#[test]
+fn compare_lists_finished_runs_and_places_them_on_the_trade_off_plot() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(false, runs.path());
+    h.run_steps(1);
+    // Two real (short) runs with different λ, through the engine as the CLI runs them.
+    for (name, lambda) in [("lambda-low", 0.2), ("lambda-high", 0.8)] {
+        shorten(h.state_mut(), 2);
+        let mut config = h.state().state.run_config().expect("config");
+        config.name = Some(name.into());
+        if let MethodConfig::Siss(c) = &mut config.method {
+            c.lambda = lambda;
+        }
+        if let Err(Stop::Failed { error, .. }) = execute(&config, &mut Control::detached(), &|_| {})
+        {
+            panic!("run {name}: {error}");
+        }
+    }
+    h.state_mut().state.refresh_runs();
+    h.get_by_label("Compare runs").click();
+    h.run_steps(2);
+    // Each run is a row whose checkbox carries its name (the trade-off plot's legend has a
+    // visibility checkbox of the same name, ticked).
+    let row_box = |h: &Harness<'static, LetheApp>, name: &str| {
+        h.get_all_by_role_and_label(Role::CheckBox, name)
+            .find(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::False))
+            .map(|n| n.accesskit_node().id())
+    };
+    assert!(row_box(&h, "lambda-low").is_some());
+    assert!(row_box(&h, "lambda-high").is_some());
+    h.get_by_label_contains("2 runs in");
+    let rows = &h.state().state.runs;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.forgetting().is_some() && r.fid().is_some())
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.knobs.contains("lambda = 0.2") || r.knobs.contains("lambda=0.2")),
+        "{:?}",
+        rows.iter().map(|r| &r.knobs).collect::<Vec<_>>()
+    );
+    // Tick both rows (each checkbox is labelled by its run's name) to overlay their curves.
+    for name in ["lambda-low", "lambda-high"] {
+        h.get_all_by_role_and_label(Role::CheckBox, name)
+            .find(|n| n.accesskit_node().toggled() == Some(egui::accesskit::Toggled::False))
+            .expect("the row's checkbox")
+            .click();
+        h.run_steps(2);
+    }
+    assert_eq!(h.state().state.selected_runs.len(), 2);
+    // Both runs are on the trade-off plot, which names them in its legend.
+    h.get_by_label_contains("Trade-off: quality");
+}
+
+#[test]
+fn snapshot_of_the_demo_as_it_opens() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(true, runs.path());
+    h.run_steps(3);
+    save_screenshot(&mut h, "workbench-demo");
+    if !screenshots() {
+        // The status bar shows frame times, which differ every run.
+        let bar = egui::Rect::from_min_max(
+            egui::pos2(0.0, SIZE[1] - 30.0),
+            egui::pos2(SIZE[0], SIZE[1]),
+        );
+        h.remove_cursor();
+        h.run_steps(1);
+        h.mask(bar);
+        h.snapshot("workbench_demo");
+    }
+}

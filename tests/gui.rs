@@ -300,3 +300,25 @@ fn snapshot_of_the_demo_as_it_opens() {
         h.snapshot("workbench_demo");
     }
 }
+
+#[test]
+fn choosing_a_method_by_mouse_shows_its_knobs_and_warns_outside_the_papers_range() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(false, runs.path());
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::ComboBox, "Method").click();
+    h.run_steps(2);
+    h.get_by_label("EraseDiff").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.config.method.slug(), "erasediff");
+    let alpha = h.get_by_role_and_label(Role::Slider, "EraseDiff α (λ)");
+    assert_eq!(alpha.accesskit_node().numeric_value(), Some(0.1_f32 as f64));
+    h.get_by_role_and_label(Role::ComboBox, "forgetting target");
+    h.get_by_role_and_label(Role::Slider, "K inner steps");
+    assert!(h.query_by_label_contains("Warning:").is_none());
+    if let MethodConfig::EraseDiff(c) = &mut h.state_mut().state.config.method {
+        c.alpha = 0.9;
+    }
+    h.run_steps(2);
+    h.get_by_label_contains("Warning: EraseDiff α (λ) = 0.9 is outside 0.01–0.5");
+}

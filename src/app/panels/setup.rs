@@ -320,8 +320,64 @@ fn method(app: &mut LetheApp, ui: &mut egui::Ui) {
             c.relative_scaling = None;
         }
     }
+    method_choices_knobs(app, ui);
     let knobs = knobs::method_knobs(&mut app.state.config.method);
     show_knobs(ui, knobs);
+}
+
+/// The methods' non-numeric knobs: EraseDiff's forgetting target, VDU's stability term,
+/// DiMUM's substitute.
+fn method_choices_knobs(app: &mut LetheApp, ui: &mut egui::Ui) {
+    use crate::unlearn::MethodConfig;
+    use crate::unlearn::erasediff::ForgetTarget;
+    use crate::unlearn::vdu::Stability;
+    let classes: Vec<usize> = app
+        .state
+        .retain
+        .images
+        .as_ref()
+        .map(|s| s.label_counts().keys().filter_map(|k| *k).collect())
+        .unwrap_or_default();
+    match &mut app.state.config.method {
+        MethodConfig::EraseDiff(c) => {
+            egui::ComboBox::from_label("forgetting target")
+                .selected_text(format!("{:?}", c.target).to_lowercase())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut c.target, ForgetTarget::Auto, "auto");
+                    ui.selectable_value(&mut c.target, ForgetTarget::Uniform, "uniform");
+                    ui.selectable_value(&mut c.target, ForgetTarget::Relabel, "relabel");
+                })
+                .response
+                .on_hover_text("What the forget data's noise prediction is pushed towards: uniform noise (the paper's default for unconditional models; mean 0.5 leaves grey images) or the model's prediction for another class (relabel, better FID on large models, EraseDiff §2.4). auto: uniform for unconditional, relabel for class-conditional models.");
+        }
+        MethodConfig::Vdu(c) => {
+            egui::ComboBox::from_label("stability term")
+                .selected_text(format!("{:?}", c.stability).to_lowercase())
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut c.stability, Stability::Fisher, "fisher");
+                    ui.selectable_value(&mut c.stability, Stability::Constant, "constant");
+                })
+                .response
+                .on_hover_text("How each parameter's anchoring weight is set: the diagonal Fisher on forget batches (default) or one constant variance for all.");
+        }
+        MethodConfig::Dimum(c) => {
+            let text = match c.substitute_class {
+                Some(k) => format!("class {k}"),
+                None => "lowest retained class".into(),
+            };
+            egui::ComboBox::from_label("substitute")
+                .selected_text(text)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut c.substitute_class, None, "lowest retained class");
+                    for k in classes {
+                        ui.selectable_value(&mut c.substitute_class, Some(k), format!("class {k}"));
+                    }
+                })
+                .response
+                .on_hover_text("DiMUM makes the model memorise these retain images under the forgotten label instead (ALGORITHMS §4.2). Substitute image files can be set in a TOML config (substitute_images).");
+        }
+        _ => {}
+    }
 }
 
 fn training(app: &mut LetheApp, ui: &mut egui::Ui) {

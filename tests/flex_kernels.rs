@@ -1,0 +1,252 @@
+//! Lethe's patches to burn-flex (vendor/README.md) against plain references.
+//!
+//! The convolution (`ops/conv2d_gemm.rs`) against a direct six-loop convolution in f64: forward, input gradient and weight gradient, for the
+//! shapes the UNet uses (3×3 stride 1 and 2, 1×1, right/bottom-padded downsampling) and the
+//! cases the patch claims beyond them (groups, dilation, f64, half precision). The loss is
+//! `sum(y · g)` with a random `g`, so the gradients are `conv_transpose(g)` and `g ⋆ x`.
+
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use lethe::backend::{BackendChoice, device};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+struct Case {
+    name: &'static str,
+    input: [usize; 4],
+    weight: [usize; 4],
+    stride: usize,
+    /// (begin, end) zeros per spatial axis.
+    padding: [(usize, usize); 2],
+    dilation: usize,
+    groups: usize,
+}
+
+fn cases() -> Vec<Case> {
+    let case = |name, input, weight, stride, pad, dilation, groups| Case {
+        name,
+        input,
+        weight,
+        stride,
+        padding: [pad, pad],
+        dilation,
+        groups,
+    };
+    vec![
+        case("3×3 s1 p1", [3, 5, 9, 8], [4, 5, 3, 3], 1, (1, 1), 1, 1),
+        case("3×3 s2 p1", [2, 4, 9, 9], [6, 4, 3, 3], 2, (1, 1), 1, 1),
+        case("1×1", [2, 6, 5, 7], [3, 6, 1, 1], 1, (0, 0), 1, 1),
+        case(
+            "3×3 s2 pad right/bottom",
+            [2, 3, 8, 8],
+            [3, 3, 3, 3],
+            2,
+            (0, 1),
+            1,
+            1,
+        ),
+        case(
+            "3×3 dilation 2",
+            [2, 3, 9, 9],
+            [2, 3, 3, 3],
+            1,
+            (2, 2),
+            2,
+            1,
+        ),
+        case("3×3 groups 2", [2, 4, 6, 6], [6, 2, 3, 3], 1, (1, 1), 1, 2),
+        case(
+            "1 input channel (conv_in)",
+            [4, 1, 7, 7],
+            [8, 1, 3, 3],
+            1,
+            (1, 1),
+            1,
+            1,
+        ),
+    ]
+}
+
+fn random(n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    // f32-representable values, so every dtype starts from the same numbers.
+    (0..n)
+        .map(|_| rng.random_range(-1.0f32..1.0) as f64)
+        .collect()
+}
+
+/// Output size along one axis.
+fn out_size(c: &Case, axis: usize) -> usize {
+    let (b, e) = c.padding[axis];
+    let k = c.weight[2 + axis];
+    (c.input[2 + axis] + b + e - c.dilation * (k - 1) - 1) / c.stride + 1
+}
+
+/// y, dL/dx and dL/dw of L = sum(y · g), by direct summation.
+fn reference(c: &Case, x: &[f64], w: &[f64], bias: &[f64], g: &[f64]) -> [Vec<f64>; 3] {
+    let [n, ci, h, wd] = c.input;
+    let [co, cig, kh, kw] = c.weight;
+    let (ho, wo) = (out_size(c, 0), out_size(c, 1));
+    let cog = co / c.groups;
+    let mut y = vec![0.0; n * co * ho * wo];
+    let mut dx = vec![0.0; x.len()];
+    let mut dw = vec![0.0; w.len()];
+    for b in 0..n {
+        for o in 0..co {
+            let group = o / cog;
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let yi = ((b * co + o) * ho + oy) * wo + ox;
+                    let mut acc = bias[o];
+                    for i in 0..cig {
+                        let cin = group * cig + i;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * c.stride + ky * c.dilation) as isize
+                                    - c.padding[0].0 as isize;
+                                let ix = (ox * c.stride + kx * c.dilation) as isize
+                                    - c.padding[1].0 as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xi = ((b * ci + cin) * h + iy as usize) * wd + ix as usize;
+                                let wi = ((o * cig + i) * kh + ky) * kw + kx;
+                                acc += x[xi] * w[wi];
+                                dx[xi] += g[yi] * w[wi];
+                                dw[wi] += g[yi] * x[xi];
+                            }
+                        }
+                    }
+                    y[yi] = acc;
+                }
+            }
+        }
+    }
+    [y, dx, dw]
+}
+
+fn tensor<const D: usize>(v: &[f64], shape: [usize; D], dtype: DType, dev: &Device) -> Tensor<D> {
+    let data = TensorData::new(v.iter().map(|&a| a as f32).collect::<Vec<_>>(), shape);
+    Tensor::<D>::from_data(data, dev).cast(dtype)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.cast(DType::F64)
+        .into_data()
+        .try_to_vec::<f64>()
+        .expect("f64 values")
+}
+
+fn assert_close(what: &str, case: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{case}: {what} length");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= tol * scale,
+        "{case}: {what} differs from the direct convolution by {worst:e} (scale {scale})"
+    );
+}
+
+fn check(dtype: DType, tol: f64) {
+    let dev = device(BackendChoice::Cpu).unwrap().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for c in cases() {
+        let (ho, wo) = (out_size(&c, 0), out_size(&c, 1));
+        let y_shape = [c.input[0], c.weight[0], ho, wo];
+        let x = random(c.input.iter().product(), &mut rng);
+        let w = random(c.weight.iter().product(), &mut rng);
+        let b = random(c.weight[0], &mut rng);
+        let g = random(y_shape.iter().product(), &mut rng);
+        let [y_ref, dx_ref, dw_ref] = reference(&c, &x, &w, &b, &g);
+
+        let xt = tensor(&x, c.input, dtype, &dev).require_grad();
+        let wt = tensor(&w, c.weight, dtype, &dev).require_grad();
+        let bt = tensor(&b, [c.weight[0]], dtype, &dev);
+        let gt = tensor(&g, y_shape, dtype, &dev);
+        let options =
+            ConvOptions::new_with_padding([c.stride; 2], c.padding, [c.dilation; 2], c.groups);
+        let y = conv2d(xt.clone(), wt.clone(), Some(bt), options);
+        assert_eq!(y.dims(), y_shape, "{}: output shape", c.name);
+        let grads = (y.clone() * gt).sum().backward();
+        assert_close("forward", c.name, &values(y), &y_ref, tol);
+        assert_close(
+            "input gradient",
+            c.name,
+            &values(xt.grad(&grads).expect("x grad")),
+            &dx_ref,
+            tol,
+        );
+        assert_close(
+            "weight gradient",
+            c.name,
+            &values(wt.grad(&grads).expect("w grad")),
+            &dw_ref,
+            tol,
+        );
+    }
+}
+
+#[test]
+fn f32_convolution_and_gradients_equal_direct_summation() {
+    check(DType::F32, 1e-5);
+}
+
+#[test]
+fn f64_convolution_and_gradients_equal_direct_summation() {
+    // Inputs are f32-rounded before widening, so f64 agrees to rounding of the sums.
+    check(DType::F64, 1e-12);
+}
+
+#[test]
+fn half_precision_runs_through_f32_and_rounds_once() {
+    check(DType::BF16, 2e-2);
+}
+
+/// The branch-free sigmoid (`ops/activation.rs`) against `1 / (1 + e^-x)` in f64, over every
+/// 2^-10 step of [-100, 100] plus the edge cases; SiLU is built on it.
+#[test]
+fn sigmoid_equals_the_f64_formula_to_a_few_ulp() {
+    let dev = device(BackendChoice::Cpu).unwrap();
+    let mut xs: Vec<f32> = (-102_400..=102_400).map(|i| i as f32 / 1024.0).collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        87.3,
+        -87.3,
+        -87.4,
+        -103.0,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    ]);
+    let n = xs.len();
+    let got = burn::tensor::activation::sigmoid(Tensor::<1>::from_data(
+        TensorData::new(xs.clone(), [n]),
+        &dev,
+    ))
+    .into_data()
+    .try_to_vec::<f32>()
+    .expect("f32 values");
+    for (&x, &s) in xs.iter().zip(&got) {
+        let want = 1.0 / (1.0 + (-(x as f64)).exp());
+        let err = (s as f64 - want).abs();
+        // 4 ulp of the result; below x = -87.3 the patch flushes to zero (σ < e^-87.3 ≈ 1.22e-38).
+        let ok = err <= 4.0 * f32::EPSILON as f64 * want || (x < -87.3 && err < 1.22e-38);
+        assert!(ok, "sigmoid({x}) = {s}, want {want} (error {err:e})");
+    }
+    let nan = burn::tensor::activation::sigmoid(Tensor::<1>::from_data(
+        TensorData::new(vec![f32::NAN], [1]),
+        &dev,
+    ))
+    .into_data()
+    .try_to_vec::<f32>()
+    .expect("f32 values");
+    assert!(nan[0].is_nan(), "NaN propagates");
+}

@@ -27,9 +27,9 @@ DEMO = dict(
 )
 
 
-def inputs(batch):
-    n = batch * 28 * 28
-    x = (torch.arange(n) * 7919 % 1000).float().div(500).sub(1).reshape(batch, 1, 28, 28)
+def inputs(batch, size):
+    n = batch * size * size
+    x = (torch.arange(n) * 7919 % 1000).float().div(500).sub(1).reshape(batch, 1, size, size)
     t = (torch.arange(batch) * 131 % 1000).float()
     c = torch.arange(batch) % 12
     return x, t, c
@@ -51,6 +51,7 @@ def main():
     ap.add_argument("--train-batch", default="32,64")
     ap.add_argument("--sample-batch", default="64")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--size", type=int, default=28, help="image side (the UNet is fully convolutional)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -60,7 +61,7 @@ def main():
     rows = []
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     for b in [int(v) for v in args.train_batch.split(",")]:
-        x, t, c = inputs(b)
+        x, t, c = inputs(b, args.size)
         target = torch.zeros_like(x)
 
         def step():
@@ -71,7 +72,7 @@ def main():
         rows.append(("training step (fwd+bwd+Adam)", b, *time_runs(step, args.runs)))
     model.eval()
     for b in [int(v) for v in args.sample_batch.split(",")]:
-        x, t, c = inputs(b)
+        x, t, c = inputs(b, args.size)
 
         def fwd():
             with torch.no_grad():

@@ -9,6 +9,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::diffusion::unet::{UNet, UNetConfig};
 
+pub mod ops;
+
 #[derive(Debug, Clone)]
 pub struct BenchRow {
     pub what: String,

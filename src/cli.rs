@@ -95,6 +95,10 @@ enum Command {
         /// Timed runs per row (after 2 warm-up runs).
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Image side length fed to the demo UNet (it is fully convolutional; 28 is the
+        /// demo's, 32 and 64 show how time grows with resolution). Must divide by 4.
+        #[arg(long, default_value_t = 28)]
+        size: usize,
         /// Time the evaluation instead: FID from 10k cached feature vectors, and one
         /// evaluation of the demo model with each preset named here (fast, thorough).
         #[arg(long, value_delimiter = ',', num_args = 0.., default_missing_value = "fast")]
@@ -103,6 +107,11 @@ enum Command {
         /// steps, evaluated every 10) streams events; prints p50/p99/max frame time.
         #[arg(long)]
         gui: Option<usize>,
+        /// Profile instead: time each convolution and GroupNorm+SiLU of the demo UNet alone
+        /// (forward, input gradient, weight gradient) at the first training batch size, and
+        /// print where a training step's time goes.
+        #[arg(long)]
+        ops: bool,
         #[command(flatten)]
         compute: Compute,
     },
@@ -279,6 +288,13 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => crate::eval_cmd::run_eval(&args),
         Command::ExportSamples(args) => crate::eval_cmd::run_export_samples(&args),
         Command::Bench {
+            ops: true,
+            train_batch,
+            runs,
+            compute,
+            ..
+        } => run_ops_bench(train_batch.first().copied().unwrap_or(32), runs, &compute),
+        Command::Bench {
             gui: Some(steps),
             compute,
             ..
@@ -293,10 +309,12 @@ pub fn main() -> ExitCode {
             train_batch,
             sample_batch,
             runs,
+            size,
             compute,
             eval: None,
             gui: None,
-        } => run_bench(&train_batch, &sample_batch, runs, &compute),
+            ops: false,
+        } => run_bench(&train_batch, &sample_batch, runs, size, &compute),
     };
     report(result)
 }
@@ -430,11 +448,20 @@ fn run_bench(
     train_batches: &[usize],
     sample_batches: &[usize],
     runs: usize,
+    size: usize,
     compute: &Compute,
 ) -> Result<(), String> {
     compute.apply_threads();
     let device = backend::device(compute.backend)?;
-    let config = lethe::diffusion::unet::UNetConfig::demo_mnist();
+    if size == 0 || size % 4 != 0 {
+        return Err(format!(
+            "--size {size}: the demo UNet halves the image twice, so the side must be a positive multiple of 4"
+        ));
+    }
+    let config = lethe::diffusion::unet::UNetConfig {
+        sample_size: size,
+        ..lethe::diffusion::unet::UNetConfig::demo_mnist()
+    };
     let model = lethe::diffusion::unet::UNet::new(&config, 0, &device)?;
     let params: usize = checkpoint::parameter_shapes(&model)
         .iter()
@@ -458,6 +485,59 @@ fn run_bench(
         )?);
     }
     print_bench_rows(rows);
+    Ok(())
+}
+
+/// `lethe bench --ops`: the per-op profile of a training step (see `bench::ops`).
+fn run_ops_bench(batch: usize, runs: usize, compute: &Compute) -> Result<(), String> {
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    let config = lethe::diffusion::unet::UNetConfig::demo_mnist();
+    println!(
+        "per-op profile of the demo UNet's training step, batch {batch}; backend {}; {} CPU thread(s); median of {runs} runs per op",
+        compute.backend,
+        rayon::current_num_threads()
+    );
+    let step = lethe::bench::training_step(&config, batch, 2, runs, &device)?.median_ms;
+    let timings = lethe::bench::ops::time_layer_calls(&config, batch, runs, &device);
+    println!(
+        "| op | count | forward ms | input grad ms | weight grad ms | total ms (count × all) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for t in &timings {
+        let dw = if t.weight_grad_ms.is_finite() {
+            t.weight_grad_ms
+        } else {
+            0.0
+        };
+        let weight_grad = if t.weight_grad_ms.is_finite() {
+            format!("{:.2}", t.weight_grad_ms)
+        } else {
+            "(in input grad)".into()
+        };
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {} | {:.1} |",
+            t.label(),
+            t.count,
+            t.forward_ms,
+            t.input_grad_ms,
+            weight_grad,
+            t.count as f64 * (t.forward_ms + t.input_grad_ms + dw)
+        );
+    }
+    let totals = lethe::bench::ops::category_totals(&timings);
+    let accounted: f64 = totals.values().sum();
+    println!();
+    println!("| part of the training step (fwd+bwd+Adam, {step:.0} ms) | ms | share |");
+    println!("|---|---:|---:|");
+    for (what, ms) in &totals {
+        println!("| {what} | {ms:.1} | {:.0}% |", 100.0 * ms / step);
+    }
+    println!(
+        "| rest: element-wise, concat, upsampling, time embedding, loss, Adam, autodiff | {:.1} | {:.0}% |",
+        step - accounted,
+        100.0 * (step - accounted) / step
+    );
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Lethe's patches to burn-flex (vendor/README.md) against plain references.
 //!
-//! The convolution (`ops/conv2d_gemm.rs`) against a direct six-loop convolution in f64: forward, input gradient and weight gradient, for the
-//! shapes the UNet uses (3×3 stride 1 and 2, 1×1, right/bottom-padded downsampling) and the
+//! The convolution (`ops/conv2d_gemm.rs`) against a direct six-loop convolution in f64:
+//! forward, input, weight and bias gradients, for the shapes the UNet uses (3×3 stride 1 and 2, 1×1, right/bottom-padded downsampling) and the
 //! cases the patch claims beyond them (groups, dilation, f64, half precision). The loss is
 //! `sum(y · g)` with a random `g`, so the gradients are `conv_transpose(g)` and `g ⋆ x`.
 
@@ -82,8 +82,8 @@ fn out_size(c: &Case, axis: usize) -> usize {
     (c.input[2 + axis] + b + e - c.dilation * (k - 1) - 1) / c.stride + 1
 }
 
-/// y, dL/dx and dL/dw of L = sum(y · g), by direct summation.
-fn reference(c: &Case, x: &[f64], w: &[f64], bias: &[f64], g: &[f64]) -> [Vec<f64>; 3] {
+/// y, dL/dx, dL/dw and dL/db of L = sum(y · g), by direct summation.
+fn reference(c: &Case, x: &[f64], w: &[f64], bias: &[f64], g: &[f64]) -> [Vec<f64>; 4] {
     let [n, ci, h, wd] = c.input;
     let [co, cig, kh, kw] = c.weight;
     let (ho, wo) = (out_size(c, 0), out_size(c, 1));
@@ -91,6 +91,7 @@ fn reference(c: &Case, x: &[f64], w: &[f64], bias: &[f64], g: &[f64]) -> [Vec<f6
     let mut y = vec![0.0; n * co * ho * wo];
     let mut dx = vec![0.0; x.len()];
     let mut dw = vec![0.0; w.len()];
+    let mut db = vec![0.0; bias.len()];
     for b in 0..n {
         for o in 0..co {
             let group = o / cog;
@@ -118,11 +119,12 @@ fn reference(c: &Case, x: &[f64], w: &[f64], bias: &[f64], g: &[f64]) -> [Vec<f6
                         }
                     }
                     y[yi] = acc;
+                    db[o] += g[yi];
                 }
             }
         }
     }
-    [y, dx, dw]
+    [y, dx, dw, db]
 }
 
 fn tensor<const D: usize>(v: &[f64], shape: [usize; D], dtype: DType, dev: &Device) -> Tensor<D> {
@@ -161,15 +163,15 @@ fn check(dtype: DType, tol: f64) {
         let w = random(c.weight.iter().product(), &mut rng);
         let b = random(c.weight[0], &mut rng);
         let g = random(y_shape.iter().product(), &mut rng);
-        let [y_ref, dx_ref, dw_ref] = reference(&c, &x, &w, &b, &g);
+        let [y_ref, dx_ref, dw_ref, db_ref] = reference(&c, &x, &w, &b, &g);
 
         let xt = tensor(&x, c.input, dtype, &dev).require_grad();
         let wt = tensor(&w, c.weight, dtype, &dev).require_grad();
-        let bt = tensor(&b, [c.weight[0]], dtype, &dev);
+        let bt = tensor(&b, [c.weight[0]], dtype, &dev).require_grad();
         let gt = tensor(&g, y_shape, dtype, &dev);
         let options =
             ConvOptions::new_with_padding([c.stride; 2], c.padding, [c.dilation; 2], c.groups);
-        let y = conv2d(xt.clone(), wt.clone(), Some(bt), options);
+        let y = conv2d(xt.clone(), wt.clone(), Some(bt.clone()), options);
         assert_eq!(y.dims(), y_shape, "{}: output shape", c.name);
         let grads = (y.clone() * gt).sum().backward();
         assert_close("forward", c.name, &values(y), &y_ref, tol);
@@ -185,6 +187,13 @@ fn check(dtype: DType, tol: f64) {
             c.name,
             &values(wt.grad(&grads).expect("w grad")),
             &dw_ref,
+            tol,
+        );
+        assert_close(
+            "bias gradient",
+            c.name,
+            &values(bt.grad(&grads).expect("b grad")),
+            &db_ref,
             tol,
         );
     }

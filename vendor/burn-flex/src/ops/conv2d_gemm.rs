@@ -189,8 +189,18 @@ fn col2im<T: Real>(g: &Geometry, col: &[T], image: &mut [T]) {
                     let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pad[0];
                     let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
                     let src = &row[oy * g.w_out..(oy + 1) * g.w_out];
-                    for ox in ox0..ox1 {
-                        dst[ox * g.stride[1] + kx * g.dilation[1] - g.pad[1]] += src[ox];
+                    let x_at = |ox: usize| ox * g.stride[1] + kx * g.dilation[1] - g.pad[1];
+                    if g.stride[1] == 1 {
+                        // Two equal-length slices: the add vectorises, no bounds checks.
+                        let start = x_at(ox0);
+                        let dst = &mut dst[start..start + (ox1 - ox0)];
+                        for (d, &v) in dst.iter_mut().zip(&src[ox0..ox1]) {
+                            *d += v;
+                        }
+                    } else {
+                        for ox in ox0..ox1 {
+                            dst[x_at(ox)] += src[ox];
+                        }
                     }
                 }
             }
@@ -398,4 +408,27 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
         })
         .unwrap_or_else(|| vec![T::zero(); weight_len]);
     new_tensor(dw, [g.c_out, g.c_in / g.groups, g.kh, g.kw])
+}
+
+/// Gradient of the loss with respect to the bias: the output gradient summed over images
+/// and positions, read in place (upstream transposes it to `[C, N·P]` first).
+pub(crate) fn conv2d_bias_backward<T: Real>(output_grad: FlexTensor) -> FlexTensor {
+    let dy = output_grad.to_contiguous();
+    let shape = dy.layout().shape();
+    let (batch, channels) = (shape[0], shape[1]);
+    let p: usize = shape[2..].iter().product();
+    let dys: &[T] = dy.storage();
+    let mut db = vec![T::zero(); channels];
+    for image in dys.chunks(channels * p).take(batch) {
+        for (sum, plane) in db.iter_mut().zip(image.chunks(p)) {
+            for &v in plane {
+                *sum += v;
+            }
+        }
+    }
+    FlexTensor::new(
+        Bytes::from_elems(db),
+        Layout::contiguous(Shape::from(vec![channels])),
+        T::DTYPE,
+    )
 }

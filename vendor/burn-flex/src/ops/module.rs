@@ -109,6 +109,14 @@ mod lethe_conv2d {
         )
     }
 
+    pub(super) fn bias_backward(output_grad: FlexTensor) -> FlexTensor {
+        in_real(
+            alloc::vec![output_grad],
+            |mut t| conv2d_gemm::conv2d_bias_backward::<f32>(t.pop().unwrap()),
+            |mut t| conv2d_gemm::conv2d_bias_backward::<f64>(t.pop().unwrap()),
+        )
+    }
+
     /// `which` picks the gradient: input (`true`) or weight (`false`).
     pub(super) fn backward(
         x: FlexTensor,
@@ -153,6 +161,15 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         lethe_conv2d::backward(x, weight, output_grad, &options, true)
+    }
+
+    #[cfg(feature = "rayon")]
+    fn conv2d_bias_backward(
+        _x: FloatTensor<Flex>,
+        _bias: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        lethe_conv2d::bias_backward(output_grad)
     }
 
     #[cfg(feature = "rayon")]

@@ -453,7 +453,7 @@ fn run_bench(
 ) -> Result<(), String> {
     compute.apply_threads();
     let device = backend::device(compute.backend)?;
-    if size == 0 || size % 4 != 0 {
+    if size == 0 || !size.is_multiple_of(4) {
         return Err(format!(
             "--size {size}: the demo UNet halves the image twice, so the side must be a positive multiple of 4"
         ));

@@ -94,8 +94,12 @@ pub fn upscale(img: &RgbImage, factor: u32) -> RgbImage {
     )
 }
 
-/// Encodes as PNG and writes atomically.
-pub fn save_png(img: &RgbImage, path: &Path) -> Result<(), String> {
+/// Encodes as PNG (grey, RGB or RGBA — any 8/16-bit image buffer) and writes atomically.
+pub fn save_png<P>(img: &image::ImageBuffer<P, Vec<P::Subpixel>>, path: &Path) -> Result<(), String>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+{
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),

@@ -50,13 +50,7 @@ fn save_color_image(image: &egui::ColorImage, path: &Path) -> Result<(), String>
     let [w, h] = image.size;
     let rgba: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
     let img = image::RgbaImage::from_raw(w as u32, h as u32, rgba).ok_or("image size")?;
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| e.to_string())?;
-    atomic_write(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
+    crate::images::save_png(&img, path)
 }
 
 /// `<run dir>/exports`, created.

@@ -499,7 +499,7 @@ fn run_ops_bench(batch: usize, runs: usize, compute: &Compute) -> Result<(), Str
         rayon::current_num_threads()
     );
     let step = lethe::bench::training_step(&config, batch, 2, runs, &device)?.median_ms;
-    let timings = lethe::bench::ops::time_layer_calls(&config, batch, runs, &device);
+    let timings = lethe::bench::ops::time_layer_calls(&config, batch, runs, &device)?;
     println!(
         "| op | count | forward ms | input grad ms | weight grad ms | total ms (count × all) |"
     );

@@ -33,6 +33,14 @@ pub struct SetView {
 }
 
 impl SetView {
+    /// The class labels present in the loaded set, ascending (unlabelled images aside).
+    pub fn classes(&self) -> Vec<usize> {
+        self.images
+            .as_ref()
+            .map(|s| s.label_counts().keys().filter_map(|k| *k).collect())
+            .unwrap_or_default()
+    }
+
     pub fn new(role: Role) -> Self {
         Self {
             role,

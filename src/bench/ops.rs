@@ -62,11 +62,12 @@ impl OpTiming {
 
 /// The calls one forward of `config`'s UNet makes at `batch`, with their counts, in order of
 /// first appearance.
-pub fn layer_calls(config: &UNetConfig, batch: usize, device: &Device) -> Vec<(LayerCall, usize)> {
-    let model = match UNet::new(config, 0, device) {
-        Ok(m) => m,
-        Err(_) => return vec![],
-    };
+pub fn layer_calls(
+    config: &UNetConfig,
+    batch: usize,
+    device: &Device,
+) -> Result<Vec<(LayerCall, usize)>, String> {
+    let model = UNet::new(config, 0, device)?;
     let (x, t, classes) = super::inputs(config, batch, device);
     let calls = record_layer_calls(|| {
         let _ = model.forward(x, t, classes);
@@ -78,7 +79,7 @@ pub fn layer_calls(config: &UNetConfig, batch: usize, device: &Device) -> Vec<(L
             None => counts.push((call, 1)),
         }
     }
-    counts
+    Ok(counts)
 }
 
 /// Times every distinct call of [`layer_calls`] (`runs` timed repetitions after one warm-up).
@@ -87,8 +88,8 @@ pub fn time_layer_calls(
     batch: usize,
     runs: usize,
     device: &Device,
-) -> Vec<OpTiming> {
-    layer_calls(config, batch, device)
+) -> Result<Vec<OpTiming>, String> {
+    Ok(layer_calls(config, batch, device)?
         .into_iter()
         .map(|(call, count)| {
             let [forward_ms, input_grad_ms, weight_grad_ms] = match &call {
@@ -110,7 +111,7 @@ pub fn time_layer_calls(
                 weight_grad_ms,
             }
         })
-        .collect()
+        .collect())
 }
 
 fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {

@@ -203,13 +203,7 @@ fn set_zone(app: &mut LetheApp, ui: &mut egui::Ui, role: Role) {
 }
 
 fn forget_class(app: &mut LetheApp, ui: &mut egui::Ui) {
-    let classes: Vec<usize> = app
-        .state
-        .retain
-        .images
-        .as_ref()
-        .map(|s| s.label_counts().keys().filter_map(|k| *k).collect())
-        .unwrap_or_default();
+    let classes = app.state.retain.classes();
     let current = app.state.config.data.forget_class;
     let text = match current {
         Some(c) => format!("class {c}"),
@@ -331,13 +325,7 @@ fn method_choices_knobs(app: &mut LetheApp, ui: &mut egui::Ui) {
     use crate::unlearn::MethodConfig;
     use crate::unlearn::erasediff::ForgetTarget;
     use crate::unlearn::vdu::Stability;
-    let classes: Vec<usize> = app
-        .state
-        .retain
-        .images
-        .as_ref()
-        .map(|s| s.label_counts().keys().filter_map(|k| *k).collect())
-        .unwrap_or_default();
+    let classes = app.state.retain.classes();
     match &mut app.state.config.method {
         MethodConfig::EraseDiff(c) => {
             egui::ComboBox::from_label("forgetting target")

@@ -172,7 +172,7 @@ impl ActivationOps<Flex> for Flex {
 // Lethe patch: a branch-free sigmoid, so the element loop vectorises instead of calling
 // libm's scalar `expf` per element (≈7% of a UNet training step in Lethe's profile).
 #[inline]
-fn sigmoid_f32(x: f32) -> f32 {
+pub(crate) fn sigmoid_f32(x: f32) -> f32 {
     // exp of a non-positive argument never overflows; pick the stable form by sign.
     let e = exp_nonpositive_f32(-x.abs());
     let r = 1.0 / (1.0 + e);

@@ -155,11 +155,16 @@ fn im2col<T: Real>(g: &Geometry, image: &[T], col: &mut [T]) {
             for kx in 0..g.kw {
                 let (ox0, ox1) = g.valid_outputs(1, kx);
                 let row = &mut col[((ci * g.kh + ky) * g.kw + kx) * p..][..p];
-                row.fill(T::zero());
+                // Zero only the taps that fall in the padding: the rest is overwritten below
+                // (filling whole rows first was a memset of the column matrix per image).
+                row[..oy0 * g.w_out].fill(T::zero());
+                row[oy1 * g.w_out..].fill(T::zero());
                 for oy in oy0..oy1 {
                     let iy = oy * g.stride[0] + ky * g.dilation[0] - g.pad[0];
                     let src = &plane[iy * g.w..(iy + 1) * g.w];
                     let dst = &mut row[oy * g.w_out..(oy + 1) * g.w_out];
+                    dst[..ox0].fill(T::zero());
+                    dst[ox1..].fill(T::zero());
                     let x_at = |ox: usize| ox * g.stride[1] + kx * g.dilation[1] - g.pad[1];
                     if g.stride[1] == 1 {
                         let start = x_at(ox0);
@@ -282,23 +287,25 @@ pub(crate) fn conv2d<T: Real>(
                 im2col(&g, image, col);
                 col
             };
+            // Start from the bias and let the GEMM accumulate onto it: one pass over the
+            // output instead of a GEMM write and a bias read-modify-write.
+            if let Some(b) = bias {
+                for (row, &b) in y.chunks_mut(p).zip(b) {
+                    row.fill(b);
+                }
+            }
             for group in 0..g.groups {
-                // y_g [cg, P] = W_g [cg, kg] · col_g [kg, P]
+                // y_g [cg, P] (+)= W_g [cg, kg] · col_g [kg, P]
                 unsafe {
                     gemm_into(
                         [cg, p, kg],
                         (y[group * cg * p..].as_mut_ptr(), p),
-                        false,
+                        bias.is_some(),
                         ws[group * cg * kg..].as_ptr(),
                         [1, kg as isize],
                         col[group * kg * p..].as_ptr(),
                         [1, p as isize],
                     );
-                }
-            }
-            if let Some(b) = bias {
-                for (row, &b) in y.chunks_mut(p).zip(b) {
-                    row.iter_mut().for_each(|v| *v += b);
                 }
             }
         },

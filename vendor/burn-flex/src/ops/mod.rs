@@ -110,6 +110,7 @@ pub mod flip;
 mod float;
 pub mod gather_scatter;
 pub mod grid_sample;
+pub mod group_norm;
 mod int;
 pub mod interpolate;
 pub mod mask;

@@ -187,11 +187,34 @@ impl GroupNorm {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
+        self.forward_then(x, false)
+    }
+
+    /// `silu(self.forward(x))`, as every resnet block and the output head use it.
+    pub fn forward_silu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x, true)
+    }
+
+    /// The group norm, then SiLU when `silu`. Where the backend has a fused kernel for it
+    /// (`backend::fused_group_norm`: burn-flex without autodiff, i.e. sampling and
+    /// evaluation) one pass does all of it; otherwise it is composed from differentiable
+    /// tensor operations, and a test holds the two to each other.
+    fn forward_then(&self, x: Tensor<4>, silu: bool) -> Tensor<4> {
         note_call(|| LayerCall::GroupNorm {
-            input: [b, c, h, w],
+            input: x.dims(),
             groups: self.groups,
         });
+        let affine = (self.weight.val(), self.bias.val());
+        match crate::backend::fused_group_norm(x, affine, self.groups, self.eps, silu) {
+            Ok(fused) => fused,
+            Err(x) if silu => burn::tensor::activation::silu(self.composed(x)),
+            Err(x) => self.composed(x),
+        }
+    }
+
+    /// The group norm from Burn's differentiable tensor operations.
+    fn composed(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
         let g = self.groups;
         // Normalise and apply the affine map in one multiply-add over the big tensor: per
         // (image, channel) `scale = weight / std(group)` and `shift = bias - mean · scale`
@@ -318,5 +341,53 @@ mod tests {
         assert!(max_abs_diff(dx, dx0) < 1e-4);
         assert!(max_abs_diff(dw, dw0) < 1e-4);
         assert!(max_abs_diff(db, db0) < 1e-4);
+    }
+
+    /// A GroupNorm with random (non-identity) affine parameters.
+    fn random_norm(groups: usize, channels: usize, device: &Device) -> GroupNorm {
+        let mut norm = GroupNorm::new(&mut Init::new(0, device), groups, channels, 1e-5);
+        let normal =
+            |mean, std| Tensor::random([channels], Distribution::Normal(mean, std), device);
+        norm.weight = Param::from_tensor(normal(1.0, 0.5));
+        norm.bias = Param::from_tensor(normal(0.0, 0.5));
+        norm
+    }
+
+    #[test]
+    fn fused_group_norm_on_flex_equals_the_composed_form() {
+        use crate::backend::{BackendChoice, fused_group_norm};
+        let device = crate::backend::device(BackendChoice::Cpu).unwrap();
+        let shapes = [
+            ([2, 32, 28, 28], 8),
+            ([3, 12, 5, 6], 4),
+            ([2, 6, 7, 7], 1),
+            ([1, 8, 1, 1], 8),
+        ];
+        for (shape, groups) in shapes {
+            let norm = random_norm(groups, shape[1], &device);
+            // Off-centre input, so a variance formula that cancels (E[x²] − E[x]²) would show.
+            let x = Tensor::<4>::random(shape, Distribution::Normal(3.0, 2.0), &device);
+            for silu in [false, true] {
+                let affine = (norm.weight.val(), norm.bias.val());
+                let fused = fused_group_norm(x.clone(), affine, groups, norm.eps, silu)
+                    .unwrap_or_else(|_| panic!("burn-flex f32 inference takes the fused kernel"));
+                let mut reference = textbook_group_norm(x.clone(), &norm);
+                if silu {
+                    reference = burn::tensor::activation::silu(reference);
+                }
+                let diff = max_abs_diff(fused, reference);
+                assert!(diff < 2e-5, "{shape:?} groups {groups} silu {silu}: {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn group_norm_under_autodiff_keeps_the_differentiable_form() {
+        let device = crate::backend::training_device(crate::backend::BackendChoice::Cpu).unwrap();
+        let norm = random_norm(2, 4, &device);
+        let x = Tensor::<4>::random([1, 4, 3, 3], Distribution::Default, &device);
+        let affine = (norm.weight.val(), norm.bias.val());
+        let handed_back = crate::backend::fused_group_norm(x, affine, 2, 1e-5, true);
+        assert!(handed_back.is_err(), "the fused kernel has no backward");
     }
 }

@@ -303,10 +303,10 @@ impl ResnetBlock {
     }
 
     fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
         let [b, c] = [h.dims()[0], h.dims()[1]];
         let h = h + self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let skip = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
@@ -622,7 +622,7 @@ impl UNet {
         for block in &self.up_blocks {
             h = block.forward(h, &emb, &mut skips);
         }
-        let h = silu(self.conv_norm_out.forward(h));
+        let h = self.conv_norm_out.forward_silu(h);
         self.conv_out.forward(h)
     }
 

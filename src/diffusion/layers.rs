@@ -9,6 +9,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
+
+use super::precision::{in_f32, like};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -123,7 +125,8 @@ impl Conv2d {
             padding: self.padding,
         });
         let options = ConvOptions::new([self.stride; 2], [self.padding; 2], [1, 1], 1);
-        conv2d(x, self.weight.val(), Some(self.bias.val()), options)
+        let (weight, bias) = (like(self.weight.val(), &x), like(self.bias.val(), &x));
+        conv2d(x, weight, Some(bias), options)
     }
 }
 
@@ -143,8 +146,9 @@ impl Linear {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let weight = self.weight.val().transpose();
-        burn::tensor::module::linear(x, weight, Some(self.bias.val()))
+        let weight = like(self.weight.val(), &x).transpose();
+        let bias = like(self.bias.val(), &x);
+        burn::tensor::module::linear(x, weight, Some(bias))
     }
 }
 
@@ -199,11 +203,18 @@ impl GroupNorm {
     /// (`backend::fused_group_norm`: burn-flex without autodiff, i.e. sampling and
     /// evaluation) one pass does all of it; otherwise it is composed from differentiable
     /// tensor operations, and a test holds the two to each other.
+    ///
+    /// Under mixed precision the statistics are taken in f32 (`precision::in_f32`), as
+    /// autocast does, and the result goes back to the input's dtype.
     fn forward_then(&self, x: Tensor<4>, silu: bool) -> Tensor<4> {
         note_call(|| LayerCall::GroupNorm {
             input: x.dims(),
             groups: self.groups,
         });
+        in_f32(x, |x| self.forward_f32(x, silu))
+    }
+
+    fn forward_f32(&self, x: Tensor<4>, silu: bool) -> Tensor<4> {
         let affine = (self.weight.val(), self.bias.val());
         match crate::backend::fused_group_norm(x, affine, self.groups, self.eps, silu) {
             Ok(fused) => fused,
@@ -224,9 +235,9 @@ impl GroupNorm {
         let stats = grouped.clone().reshape([b, g, (c / g) * h * w]);
         let (var, mean) = stats.var_mean_bias(2);
         let inv_std = (var + self.eps).sqrt().recip().reshape([b, g, 1, 1]);
-        let scale = inv_std * self.weight.val().reshape([1, g, c / g, 1]);
-        let shift =
-            self.bias.val().reshape([1, g, c / g, 1]) - mean.reshape([b, g, 1, 1]) * scale.clone();
+        let scale = inv_std * like(self.weight.val(), &grouped).reshape([1, g, c / g, 1]);
+        let shift = like(self.bias.val(), &grouped).reshape([1, g, c / g, 1])
+            - mean.reshape([b, g, 1, 1]) * scale.clone();
         (grouped * scale + shift).reshape([b, c, h, w])
     }
 }
@@ -280,7 +291,8 @@ impl Attention {
         let k = split(self.to_k.forward(tokens.clone()));
         let v = split(self.to_v.forward(tokens));
         let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        let attended = softmax(scores, 3).matmul(v);
+        // Softmax in f32 under mixed precision, as autocast runs it.
+        let attended = in_f32(scores, |s| softmax(s, 3)).matmul(v);
         let merged = attended.swap_dims(1, 2).reshape([b, h * w, c]);
         let out = self.to_out[0]
             .forward(merged)

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod layers;
+pub mod precision;
 pub mod sampler;
 pub mod schedule;
 pub mod unet;

@@ -5,10 +5,11 @@ use burn::module::Module;
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::layers::{Attention, Conv2d, Embedding, GroupNorm, Init, Linear};
+use super::precision::{Precision, like};
 
 /// diffusers' `unet/config.json` for `UNet2DModel`. Unknown keys are ignored, so real
 /// diffusers configs load; values Lethe cannot honour are rejected by [`UNetConfig::validate`].
@@ -441,6 +442,10 @@ pub struct UNet {
     pub time_freqs: Vec<f32>,
     pub flip_sin_to_cos: bool,
     pub center_input_sample: bool,
+    /// The dtype `forward` computes in (mixed precision; `precision.rs`). Parameters stay
+    /// f32 whatever this says; it is a run setting, not part of a checkpoint.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl UNet {
@@ -592,11 +597,19 @@ impl UNet {
             time_freqs: timestep_frequencies(boc[0], config.freq_shift),
             flip_sin_to_cos: config.flip_sin_to_cos,
             center_input_sample: config.center_input_sample,
+            precision: Precision::F32,
         })
+    }
+
+    /// This model computing in `precision` from now on (its parameters stay f32).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// Noise prediction `eps_theta(x_t, t[, class])`. `timesteps` holds one value per
     /// batch element; `classes` is required when the model has a class embedding.
+    /// Inputs and output are f32 whatever `self.precision` is.
     pub fn forward(
         &self,
         x: Tensor<4>,
@@ -608,9 +621,12 @@ impl UNet {
         } else {
             x
         };
+        // Every layer follows its input's dtype, so casting the two inputs here is what
+        // switches the whole network to the compute dtype.
+        let x = x.cast(self.precision.compute_dtype());
         let mut emb = self.time_embedding_of(timesteps);
         if let (Some(table), Some(classes)) = (&self.class_embedding, classes) {
-            emb = emb + table.forward(classes);
+            emb = emb.clone() + like(table.forward(classes), &emb);
         }
 
         let mut h = self.conv_in.forward(x);
@@ -623,7 +639,7 @@ impl UNet {
             h = block.forward(h, &emb, &mut skips);
         }
         let h = self.conv_norm_out.forward_silu(h);
-        self.conv_out.forward(h)
+        self.conv_out.forward(h).cast(FloatDType::F32)
     }
 
     /// Sinusoidal projection then the MLP; `[B] → [B, 4·C0]`.
@@ -635,11 +651,13 @@ impl UNet {
         let [b] = timesteps.dims();
         let args = timesteps.reshape([b, 1]) * freqs;
         let (sin, cos) = (args.clone().sin(), args.cos());
+        // The sinusoids stay f32 (arguments reach ~1000 rad); the MLP runs in the compute dtype.
         let projected = if self.flip_sin_to_cos {
             Tensor::cat(vec![cos, sin], 1)
         } else {
             Tensor::cat(vec![sin, cos], 1)
-        };
+        }
+        .cast(self.precision.compute_dtype());
         let hidden = silu(self.time_embedding.linear_1.forward(projected));
         self.time_embedding.linear_2.forward(hidden)
     }

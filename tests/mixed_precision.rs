@@ -92,13 +92,10 @@ fn attention_in_bf16_and_f16_stays_close_to_f32() {
 }
 
 /// Every parameter's (value, gradient), flattened, with their dtypes.
-fn parameters_and_gradients(
-    model: &UNet,
-    grads: &GradientsParams,
-) -> Vec<(Vec<f32>, DType, Vec<f32>, DType)> {
+fn parameters_and_gradients(model: &UNet, grads: &GradientsParams) -> Vec<ParamAndGrad> {
     struct Collect<'a> {
         grads: &'a GradientsParams,
-        out: Vec<(Vec<f32>, DType, Vec<f32>, DType)>,
+        out: Vec<ParamAndGrad>,
     }
     impl ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -119,10 +116,11 @@ fn parameters_and_gradients(
     collect.out
 }
 
+/// One parameter's values and dtype, then its gradient's values and dtype.
+type ParamAndGrad = (Vec<f32>, DType, Vec<f32>, DType);
+
 /// Loss, (params, grads) and parameters after one Adam step, for one precision.
-fn training_step(
-    precision: Precision,
-) -> (f32, Vec<(Vec<f32>, DType, Vec<f32>, DType)>, Vec<DType>) {
+fn training_step(precision: Precision) -> (f32, Vec<ParamAndGrad>, Vec<DType>) {
     let device = backend::training_device(BackendChoice::Cpu).unwrap();
     let model = UNet::new(&common::tiny_config(), 0, &device)
         .unwrap()

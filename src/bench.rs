@@ -7,6 +7,7 @@ use std::time::Instant;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::diffusion::precision::Precision;
 use crate::diffusion::unet::{UNet, UNetConfig};
 
 pub mod ops;
@@ -58,13 +59,14 @@ fn inputs(
 /// reading the loss forces).
 pub fn training_step(
     config: &UNetConfig,
+    precision: Precision,
     batch: usize,
     warmup: usize,
     runs: usize,
     device: &Device,
 ) -> Result<BenchRow, String> {
     let device = device.clone().autodiff();
-    let mut model = UNet::new(config, 0, &device)?;
+    let mut model = UNet::new(config, 0, &device)?.with_precision(precision);
     let mut optim = AdamConfig::new().init();
     let (x, t, classes) = inputs(config, batch, &device);
     let target = x.zeros_like();
@@ -82,12 +84,13 @@ pub fn training_step(
 /// One UNet forward without gradients, as in sampling.
 pub fn sampling_forward(
     config: &UNetConfig,
+    precision: Precision,
     batch: usize,
     warmup: usize,
     runs: usize,
     device: &Device,
 ) -> Result<BenchRow, String> {
-    let model = UNet::new(config, 0, device)?;
+    let model = UNet::new(config, 0, device)?.with_precision(precision);
     let (x, t, classes) = inputs(config, batch, device);
     let times = time_runs(warmup, runs, || {
         let _ = model

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lethe::backend::{self, BackendChoice};
 use lethe::data::{self, ImageSpec};
 use lethe::diffusion::checkpoint;
+use lethe::diffusion::precision::Precision;
 use lethe::diffusion::sampler::{SampleJob, SamplerKind, SamplerSpec};
 use lethe::images;
 use lethe::pretrain::{self, PretrainConfig};
@@ -46,6 +47,17 @@ impl Compute {
                 .build_global();
         }
     }
+}
+
+/// The UNet's compute precision, for the commands that run it.
+#[derive(Args, Clone, Copy)]
+pub(crate) struct PrecisionArg {
+    /// UNet compute precision: f32, or mixed precision bf16/f16 — convolutions, linears and
+    /// matmuls in the low dtype from the f32 weights; GroupNorm statistics, softmax, timestep
+    /// sinusoids and the sampler's arithmetic in f32. Faster only where the hardware runs
+    /// the low dtype natively (GPUs, AMX/AVX-512-BF16 CPUs); labels say which was used.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub(crate) precision: Precision,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +125,8 @@ enum Command {
         #[arg(long)]
         ops: bool,
         #[command(flatten)]
+        precision: PrecisionArg,
+        #[command(flatten)]
         compute: Compute,
     },
     /// Measure the demo model's acceptance figures: confident digits and memorised T-shirts
@@ -168,6 +182,9 @@ struct UnlearnArgs {
     /// Override the backend of the config (cpu, wgpu, cuda).
     #[arg(long, value_enum)]
     backend: Option<BackendChoice>,
+    /// Override train.precision: f32, or bf16 mixed precision (f32 master weights).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// CPU threads for the cpu backend (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -203,6 +220,8 @@ struct DemoCheckArgs {
     grid: Option<PathBuf>,
     #[arg(long, default_value_t = 128)]
     batch: usize,
+    #[command(flatten)]
+    precision: PrecisionArg,
     #[command(flatten)]
     compute: Compute,
 }
@@ -243,6 +262,8 @@ struct SampleArgs {
     /// Write one PNG per sample into this directory.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    precision: PrecisionArg,
     #[command(flatten)]
     compute: Compute,
 }
@@ -288,6 +309,17 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => crate::eval_cmd::run_eval(&args),
         Command::ExportSamples(args) => crate::eval_cmd::run_export_samples(&args),
         Command::Bench {
+            precision: PrecisionArg { precision },
+            ops,
+            gui,
+            eval,
+            ..
+        } if precision != Precision::F32 && (ops || gui.is_some() || eval.is_some()) => Err(
+            "--precision applies to the training-step and sampling-forward bench; --ops, --gui \
+             and --eval time f32"
+                .into(),
+        ),
+        Command::Bench {
             ops: true,
             train_batch,
             runs,
@@ -310,11 +342,18 @@ pub fn main() -> ExitCode {
             sample_batch,
             runs,
             size,
+            precision,
             compute,
             eval: None,
             gui: None,
             ops: false,
-        } => run_bench(&train_batch, &sample_batch, runs, size, &compute),
+        } => run_bench(
+            &train_batch,
+            &sample_batch,
+            (runs, size),
+            precision.precision,
+            &compute,
+        ),
     };
     report(result)
 }
@@ -447,8 +486,8 @@ pub(crate) fn sample_images(
 fn run_bench(
     train_batches: &[usize],
     sample_batches: &[usize],
-    runs: usize,
-    size: usize,
+    (runs, size): (usize, usize),
+    precision: Precision,
     compute: &Compute,
 ) -> Result<(), String> {
     compute.apply_threads();
@@ -468,20 +507,30 @@ fn run_bench(
         .map(|(_, s)| s.iter().product::<usize>())
         .sum();
     println!(
-        "demo UNet: {params} parameters, {}×{} input, blocks {:?}; backend {}; {} CPU thread(s)",
+        "demo UNet: {params} parameters, {}×{} input, blocks {:?}; backend {}; {} CPU thread(s); precision {}",
         config.sample_size,
         config.sample_size,
         config.block_out_channels,
         compute.backend,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        precision.name()
     );
     let mut rows = vec![];
+    let train_batches = match precision.check_trainable() {
+        Ok(()) => train_batches,
+        Err(why) => {
+            println!("training step not timed: {why}");
+            &[]
+        }
+    };
     for &b in train_batches {
-        rows.push(lethe::bench::training_step(&config, b, 2, runs, &device)?);
+        rows.push(lethe::bench::training_step(
+            &config, precision, b, 2, runs, &device,
+        )?);
     }
     for &b in sample_batches {
         rows.push(lethe::bench::sampling_forward(
-            &config, b, 2, runs, &device,
+            &config, precision, b, 2, runs, &device,
         )?);
     }
     print_bench_rows(rows);
@@ -498,7 +547,8 @@ fn run_ops_bench(batch: usize, runs: usize, compute: &Compute) -> Result<(), Str
         compute.backend,
         rayon::current_num_threads()
     );
-    let step = lethe::bench::training_step(&config, batch, 2, runs, &device)?.median_ms;
+    let step =
+        lethe::bench::training_step(&config, Precision::F32, batch, 2, runs, &device)?.median_ms;
     let timings = lethe::bench::ops::time_layer_calls(&config, batch, runs, &device)?;
     println!(
         "| op | count | forward ms | input grad ms | weight grad ms | total ms (count × all) |"
@@ -670,7 +720,8 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
     use lethe::metrics::memorization;
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
-    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let mut ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
     let classifier = lethe::metrics::classifier::LoadedClassifier::load(&args.classifier, &device)
         .map_err(|e| e.to_string())?;
     let target = data::load_paths(std::slice::from_ref(&args.target), data::demo::MNIST_SPEC)
@@ -689,7 +740,7 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         args.n,
         args.batch,
         args.steps,
-        &format!("sampling {}", spec.label()),
+        &format!("sampling {}", job.label()),
     )?;
     let probs = classifier.probabilities(&samples, shape, &device);
     let confident = confident_digit_count(&probs, args.confidence);
@@ -714,7 +765,7 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
         } else {
             "unconditional"
         },
-        spec.label(),
+        job.label(),
         args.seed
     );
     println!(
@@ -758,7 +809,8 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
 fn run_sample(args: &SampleArgs) -> Result<(), String> {
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
-    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let mut ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
     let spec = SamplerSpec {
         kind: args.sampler,
         steps: args.steps,
@@ -776,23 +828,23 @@ fn run_sample(args: &SampleArgs) -> Result<(), String> {
     }
     let shape = ckpt.config.image_shape();
     let job = ckpt.sample_job(&spec, &device);
+    let label = job.label();
     let all = sample_images(
         &job,
         args.seed,
         args.n,
         args.batch,
         args.steps,
-        &format!("sampling {}", spec.label()),
+        &format!("sampling {label}"),
     )?;
     if let Some(out) = &args.out {
         let columns = (args.n as f64).sqrt().ceil() as usize;
         let grid = images::upscale(&images::grid(&all, shape, columns), 2);
         images::save_png(&grid, out)?;
         println!(
-            "wrote {} ({} samples, {}, seed {})",
+            "wrote {} ({} samples, {label}, seed {})",
             out.display(),
             args.n,
-            spec.label(),
             args.seed
         );
     }
@@ -806,10 +858,9 @@ fn run_sample(args: &SampleArgs) -> Result<(), String> {
             }
         }
         println!(
-            "wrote {} PNGs to {} ({}, seed {})",
+            "wrote {} PNGs to {} ({label}, seed {})",
             args.n,
             dir.display(),
-            spec.label(),
             args.seed
         );
     }
@@ -981,6 +1032,12 @@ fn run_experiment(
     }
     if let Some(backend) = args.backend {
         config.backend = backend;
+    }
+    if let Some(precision) = args.precision {
+        precision
+            .check_trainable()
+            .map_err(|e| format!("--precision: {e}"))?;
+        config.train.precision = precision;
     }
     let engine = Engine::spawn(None);
     engine.send(EngineCommand::Start(Box::new(config.clone())));

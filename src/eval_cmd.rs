@@ -15,7 +15,7 @@ use lethe::metrics::memorization::SISS_L2_THRESHOLD;
 use lethe::metrics::suite::{Drawn, Preset, Suite, SuiteInputs};
 use lethe::metrics::weights::{WeightDistance, weight_distance};
 
-use crate::cli::{Compute, sample_images};
+use crate::cli::{Compute, PrecisionArg, sample_images};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -67,6 +67,9 @@ pub struct EvalArgs {
     /// Also write every value with its provenance as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Applies to the checkpoint and --original alike (same pipeline for both).
+    #[command(flatten)]
+    precision: PrecisionArg,
     #[command(flatten)]
     compute: Compute,
 }
@@ -177,6 +180,7 @@ fn draw(
     device: &burn::tensor::Device,
 ) -> Result<ModelSamples, String> {
     let uncond = SamplerSpec::ddim(steps);
+    let label = |spec: &SamplerSpec| ckpt.sample_job(spec, device).label();
     let draw_with = |spec: &SamplerSpec| {
         sample_images(
             &ckpt.sample_job(spec, device),
@@ -184,7 +188,7 @@ fn draw(
             samples,
             64,
             steps,
-            &format!("sampling {} ({})", spec.label(), ckpt.dir.display()),
+            &format!("sampling {} ({})", label(spec), ckpt.dir.display()),
         )
     };
     match args.forget_class {
@@ -205,8 +209,8 @@ fn draw(
                 None
             };
             let sampler = match &quality {
-                Some(_) => format!("{} (quality: {})", guided.label(), uncond.label()),
-                None => guided.label(),
+                Some(_) => format!("{} (quality: {})", label(&guided), label(&uncond)),
+                None => label(&guided),
             };
             Ok(ModelSamples {
                 probe,
@@ -217,7 +221,7 @@ fn draw(
         _ => Ok(ModelSamples {
             probe: draw_with(&uncond)?,
             quality: None,
-            sampler: uncond.label(),
+            sampler: label(&uncond),
         }),
     }
 }
@@ -249,9 +253,14 @@ pub fn run_eval(args: &EvalArgs) -> Result<(), String> {
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
     let clock = std::time::Instant::now();
-    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let load = |path: &Path| -> Result<Checkpoint, String> {
+        let mut ckpt = checkpoint::load(path, &device).map_err(|e| e.to_string())?;
+        ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
+        Ok(ckpt)
+    };
+    let ckpt = load(&args.checkpoint)?;
     let original = match &args.original {
-        Some(p) => Some(checkpoint::load(p, &device).map_err(|e| e.to_string())?),
+        Some(p) => Some(load(p)?),
         None => None,
     };
     if let Some(o) = &original
@@ -600,6 +609,8 @@ pub struct ExportArgs {
     #[arg(long, default_value = data::demo::DEMO_CLASSIFIER)]
     classifier: PathBuf,
     #[command(flatten)]
+    precision: PrecisionArg,
+    #[command(flatten)]
     compute: Compute,
 }
 
@@ -610,7 +621,8 @@ pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
     use lethe::metrics::fid::FeatureStats;
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
-    let ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    let mut ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
+    ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
     let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
     let classifier = LoadedClassifier::load(&classifier_dir, &device).map_err(|e| e.to_string())?;
     let shape = ckpt.config.image_shape();
@@ -629,13 +641,14 @@ pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
         guidance: args.guidance,
         ..SamplerSpec::ddim(args.steps)
     };
+    let sampler = ckpt.sample_job(&spec, &device).label();
     let samples = sample_images(
         &ckpt.sample_job(&spec, &device),
         args.seed,
         args.n,
         64,
         args.steps,
-        &format!("sampling {}", spec.label()),
+        &format!("sampling {sampler}"),
     )?;
     let png_dir = args.out.join("samples");
     for (i, img) in samples.iter().enumerate() {
@@ -673,7 +686,7 @@ pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
         "checkpoint": args.checkpoint,
         "checkpoint_sha256": ckpt.weights_sha256,
         "samples": args.n,
-        "sampler": spec.label(),
+        "sampler": sampler,
         "seed": args.seed,
         "feature_net": classifier.feature_label(),
         "feature_net_sha256": classifier.weights_sha256,
@@ -695,7 +708,7 @@ pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
         args.n,
         png_dir.display(),
         classifier.feature_label(),
-        spec.label(),
+        sampler,
         reference.map_or(String::new(), |n| format!(
             ", reference_features.npy and reference_stats.npz of {n} reference images"
         ))

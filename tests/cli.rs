@@ -107,6 +107,43 @@ fn sample_writes_a_grid_and_files_and_inspect_shows_provenance() {
 }
 
 #[test]
+fn sample_in_bf16_says_so_and_training_in_f16_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("ckpt");
+    tiny_checkpoint(&ckpt);
+    let grid = dir.path().join("grid.png");
+    let (ok, out, err) = lethe(&[
+        "sample",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--n",
+        "2",
+        "--steps",
+        "2",
+        "--precision",
+        "bf16",
+        "--out",
+        grid.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("DDIM-2,uncond,bf16"), "{out}");
+    assert!(grid.exists());
+
+    let (ok, out, err) = lethe(&[
+        "unlearn",
+        "--config",
+        "examples/unlearn-siss.toml",
+        "--precision",
+        "f16",
+    ]);
+    assert!(!ok, "f16 training must be refused: {out}");
+    assert!(
+        err.contains("--precision") && err.contains("loss scaling"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sample_rejects_an_out_of_range_class_and_a_missing_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");

@@ -49,6 +49,15 @@ impl Precision {
         }
     }
 
+    /// `label` with this precision appended (`DDIM-50,uncond,bf16`), so a number computed
+    /// in a low dtype says so; f32, the default, adds nothing.
+    pub fn tag(self, label: String) -> String {
+        match self {
+            Precision::F32 => label,
+            low => format!("{label},{}", low.name()),
+        }
+    }
+
     /// An error for precisions that cannot train: f16's 5-bit exponent underflows small
     /// gradients unless the loss is scaled, and Lethe does not scale losses.
     pub fn check_trainable(self) -> Result<(), String> {
@@ -77,4 +86,32 @@ pub fn in_f32<const D: usize>(x: Tensor<D>, f: impl FnOnce(Tensor<D>) -> Tensor<
         return f(x);
     }
     f(x.cast(FloatDType::F32)).cast(FloatDType::from(dtype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_a_low_precision_and_leave_f32_alone() {
+        let label = || "DDIM-50,uncond".to_string();
+        assert_eq!(Precision::F32.tag(label()), "DDIM-50,uncond");
+        assert_eq!(Precision::Bf16.tag(label()), "DDIM-50,uncond,bf16");
+        assert_eq!(Precision::F16.tag(label()), "DDIM-50,uncond,f16");
+    }
+
+    #[test]
+    fn in_f32_computes_in_f32_and_returns_the_input_dtype() {
+        let device = burn::tensor::Device::flex();
+        let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device).cast(FloatDType::BF16);
+        let mut seen = None;
+        let y = in_f32(x, |x| {
+            seen = Some(x.dtype());
+            x * 2.0
+        });
+        assert_eq!(seen, Some(DType::F32));
+        assert_eq!(y.dtype(), DType::BF16);
+        let values = y.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        assert_eq!(values, vec![2.0, 4.0, 6.0]);
+    }
 }

@@ -112,6 +112,12 @@ pub struct SampleJob<'a> {
 }
 
 impl SampleJob<'_> {
+    /// How these samples are drawn, for provenance: the sampler's label, and the model's
+    /// compute precision when it is not f32 (`DDIM-50,uncond,bf16`).
+    pub fn label(&self) -> String {
+        self.model.precision.tag(self.spec.label())
+    }
+
     /// Samples `count` images starting at sample index `first` of `seed`; values in [-1, 1]
     /// (clamped), shape `[count, c, h, w]`. `on_step` is called after each denoising step.
     pub fn run(

@@ -302,11 +302,16 @@ impl<'a> Run<'a> {
         dir: &'a RunDir,
         device: &'a Device,
     ) -> Result<Self, String> {
+        // Every forward of the run — training, the original's, evaluation — computes in the
+        // configured precision; the weights stay f32.
+        let precision = config.train.precision;
+        precision.check_trainable()?;
         let model = match &config.method {
             MethodConfig::Retrain { init_seed } => UNet::new(&source.config, *init_seed, device)?,
             _ => source.unet.clone(),
-        };
-        let original = source.unet.valid();
+        }
+        .with_precision(precision);
+        let original = source.unet.valid().with_precision(precision);
         let shape = source.config.image_shape();
         let eval = config.eval.resolved();
         let inner = device.clone().inner();
@@ -581,9 +586,10 @@ impl<'a> Run<'a> {
             Some(spec) => Some(self.draw_samples(model, spec)?),
             None => None,
         };
+        let label = |spec: &SamplerSpec| model.precision.tag(spec.label());
         let sampler = match &self.quality_sampler {
-            Some(q) => format!("{} (quality: {})", self.sampler.label(), q.label()),
-            None => self.sampler.label(),
+            Some(q) => format!("{} (quality: {})", label(&self.sampler), label(q)),
+            None => label(&self.sampler),
         };
         self.suite.evaluate(
             model,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
+use crate::diffusion::precision::Precision;
 use crate::unlearn::step::{Reduction, TimestepSampling};
 use crate::unlearn::{MethodConfig, check_non_negative};
 
@@ -77,6 +78,9 @@ pub struct UnlearnTrain {
     /// weights, no warm-up; when on (d > 0) the EMA is what is evaluated, sampled and saved.
     /// 0 = off (SISS); EraseDiff's code evaluates an EMA with d = 0.99.
     pub ema_decay: f64,
+    /// Compute precision of every UNet forward in the run: `f32`, or `bf16` mixed precision
+    /// (f32 master weights; see `diffusion::precision`). `f16` is refused: no loss scaling.
+    pub precision: Precision,
 }
 
 impl Default for UnlearnTrain {
@@ -95,6 +99,7 @@ impl Default for UnlearnTrain {
             t_max: None,
             cond_drop_prob: 0.5,
             ema_decay: 0.0,
+            precision: Precision::F32,
         }
     }
 }
@@ -241,6 +246,9 @@ impl ExperimentConfig {
         }
         check_non_negative("train.learning_rate", t.learning_rate)?;
         check_non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;
+        t.precision
+            .check_trainable()
+            .map_err(|e| format!("train.precision: {e}"))?;
         if !(0.0..=1.0).contains(&t.cond_drop_prob) {
             return Err(format!(
                 "train.cond_drop_prob = {} is outside [0, 1]",

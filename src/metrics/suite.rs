@@ -314,7 +314,7 @@ impl Suite {
             how.elbo = forget.as_ref().or(retain.as_ref()).map(|e| {
                 format!(
                     "ELBO bits/dim [{}, {}; {}, {}]",
-                    e.estimator,
+                    model.precision.tag(e.estimator.clone()),
                     self.elbo_condition,
                     set("forget", &forget),
                     set("retain", &retain)

@@ -322,3 +322,20 @@ fn choosing_a_method_by_mouse_shows_its_knobs_and_warns_outside_the_papers_range
     h.run_steps(2);
     h.get_by_label_contains("Warning: EraseDiff α (λ) = 0.9 is outside 0.01–0.5");
 }
+
+#[test]
+fn the_precision_choice_offers_the_trainable_dtypes_and_sets_the_run_config() {
+    use lethe::diffusion::precision::Precision;
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(false, runs.path());
+    h.run_steps(2);
+    assert_eq!(h.state().state.config.train.precision, Precision::F32);
+    h.get_by_role_and_label(Role::ComboBox, "Precision:")
+        .click();
+    h.run_steps(2);
+    // f16 would need loss scaling to train, so only f32 and bf16 are offered.
+    assert!(h.query_by_label("f16").is_none());
+    h.get_by_label("bf16").click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.config.train.precision, Precision::Bf16);
+}

@@ -6,7 +6,10 @@ mod setup;
 
 use std::path::PathBuf;
 
+use clap::ValueEnum;
 use eframe::egui;
+
+use crate::diffusion::precision::Precision;
 
 use super::sets::Role;
 use super::{LetheApp, Tab};
@@ -52,11 +55,34 @@ fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
             })
             .response
             .on_hover_text("Where training runs. GPU backends appear when Lethe is built with --features wgpu or cuda.");
+        precision_choice(ui, &mut app.state.config.train.precision);
         ui.label(format!(
             "GUI renderer: {}",
             if app.shader_heatmap { "wgpu" } else { "CPU fallback" }
         ));
     });
+}
+
+/// The run's compute precision: the trainable ones (f16 needs loss scaling, which Lethe
+/// does not do, so it is offered only by `lethe sample`/`eval`).
+fn precision_choice(ui: &mut egui::Ui, precision: &mut Precision) {
+    let label = ui.label("Precision:");
+    egui::ComboBox::from_id_salt("precision")
+        .selected_text(precision.name())
+        .show_ui(ui, |ui| {
+            for &choice in Precision::value_variants() {
+                if choice.check_trainable().is_ok() {
+                    ui.selectable_value(precision, choice, choice.name());
+                }
+            }
+        })
+        .response
+        .labelled_by(label.id)
+        .on_hover_text(
+            "bf16: mixed precision — convolutions, linears and matmuls in bfloat16 from f32 \
+             weights. Faster only on hardware with native bf16 (GPU tensor cores); on CPUs \
+             without it, slower. Metrics computed in bf16 say so in their labels.",
+        );
 }
 
 fn status_bar(app: &mut LetheApp, ui: &mut egui::Ui) {

@@ -2,13 +2,15 @@
 """PyTorch reference for `lethe bench`: the same demo UNet (diffusers UNet2DModel built from
 the same config — Lethe's golden test shows the two compute the same function), the same
 training step (forward, MSE loss, backward, Adam update) and sampling forward, on the CPU in
-fp32, median of several timed runs after 2 warm-ups.
+fp32 (or under `torch.autocast` with `--precision bf16|f16`, as `lethe bench --precision`),
+median of several timed runs after 2 warm-ups.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch diffusers
     /tmp/venv/bin/python bench/pytorch_reference.py --threads 2
     cargo run --release -- bench                      # the Lethe side, same table layout
 """
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -52,21 +54,30 @@ def main():
     ap.add_argument("--sample-batch", default="64")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--size", type=int, default=28, help="image side (the UNet is fully convolutional)")
+    ap.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
+                    help="autocast dtype (f16: sampling only, as in Lethe: no loss scaling)")
     args = ap.parse_args()
+    low = {"bf16": torch.bfloat16, "f16": torch.float16}.get(args.precision)
+
+    def autocast():
+        return torch.autocast("cpu", dtype=low) if low else contextlib.nullcontext()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = UNet2DModel(**DEMO)
     params = sum(p.numel() for p in model.parameters())
-    print(f"demo UNet: {params} parameters; PyTorch {torch.__version__} fp32 eager CPU; {torch.get_num_threads()} thread(s)")
+    print(f"demo UNet: {params} parameters; PyTorch {torch.__version__} {'fp32' if low is None else 'autocast ' + args.precision} eager CPU; {torch.get_num_threads()} thread(s)")
     rows = []
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    for b in [int(v) for v in args.train_batch.split(",")]:
+    train_batches = [] if args.precision == "f16" else [int(v) for v in args.train_batch.split(",")]
+    for b in train_batches:
         x, t, c = inputs(b, args.size)
         target = torch.zeros_like(x)
 
         def step():
             opt.zero_grad(set_to_none=True)
-            loss = (model(x, t, class_labels=c).sample - target).pow(2).mean()
+            with autocast():
+                eps = model(x, t, class_labels=c).sample
+            loss = (eps.float() - target).pow(2).mean()
             loss.backward()
             opt.step()
         rows.append(("training step (fwd+bwd+Adam)", b, *time_runs(step, args.runs)))
@@ -75,7 +86,7 @@ def main():
         x, t, c = inputs(b, args.size)
 
         def fwd():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(x, t, class_labels=c)
         rows.append(("sampling forward (no grad)", b, *time_runs(fwd, args.runs)))
     print("| what | batch | median ms | min ms | runs |")

@@ -60,6 +60,19 @@ pub(crate) struct PrecisionArg {
     pub(crate) precision: Precision,
 }
 
+impl PrecisionArg {
+    /// Loads the checkpoint at `path` with its UNet computing in this precision.
+    pub(crate) fn load_checkpoint(
+        self,
+        path: &Path,
+        device: &burn::tensor::Device,
+    ) -> Result<checkpoint::Checkpoint, String> {
+        let mut ckpt = checkpoint::load(path, device).map_err(|e| e.to_string())?;
+        ckpt.unet = ckpt.unet.with_precision(self.precision);
+        Ok(ckpt)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a diffusion model from scratch, or continue another pretrain run with a new recipe
@@ -720,8 +733,7 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
     use lethe::metrics::memorization;
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
-    let mut ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
-    ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
+    let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
     let classifier = lethe::metrics::classifier::LoadedClassifier::load(&args.classifier, &device)
         .map_err(|e| e.to_string())?;
     let target = data::load_paths(std::slice::from_ref(&args.target), data::demo::MNIST_SPEC)
@@ -809,8 +821,7 @@ fn run_demo_check(args: &DemoCheckArgs) -> Result<(), String> {
 fn run_sample(args: &SampleArgs) -> Result<(), String> {
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
-    let mut ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
-    ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
+    let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
     let spec = SamplerSpec {
         kind: args.sampler,
         steps: args.steps,

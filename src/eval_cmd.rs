@@ -253,11 +253,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<(), String> {
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
     let clock = std::time::Instant::now();
-    let load = |path: &Path| -> Result<Checkpoint, String> {
-        let mut ckpt = checkpoint::load(path, &device).map_err(|e| e.to_string())?;
-        ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
-        Ok(ckpt)
-    };
+    let load = |path: &Path| args.precision.load_checkpoint(path, &device);
     let ckpt = load(&args.checkpoint)?;
     let original = match &args.original {
         Some(p) => Some(load(p)?),
@@ -621,8 +617,7 @@ pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
     use lethe::metrics::fid::FeatureStats;
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
-    let mut ckpt = checkpoint::load(&args.checkpoint, &device).map_err(|e| e.to_string())?;
-    ckpt.unet = ckpt.unet.with_precision(args.precision.precision);
+    let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
     let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
     let classifier = LoadedClassifier::load(&classifier_dir, &device).map_err(|e| e.to_string())?;
     let shape = ckpt.config.image_shape();

@@ -636,9 +636,10 @@ pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
         guidance: args.guidance,
         ..SamplerSpec::ddim(args.steps)
     };
-    let sampler = ckpt.sample_job(&spec, &device).label();
+    let job = ckpt.sample_job(&spec, &device);
+    let sampler = job.label();
     let samples = sample_images(
-        &ckpt.sample_job(&spec, &device),
+        &job,
         args.seed,
         args.n,
         64,

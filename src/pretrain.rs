@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::BackendChoice;
 use crate::data::{ImageSet, ImageSpec, load_paths};
 use crate::diffusion::checkpoint::{self, Provenance};
+use crate::diffusion::precision::Precision;
 use crate::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use crate::diffusion::unet::{UNet, UNetConfig};
 use crate::util::{atomic_write, cosine_decay, sha256_hex};
@@ -84,6 +85,12 @@ pub struct TrainConfig {
     pub seed: u64,
     #[serde(default = "default_every")]
     pub checkpoint_every: usize,
+    /// Compute precision of the forward: `f32` (default) or `bf16` mixed precision, with
+    /// f32 master weights, Adam state and EMA (see `diffusion::precision`). `f16` is refused:
+    /// Lethe does not scale losses. Left out of the saved config when f32, so runs started
+    /// before this option existed keep their identity and still resume.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn default_final_lr_fraction() -> f64 {
@@ -112,6 +119,11 @@ impl PretrainConfig {
             .map_err(|e| format!("{}: [model] {e}", path.display()))?;
         NoiseSchedule::from_config(&config.scheduler)
             .map_err(|e| format!("{}: [scheduler] {e}", path.display()))?;
+        config
+            .train
+            .precision
+            .check_trainable()
+            .map_err(|e| format!("{}: [train] {e}", path.display()))?;
         if config.train.batch_size == 0 || config.train.steps == 0 {
             return Err(format!(
                 "{}: [train] steps and batch_size must be positive",
@@ -228,6 +240,7 @@ pub fn run_with_schedule(
     .map_err(|e| e.to_string())?;
 
     let adam = AdamConfig::new().with_epsilon(1e-8);
+    config.train.precision.check_trainable()?;
     let mut model = UNet::new(&config.model, config.train.seed, &device)?;
     let mut optim = adam.init();
     let inner = device.clone().inner();
@@ -276,6 +289,9 @@ pub fn run_with_schedule(
             .map_err(|e| format!("{}: {e:?}", state_dir.display()))?;
         ema = read_ema(&state_dir.join("ema.safetensors"), ema, &inner)?;
     }
+
+    // After loading: the compute precision is a run setting, not part of the saved state.
+    model = model.with_precision(config.train.precision);
 
     let lineage = Lineage::of(config, parent_steps)?;
     let clock = Instant::now();
@@ -710,10 +726,50 @@ mod tests {
             grad_clip_norm: 1.0,
             seed: 0,
             checkpoint_every: 10,
+            precision: Precision::F32,
         };
         assert!((learning_rate(&t, 0) - 1e-5).abs() < 1e-12);
         assert!((learning_rate(&t, 99) - 1e-3).abs() < 1e-12);
         assert!((learning_rate(&t, 999) - 1e-4).abs() < 2e-7);
         assert!(learning_rate(&t, 500) < learning_rate(&t, 200));
+    }
+
+    /// The demo's pretrain config with `line` appended to its last table, `[train]`.
+    fn demo_config_with(dir: &Path, line: &str) -> PathBuf {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pretrain-demo.toml");
+        let text = std::fs::read_to_string(demo).unwrap() + line + "\n";
+        let path = dir.join("pretrain.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn precision_is_read_from_train_and_f16_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bf16 = PretrainConfig::from_file(&demo_config_with(dir.path(), "precision = \"bf16\""));
+        assert_eq!(bf16.unwrap().train.precision, Precision::Bf16);
+        let path = demo_config_with(dir.path(), "precision = \"f16\"");
+        let err = PretrainConfig::from_file(&path).unwrap_err();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("loss scaling"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_f32_config_keeps_the_identity_it_had_before_precision_existed() {
+        // Resuming checks this hash; had `precision = "f32"` joined the serialised config,
+        // every run started before the option existed would refuse to resume.
+        let dir = tempfile::tempdir().unwrap();
+        let f32_config = PretrainConfig::from_file(&demo_config_with(dir.path(), "")).unwrap();
+        assert!(!toml::to_string(&f32_config).unwrap().contains("precision"));
+        let mut bf16_config = f32_config.clone();
+        bf16_config.train.precision = Precision::Bf16;
+        assert!(
+            toml::to_string(&bf16_config)
+                .unwrap()
+                .contains("precision = \"bf16\"")
+        );
+        assert_ne!(f32_config.identity_hash(), bf16_config.identity_hash());
     }
 }

@@ -3,6 +3,7 @@
 mod common;
 
 use burn::tensor::Device;
+use lethe::diffusion::precision::Precision;
 use lethe::diffusion::sampler::{SampleJob, SamplerKind, SamplerSpec};
 use lethe::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use lethe::diffusion::unet::{UNet, UNetConfig};
@@ -140,6 +141,7 @@ fn tiny_pretrain(out: &std::path::Path, steps: usize) -> PretrainConfig {
             grad_clip_norm: 1.0,
             seed: 5,
             checkpoint_every: 3,
+            precision: Precision::F32,
         },
     }
 }
@@ -197,6 +199,43 @@ fn pretraining_lowers_the_loss_and_resumes_exactly() {
     assert_eq!(
         wa.metadata.get("lethe_steps").map(String::as_str),
         Some("6")
+    );
+}
+
+#[test]
+fn bf16_pretraining_lowers_the_loss_and_saves_f32_weights() {
+    let f32_dir = tempfile::tempdir().unwrap();
+    let f32_losses = run_quiet(&tiny_pretrain(f32_dir.path(), 1), 1);
+    let bf16_dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_pretrain(bf16_dir.path(), 30);
+    config.train.precision = Precision::Bf16;
+    let losses = run_quiet(&config, 30);
+    // Same weights and batch at step 1; only the forward's precision differs.
+    let gap = (losses[0] - f32_losses[0]).abs() / f32_losses[0];
+    assert!(
+        gap > 0.0 && gap < 0.02,
+        "first loss bf16 {} vs f32 {}",
+        losses[0],
+        f32_losses[0]
+    );
+    let first: f32 = losses[..5].iter().sum::<f32>() / 5.0;
+    let last: f32 = losses[25..].iter().sum::<f32>() / 5.0;
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+    let bytes = std::fs::read(
+        bf16_dir
+            .path()
+            .join("checkpoint")
+            .join(lethe::diffusion::checkpoint::UNET_WEIGHTS),
+    )
+    .unwrap();
+    let saved = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    for (name, view) in saved.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+    }
+    let saved_config = std::fs::read_to_string(bf16_dir.path().join("config.toml")).unwrap();
+    assert!(
+        saved_config.contains("precision = \"bf16\""),
+        "{saved_config}"
     );
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use lethe::data::{ImageSet, load_paths};
 use lethe::diffusion::checkpoint;
+use lethe::diffusion::precision::Precision;
 use lethe::diffusion::unet::UNet;
 use lethe::engine::{Control, Event, execute};
 use lethe::experiment::ExperimentConfig;
@@ -65,6 +66,7 @@ fn pretrained(dir: &Path, retain: &Path, forget: &Path) -> std::path::PathBuf {
             grad_clip_norm: 1.0,
             seed: 0,
             checkpoint_every: 200,
+            precision: Precision::F32,
         },
     };
     pretrain::run(

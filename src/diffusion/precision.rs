@@ -40,6 +40,11 @@ impl Precision {
         }
     }
 
+    /// Whether this is the default, f32 (for leaving it out of saved configs).
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+
     /// Lower-case name as the CLI and config files spell it.
     pub fn name(self) -> &'static str {
         match self {

@@ -222,6 +222,8 @@ pub fn run_with_schedule(
     backend: BackendChoice,
     progress: Progress<'_>,
 ) -> Result<PathBuf, String> {
+    // Before anything is written: a refused precision leaves no half-made run directory.
+    config.train.precision.check_trainable()?;
     let device = crate::backend::training_device(backend)?;
     let spec = ImageSpec {
         channels: config.model.in_channels,
@@ -240,7 +242,6 @@ pub fn run_with_schedule(
     .map_err(|e| e.to_string())?;
 
     let adam = AdamConfig::new().with_epsilon(1e-8);
-    config.train.precision.check_trainable()?;
     let mut model = UNet::new(&config.model, config.train.seed, &device)?;
     let mut optim = adam.init();
     let inner = device.clone().inner();

@@ -237,6 +237,21 @@ fn bf16_pretraining_lowers_the_loss_and_saves_f32_weights() {
         saved_config.contains("precision = \"bf16\""),
         "{saved_config}"
     );
+
+    // f16 cannot train; it is refused before the run directory is made.
+    let refused_dir = bf16_dir.path().join("f16");
+    let mut f16 = tiny_pretrain(&refused_dir, 1);
+    f16.train.precision = Precision::F16;
+    let err = pretrain::run(
+        &f16,
+        lethe::backend::BackendChoice::Cpu,
+        pretrain::Progress {
+            on_step: &mut |_| {},
+        },
+    )
+    .unwrap_err();
+    assert!(err.contains("loss scaling"), "{err}");
+    assert!(!refused_dir.exists(), "a refused run left {refused_dir:?}");
 }
 
 fn max_weight_difference(a: &std::path::Path, b: &std::path::Path) -> f32 {

@@ -5,15 +5,12 @@
 //! weights with their parameter ids, Adam moments, EMA, step). All randomness of step `k`
 //! is derived from `(seed, k)`, so a resumed run continues exactly as an uninterrupted one.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +20,8 @@ use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::precision::Precision;
 use crate::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use crate::diffusion::unet::{UNet, UNetConfig};
+use crate::train::ema::{update_ema, warmed_up_decay};
+use crate::train::{GradVec, Layout, OptimizerConfig, clip_to_norm, draw, step_rng};
 use crate::util::{atomic_write, cosine_decay, sha256_hex};
 
 /// `lethe pretrain --config FILE` (TOML). See `examples/pretrain-demo.toml`.
@@ -64,49 +63,46 @@ pub struct Injection {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub steps: usize,
     pub batch_size: usize,
     pub learning_rate: f64,
     /// Linear warm-up steps, then cosine decay to `final_lr_fraction × learning_rate`.
-    #[serde(default)]
     pub warmup_steps: usize,
-    #[serde(default = "default_final_lr_fraction")]
     pub final_lr_fraction: f64,
-    #[serde(default = "default_ema")]
     pub ema_decay: f64,
     /// Probability of replacing a label by the null class (classifier-free guidance).
-    #[serde(default = "default_drop")]
     pub cond_drop_prob: f64,
-    #[serde(default = "default_clip")]
     pub grad_clip_norm: f32,
-    #[serde(default)]
     pub seed: u64,
-    #[serde(default = "default_every")]
     pub checkpoint_every: usize,
     /// Compute precision of the forward: `f32` (default) or `bf16` mixed precision, with
     /// f32 master weights, Adam state and EMA (see `diffusion::precision`). `f16` is refused:
     /// Lethe does not scale losses. Left out of the saved config when f32, so runs started
     /// before this option existed keep their identity and still resume.
-    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }
 
-fn default_final_lr_fraction() -> f64 {
-    0.1
-}
-fn default_ema() -> f64 {
-    0.999
-}
-fn default_drop() -> f64 {
-    0.1
-}
-fn default_clip() -> f32 {
-    1.0
-}
-fn default_every() -> usize {
-    250
+impl Default for TrainConfig {
+    /// `steps`, `batch_size` and `learning_rate` have no default: 0 here, refused by
+    /// [`PretrainConfig::from_file`].
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            batch_size: 0,
+            learning_rate: 0.0,
+            warmup_steps: 0,
+            final_lr_fraction: 0.1,
+            ema_decay: 0.999,
+            cond_drop_prob: 0.1,
+            grad_clip_norm: 1.0,
+            seed: 0,
+            checkpoint_every: 250,
+            precision: Precision::F32,
+        }
+    }
 }
 
 impl PretrainConfig {
@@ -124,9 +120,10 @@ impl PretrainConfig {
             .precision
             .check_trainable()
             .map_err(|e| format!("{}: [train] {e}", path.display()))?;
-        if config.train.batch_size == 0 || config.train.steps == 0 {
+        let t = &config.train;
+        if t.batch_size == 0 || t.steps == 0 || t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
             return Err(format!(
-                "{}: [train] steps and batch_size must be positive",
+                "{}: [train] steps, batch_size and learning_rate must be set and positive",
                 path.display()
             ));
         }
@@ -241,9 +238,8 @@ pub fn run_with_schedule(
     )
     .map_err(|e| e.to_string())?;
 
-    let adam = AdamConfig::new().with_epsilon(1e-8);
     let mut model = UNet::new(&config.model, config.train.seed, &device)?;
-    let mut optim = adam.init();
+    let mut optim = OptimizerConfig::adam().init();
     let inner = device.clone().inner();
     let mut ema = UNet::new(&config.model, config.train.seed, &inner)?;
     let resume_dir = out.join("resume");
@@ -293,6 +289,7 @@ pub fn run_with_schedule(
 
     // After loading: the compute precision is a run setting, not part of the saved state.
     model = model.with_precision(config.train.precision);
+    let layout = Layout::of(&model);
 
     let lineage = Lineage::of(config, parent_steps)?;
     let clock = Instant::now();
@@ -319,8 +316,10 @@ pub fn run_with_schedule(
                 "loss became {loss_value} at step {step}; lower the learning rate"
             ));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (grads, _norm) = clip_global_norm(grads, &model, config.train.grad_clip_norm);
+        let grad = GradVec::of_loss(loss, &model, &layout);
+        let grads = clip_to_norm(grad, config.train.grad_clip_norm)
+            .grad
+            .into_params(&model);
         let lr = learning_rate(
             &TrainConfig {
                 steps: schedule_steps,
@@ -367,23 +366,6 @@ struct Batch {
     labels: Option<Tensor<1, Int>>,
 }
 
-/// The random stream of step `step` of a seeded run: independent of everything before it,
-/// so resumed and uninterrupted runs draw the same numbers.
-pub fn step_rng(seed: u64, step: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(step as u64 + 1);
-    rng
-}
-
-/// `batch` distinct indices drawn uniformly from `0..n`.
-pub fn batch_indices(n: usize, batch: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut all: Vec<usize> = (0..n).collect();
-    // `partial_shuffle` returns the randomly chosen elements as its first slice; they are
-    // stored at the *end* of the vector, so slicing the front would pick a fixed batch.
-    let (chosen, _) = all.partial_shuffle(rng, batch.min(n));
-    chosen.to_vec()
-}
-
 fn sample_batch(
     data: &ImageSet,
     schedule: &NoiseSchedule,
@@ -393,9 +375,8 @@ fn sample_batch(
     rng: &mut ChaCha8Rng,
     device: &Device,
 ) -> Batch {
-    let indices = &batch_indices(data.len(), batch_size, rng);
-    let b = indices.len();
-    let x0 = data.batch(indices, device);
+    let clean = draw(data, batch_size, rng, device);
+    let b = clean.labels.len();
     let t: Vec<usize> = (0..b)
         .map(|_| rng.random_range(0..schedule.num_train_timesteps()))
         .collect();
@@ -412,16 +393,17 @@ fn sample_batch(
         TensorData::new(noise_values, [b, channels, height, width]),
         device,
     );
-    let xt = schedule.add_noise(x0, noise.clone(), &t);
+    let xt = schedule.add_noise(clean.x0, noise.clone(), &t);
     let labels = null_class.map(|null| {
-        let values: Vec<i64> = indices
+        let values: Vec<i64> = clean
+            .labels
             .iter()
-            .map(|&i| {
+            .map(|&label| {
                 let dropped = rng.random_bool(drop_prob);
                 if dropped {
                     null as i64
                 } else {
-                    data.labels[i].unwrap_or(null) as i64
+                    label.unwrap_or(null) as i64
                 }
             })
             .collect();
@@ -437,122 +419,6 @@ fn sample_batch(
         timesteps,
         labels,
     }
-}
-
-/// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
-/// before clipping.
-pub fn clip_global_norm(
-    mut grads: GradientsParams,
-    model: &UNet,
-    max_norm: f32,
-) -> (GradientsParams, f32) {
-    let norm = global_grad_norm(&grads, model);
-    if norm > max_norm && norm.is_finite() {
-        scale_grads(&mut grads, model, max_norm / norm);
-    }
-    (grads, norm)
-}
-
-/// Global L2 norm over every parameter's gradient (one device sync).
-pub fn global_grad_norm(grads: &GradientsParams, model: &UNet) -> f32 {
-    struct SumSquares<'a> {
-        grads: &'a GradientsParams,
-        total: Option<Tensor<1>>,
-    }
-    impl burn::module::ModuleVisitor for SumSquares<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let sq = g.square().sum();
-                self.total = Some(match self.total.take() {
-                    Some(t) => t + sq,
-                    None => sq,
-                });
-            }
-        }
-    }
-    let mut v = SumSquares { grads, total: None };
-    model.visit(&mut v);
-    v.total.map_or(0.0, |t| t.into_scalar::<f32>().sqrt())
-}
-
-/// Multiplies every gradient by `factor`.
-pub fn scale_grads(grads: &mut GradientsParams, model: &UNet, factor: f32) {
-    struct Scale<'a> {
-        grads: &'a mut GradientsParams,
-        factor: f32,
-    }
-    impl burn::module::ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register::<D>(param.id, g * self.factor);
-            }
-        }
-    }
-    model.visit(&mut Scale { grads, factor });
-}
-
-/// Pretraining's EMA decay at step `n`, with the usual warm-up:
-/// `min(decay, (1 + n) / (10 + n))`.
-fn warmed_up_decay(decay: f64, step: usize) -> f32 {
-    decay.min((1.0 + step as f64) / (10.0 + step as f64)) as f32
-}
-
-/// `ema ← decay·ema + (1 − decay)·model` for every parameter, computed on the device (no
-/// host round trip per step). `ema` lives on the inner (non-autodiff) device.
-pub(crate) fn update_ema(ema: UNet, model: &UNet, decay: f32) -> UNet {
-    struct Current {
-        path: Vec<String>,
-        out: HashMap<String, Tensor<1>>,
-    }
-    impl burn::module::ModuleVisitor for Current {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            let value = param.val().detach().inner();
-            let n = value.shape().num_elements();
-            self.out.insert(self.path.join("."), value.reshape([n]));
-        }
-    }
-    struct Blend {
-        path: Vec<String>,
-        current: HashMap<String, Tensor<1>>,
-        decay: f32,
-    }
-    impl burn::module::ModuleMapper for Blend {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn map_float<const D: usize>(
-            &mut self,
-            param: burn::module::Param<Tensor<D>>,
-        ) -> burn::module::Param<Tensor<D>> {
-            let Some(current) = self.current.remove(&self.path.join(".")) else {
-                return param;
-            };
-            let d = self.decay;
-            param.map(|avg| {
-                let shape = avg.shape();
-                avg * d + current.reshape(shape) * (1.0 - d)
-            })
-        }
-    }
-    let mut current = Current {
-        path: vec![],
-        out: HashMap::new(),
-    };
-    model.visit(&mut current);
-    ema.map(&mut Blend {
-        path: vec![],
-        current: current.out,
-        decay,
-    })
 }
 
 /// The resume state of the run `parent` that `config` continues, after checking that its
@@ -692,27 +558,6 @@ fn save_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_cover_the_data_set() {
-        let mut seen = std::collections::HashSet::new();
-        for step in 0..50 {
-            let idx = batch_indices(1000, 16, &mut step_rng(0, step));
-            assert_eq!(idx.len(), 16);
-            assert_eq!(
-                idx.iter().collect::<std::collections::HashSet<_>>().len(),
-                16,
-                "distinct"
-            );
-            seen.extend(idx);
-        }
-        // 800 draws from 1000 cover ~550 distinct images; a stuck sampler covers ~16.
-        assert!(
-            seen.len() > 450,
-            "only {} distinct images in 50 batches",
-            seen.len()
-        );
-    }
 
     #[test]
     fn learning_rate_warms_up_then_decays_to_the_floor() {

@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use lethe::data::{ImageSet, ImageSpec};
 use lethe::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use lethe::diffusion::unet::UNet;
-use lethe::unlearn::grads::Layout;
+use lethe::train::grads::Layout;
 use lethe::unlearn::siss::{paper_coefficients, weighted_terms};
 use lethe::unlearn::step::{
     Conditioning, Reduction, StepContext, TimestepSampling, UnlearnData, denoising_loss, draw,

@@ -1,5 +1,5 @@
 //! Likelihood of an image set under a diffusion model: the DDPM variational bound (ELBO) in
-//! bits/dim (Ho et al. 2020; ALGORITHMS.md §6.6). After unlearning, the forget images should
+//! bits/dim (Ho et al. 2020; docs/metrics.md, ELBO). After unlearning, the forget images should
 //! become unlikely (more bits/dim) while retain images stay likely.
 //!
 //! The terms follow improved-diffusion's `calc_bpd_loop` / `_vb_terms_bpd` exactly (the
@@ -227,7 +227,7 @@ pub fn elbo_bits_per_dim(
     let mut per_image: Vec<f64> = x0.iter().map(|x| coefficients.prior_bits(x)).collect();
     let steps = stratified_timesteps(coefficients.num_timesteps(), spec.timesteps, spec.seed);
     for &(t, weight) in &steps {
-        let mut rng = crate::pretrain::step_rng(spec.seed, t);
+        let mut rng = crate::train::step_rng(spec.seed, t);
         for (first, chunk) in x0.chunks(64).enumerate().map(|(i, c)| (i * 64, c)) {
             let noise: Vec<f32> = (0..chunk.len() * numel)
                 .map(|_| rng.sample::<f32, _>(StandardNormal))

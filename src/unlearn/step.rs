@@ -1,15 +1,19 @@
 //! The step machinery every method shares: drawing batches, noising, implied-noise targets,
-//! conditioning and loss reductions. Methods compose these; none re-implements them.
+//! conditioning and loss reductions (batches of clean images come from [`crate::train::batch`]).
+//! Methods compose these; none re-implements them.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::grads::Layout;
 use crate::data::ImageSet;
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::unet::UNet;
+use crate::train::grads::Layout;
+
+/// Methods draw their clean batches with the trainers' one batch builder.
+pub use crate::train::batch::{Clean, draw};
 
 /// How a per-pixel squared error becomes a scalar loss. Relative weights (λ, α, β, the
 /// superfactor) were tuned for one reduction, so it is part of every config.
@@ -71,37 +75,6 @@ pub struct StepContext<'a> {
     pub device: &'a Device,
     pub step: usize,
     pub learning_rate: f64,
-}
-
-/// Clean images drawn from a set.
-pub struct Clean {
-    pub x0: Tensor<4>,
-    /// The same values on the host, in [-1, 1] (importance weights are computed here).
-    pub host: Vec<f32>,
-    pub labels: Vec<Option<usize>>,
-}
-
-/// `b` images: distinct when the set is large enough, otherwise with replacement (a
-/// forget set of one image fills the batch with copies of it, as SISS's infinite sampler).
-pub fn draw(set: &ImageSet, b: usize, rng: &mut ChaCha8Rng, device: &Device) -> Clean {
-    let indices: Vec<usize> = if set.len() >= b {
-        crate::pretrain::batch_indices(set.len(), b, rng)
-    } else {
-        (0..b).map(|_| rng.random_range(0..set.len())).collect()
-    };
-    let host: Vec<f32> = indices
-        .iter()
-        .flat_map(|&i| set.image(i).iter().map(|&p| p as f32 / 127.5 - 1.0))
-        .collect();
-    let s = set.spec;
-    Clean {
-        x0: Tensor::from_data(
-            TensorData::new(host.clone(), [b, s.channels, s.height, s.width]),
-            device,
-        ),
-        host,
-        labels: indices.iter().map(|&i| set.labels[i]).collect(),
-    }
 }
 
 /// Timesteps and Gaussian noise of one batch.

@@ -198,6 +198,31 @@ impl GradVec {
     }
 }
 
+/// A gradient after the global clip, with what the clip saw.
+pub struct Clipped {
+    pub grad: GradVec,
+    /// L2 norm of the gradient before clipping.
+    pub norm: f32,
+    /// Whether it was scaled down.
+    pub clipped: bool,
+}
+
+/// Scales `grad` so its global L2 norm is at most `max_norm` (0 = no clip). A non-finite
+/// norm is left as it is for the caller to refuse: scaling cannot repair it.
+pub fn clip_to_norm(grad: GradVec, max_norm: f32) -> Clipped {
+    let norm = grad.norm();
+    let clipped = max_norm > 0.0 && norm.is_finite() && norm > max_norm;
+    Clipped {
+        grad: if clipped {
+            grad.scaled(max_norm / norm)
+        } else {
+            grad
+        },
+        norm,
+        clipped,
+    }
+}
+
 /// All parameter values of a model as one flat vector (detached, no autodiff), in the
 /// same order as [`Layout::of`].
 pub fn flat_parameters(model: &UNet) -> Tensor<1> {
@@ -264,6 +289,12 @@ mod tests {
         assert!((a.norm() - 5.0).abs() < 1e-6);
         assert!((a.dot(&b) - (3.0 - 8.0)).abs() < 1e-6);
         assert_eq!(a.clone().plus(&b, 2.0).to_vec(), vec![5.0, 0.0]);
-        assert_eq!(a.scaled(0.5).to_vec(), vec![1.5, 2.0]);
+        assert_eq!(a.clone().scaled(0.5).to_vec(), vec![1.5, 2.0]);
+        let c = clip_to_norm(a.clone(), 1.0);
+        assert!(c.clipped && (c.norm - 5.0).abs() < 1e-6);
+        assert!((c.grad.norm() - 1.0).abs() < 1e-6);
+        let kept = clip_to_norm(a.clone(), 10.0);
+        assert!(!kept.clipped && kept.grad.to_vec() == vec![3.0, 4.0]);
+        assert!(!clip_to_norm(a, 0.0).clipped, "0 = no clip");
     }
 }

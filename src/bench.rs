@@ -167,39 +167,29 @@ pub fn preset_evaluation(
     runs: usize,
     device: &Device,
 ) -> Result<Vec<BenchRow>, String> {
+    use crate::data::demo;
     use crate::diffusion::checkpoint;
-    use crate::diffusion::sampler::SamplerSpec;
-    use crate::metrics::suite::{Drawn, Suite, SuiteInputs};
-    let ckpt = checkpoint::load(
-        &crate::data::demo::asset(crate::data::demo::DEMO_CHECKPOINT),
-        device,
-    )
-    .map_err(|e| e.to_string())?;
-    let retain = crate::data::demo::mnist().map_err(|e| e.to_string())?;
-    let forget = crate::data::demo::memorised_tshirt().map_err(|e| e.to_string())?;
-    let classifier = crate::metrics::classifier::LoadedClassifier::load(
-        &crate::data::demo::asset(crate::data::demo::DEMO_CLASSIFIER),
-        device,
-    )
-    .map_err(|e| e.to_string())?;
+    use crate::diffusion::sampler::{SAMPLE_BATCH, SamplerSpec};
+    use crate::metrics::classifier::LoadedClassifier;
+    use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
+    let ckpt =
+        checkpoint::load(&demo::asset(demo::DEMO_CHECKPOINT), device).map_err(|e| e.to_string())?;
+    let retain = demo::mnist().map_err(|e| e.to_string())?;
+    let forget = demo::memorised_tshirt().map_err(|e| e.to_string())?;
+    let shape = ckpt.config.image_shape();
+    let classifier =
+        LoadedClassifier::load_for(&demo::asset(demo::DEMO_CLASSIFIER), shape, device)?;
     let settings = preset.settings();
-    let probe = crate::metrics::forgetting::ForgetProbe {
-        forget_images: vec![forget.image(0).iter().map(|&p| p as f32 / 255.0).collect()],
-        copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
-        classifier: Some(classifier),
-        forgotten_class: Some(crate::data::demo::TSHIRT_LABEL),
-        confidence: crate::metrics::classifier::DIGIT_CONFIDENCE,
-    };
-    let suite = Suite::new(
-        probe,
-        SuiteInputs {
+    let suite = Suite::for_run(
+        SuiteSpec {
+            model: &ckpt.config,
             retain: &retain,
             forget: &forget,
-            reference_name: "retain",
+            classifier: Some(classifier),
+            forgotten_class: Some(demo::TSHIRT_LABEL),
+            copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
             elbo_images: settings.elbo_images,
             elbo_timesteps: settings.elbo_timesteps,
-            elbo_class: ckpt.config.lethe_null_class,
-            null_class: ckpt.config.lethe_null_class,
             seed: 0,
             preset: preset.name().into(),
         },
@@ -207,17 +197,8 @@ pub fn preset_evaluation(
     )?;
     let spec = SamplerSpec::ddim(settings.sampler_steps);
     let job = ckpt.sample_job(&spec, device);
-    let shape = ckpt.config.image_shape();
     let sampler = spec.label();
-    let draw = || -> Result<Vec<Vec<f32>>, String> {
-        let mut out = Vec::with_capacity(settings.samples);
-        while out.len() < settings.samples {
-            let count = 64.min(settings.samples - out.len());
-            let x = job.run(0, out.len(), count, |_, _| {})?;
-            out.extend(crate::images::to_unit_floats(x).0);
-        }
-        Ok(out)
-    };
+    let draw = || job.run_batched(0, settings.samples, SAMPLE_BATCH, |_| {});
     let evaluate = |samples: &[Vec<f32>]| {
         suite.evaluate(
             &ckpt.unet,

@@ -48,9 +48,6 @@ pub fn grid_image(images: &[Vec<f32>], shape: [usize; 3], columns: usize) -> Col
 pub fn thumbnails(set: &crate::data::ImageSet, indices: &[usize], columns: usize) -> ColorImage {
     let spec = set.spec;
     let shape = [spec.channels, spec.height, spec.width];
-    let floats: Vec<Vec<f32>> = indices
-        .iter()
-        .map(|&i| set.image(i).iter().map(|&b| b as f32 / 255.0).collect())
-        .collect();
+    let floats: Vec<Vec<f32>> = indices.iter().map(|&i| set.unit_image(i)).collect();
     grid_image(&floats, shape, columns)
 }

@@ -151,6 +151,11 @@ impl ImageSet {
         counts
     }
 
+    /// Image `i` as floats in [0, 1] (what samples are compared and classified as).
+    pub fn unit_image(&self, i: usize) -> Vec<f32> {
+        self.image(i).iter().map(|&p| p as f32 / 255.0).collect()
+    }
+
     /// Images `indices` as a `[B, C, H, W]` tensor scaled to [-1, 1].
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<4> {
         let n = self.spec.numel();

@@ -100,6 +100,9 @@ impl NoiseStreams {
 /// `None` for a model without class embedding.
 type ClassInputs = Option<(Tensor<1, Int>, Option<Tensor<1, Int>>)>;
 
+/// Samples per forward pass where a caller has no reason to choose (evaluations, exports).
+pub const SAMPLE_BATCH: usize = 64;
+
 /// Everything fixed about one sampling job.
 pub struct SampleJob<'a> {
     pub model: &'a UNet,
@@ -153,6 +156,31 @@ impl SampleJob<'_> {
             on_step(i + 1, total);
         }
         Ok(x.clamp(-1.0, 1.0))
+    }
+
+    /// Samples `n` images of `seed` in batches of at most `batch`, values in [0, 1]. Sample
+    /// `i` is the same whatever `n` and `batch` are (each sample has its own noise stream).
+    /// `on_progress(done)` is called after every denoising step with the image-steps done so
+    /// far (of `n × steps`).
+    pub fn run_batched(
+        &self,
+        seed: u64,
+        n: usize,
+        batch: usize,
+        mut on_progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let batch = batch.max(1);
+        let mut all = Vec::with_capacity(n);
+        while all.len() < n {
+            let first = all.len();
+            let count = batch.min(n - first);
+            let done_before = first * self.spec.steps;
+            let x = self.run(seed, first, count, |i, _| {
+                on_progress(done_before + i * count)
+            })?;
+            all.extend(crate::images::to_unit_floats(x).0);
+        }
+        Ok(all)
     }
 
     /// (conditional classes, null classes) as index tensors, or `None` for a model without

@@ -109,6 +109,24 @@ impl LoadedClassifier {
         })
     }
 
+    /// Loads the classifier in `dir` if it judges images of `shape` (`[c, h, w]`); the error
+    /// names the directory and both shapes.
+    pub fn load_for(dir: &Path, shape: [usize; 3], device: &Device) -> Result<Self, String> {
+        let k = Self::load(dir, device).map_err(|e| e.to_string())?;
+        let [c, h, w] = shape;
+        if k.config.channels == c && k.config.size == h && h == w {
+            Ok(k)
+        } else {
+            Err(format!(
+                "{}: judges {}×{}×{} images, the model makes {c}×{h}×{w}",
+                dir.display(),
+                k.config.channels,
+                k.config.size,
+                k.config.size
+            ))
+        }
+    }
+
     /// Penultimate-layer features (`[B × feature_dim]`, row after row) and softmax
     /// probabilities (`[B][classes]`) per image, from one forward pass in batches of 256.
     pub fn outputs(

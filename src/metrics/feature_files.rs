@@ -222,9 +222,7 @@ pub fn fid_side_from_images(
         width: k.size,
     };
     let set = crate::data::load_paths(&[path.to_path_buf()], spec).map_err(|e| e.to_string())?;
-    let images: Vec<Vec<f32>> = (0..set.len())
-        .map(|i| set.image(i).iter().map(|&p| p as f32 / 255.0).collect())
-        .collect();
+    let images: Vec<Vec<f32>> = (0..set.len()).map(|i| set.unit_image(i)).collect();
     let features = classifier.features(&images, [k.channels, k.size, k.size], device);
     let stats = FeatureStats::from_rows(&features, k.feature_dim)
         .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -1,5 +1,5 @@
 //! Fréchet distance between the feature statistics of two image sets — FID's formula
-//! (ALGORITHMS.md §6.1) on whatever features the caller brings (Lethe's own classifier's
+//! (docs/metrics.md, FID) on whatever features the caller brings (Lethe's own classifier's
 //! penultimate layer, or arrays from another tool):
 //!
 //! `d² = ‖μ_a − μ_b‖² + Tr(Σ_a) + Tr(Σ_b) − 2·Tr((Σ_a Σ_b)^½)`.

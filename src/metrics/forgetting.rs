@@ -3,10 +3,25 @@
 //! the classifier sees the forgotten class, and how many samples are confidently something
 //! the model should still make. Every value carries its provenance label.
 
-use serde::{Deserialize, Serialize};
-
 use super::classifier::LoadedClassifier;
+use super::evaluation::Evaluation;
 use super::memorization::l2_distance;
+use crate::data::ImageSet;
+
+/// At most this many distinct forget images are compared with every sample: the copy
+/// criterion's cost grows with their number (a whole forgotten class can be thousands).
+pub const MAX_FORGET_IMAGES: usize = 1000;
+
+/// The first [`MAX_FORGET_IMAGES`] distinct images of `set`, in [0, 1].
+pub fn distinct_unit_images(set: &ImageSet) -> Vec<Vec<f32>> {
+    let mut seen = std::collections::HashSet::new();
+    (0..set.len())
+        .map(|i| set.image(i))
+        .filter(|p| seen.insert(p.to_vec()))
+        .take(MAX_FORGET_IMAGES)
+        .map(|p| p.iter().map(|&v| v as f32 / 255.0).collect())
+        .collect()
+}
 
 /// What to look for in samples.
 pub struct ForgetProbe {
@@ -18,56 +33,6 @@ pub struct ForgetProbe {
     pub forgotten_class: Option<usize>,
     /// A sample is "confident" when its top class probability reaches this.
     pub confidence: f32,
-}
-
-/// One evaluation of a set of samples.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub samples: usize,
-    /// How the samples were drawn and judged, e.g.
-    /// `N=64, DDIM-50,uncond, seed 0; copies: L2<10 in [0,1] px to 1 forget image(s)`.
-    pub provenance: String,
-    /// Fraction of samples within `copy_threshold` of some forget image.
-    pub forget_copy_rate: f64,
-    /// Mean distance from a sample to its nearest forget image.
-    pub nearest_forget_distance: f64,
-    /// Fraction classified (argmax) as the forgotten class.
-    pub forgotten_class_rate: Option<f64>,
-    /// Mean classifier probability of the forgotten class, `P(y = c_f)`.
-    pub forgotten_class_probability: Option<f64>,
-    /// Fraction whose top class is a kept class with probability ≥ the confidence.
-    pub confident_kept_rate: Option<f64>,
-    /// Mean entropy of the classifier's output (nats).
-    pub mean_entropy: Option<f64>,
-    /// Sample quality against the reference images, in the feature network's space
-    /// (`how` says which network, how many samples, which reference).
-    #[serde(default)]
-    pub fid: Option<f64>,
-    /// FID of as many real reference images as samples against the whole reference: the
-    /// best value reachable at this N (FID is biased upwards at small N).
-    #[serde(default)]
-    pub fid_real_floor: Option<f64>,
-    #[serde(default)]
-    pub precision: Option<f64>,
-    #[serde(default)]
-    pub recall: Option<f64>,
-    /// Inception-Score-style score with the classifier: mean and std over splits.
-    #[serde(default)]
-    pub inception_score: Option<f64>,
-    #[serde(default)]
-    pub inception_score_std: Option<f64>,
-    /// ELBO of the forget images and of a fixed subset of retain images, bits/dim.
-    #[serde(default)]
-    pub elbo_forget_bpd: Option<f64>,
-    #[serde(default)]
-    pub elbo_retain_bpd: Option<f64>,
-    /// Percentage of unlearning vs the original model on the same seeds: of the
-    /// forgotten-class rate when there is one, else of the forget-copy rate.
-    #[serde(default)]
-    pub pul: Option<f64>,
-    /// How the values were computed, in full.
-    #[serde(default)]
-    pub how: Option<super::suite::MetricProvenance>,
 }
 
 impl ForgetProbe {
@@ -159,26 +124,9 @@ impl ForgetProbe {
     }
 }
 
-/// PUL, the percentage of unlearning (ALGORITHMS.md §6.8): how much of the original model's
-/// rate of the undesired content (`before`, e.g. the forgotten-class or copy rate on fixed
-/// seeds) the unlearned model no longer shows (`after`): `100·(before − after)/before`.
-/// 100 = gone; negative = more than before. `None` when the original never showed it.
-pub fn percentage_of_unlearning(before: f64, after: f64) -> Option<f64> {
-    (before > 0.0).then(|| 100.0 * (before - after) / before)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pul_is_the_removed_share_of_the_original_rate() {
-        let pul = |before, after| percentage_of_unlearning(before, after).unwrap();
-        assert!((pul(0.5, 0.1) - 80.0).abs() < 1e-9);
-        assert!((pul(0.25, 0.0) - 100.0).abs() < 1e-9);
-        assert!((pul(0.2, 0.3) + 50.0).abs() < 1e-9);
-        assert_eq!(percentage_of_unlearning(0.0, 0.1), None);
-    }
 
     #[test]
     fn class_rates_and_entropy_from_hand_made_probabilities() {

@@ -1,4 +1,4 @@
-//! Inception-Score-style score with a domain classifier (ALGORITHMS.md §6.2; SISS scores
+//! Inception-Score-style score with a domain classifier (docs/metrics.md, IS; SISS scores
 //! MNIST samples this way with its own classifier): `IS = exp(E_x KL(p(y|x) ‖ p(y)))`, with
 //! `p(y)` the mean prediction of the split, computed on `splits` equal consecutive splits
 //! (the usual 10) and reported as their mean and population standard deviation (numpy's

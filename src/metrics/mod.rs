@@ -1,6 +1,7 @@
 //! Metrics. Every value carries a label saying how it was computed.
 
 pub mod classifier;
+pub mod evaluation;
 pub mod feature_files;
 pub mod fid;
 pub mod forgetting;

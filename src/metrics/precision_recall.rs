@@ -1,5 +1,5 @@
 //! Improved precision and recall of a generative model (Kynkäänniemi et al. 2019;
-//! ALGORITHMS.md §6.3), on feature vectors.
+//! docs/metrics.md, precision and recall), on feature vectors.
 //!
 //! Each set's points get a radius: the distance to their k-th nearest neighbour in their own
 //! set (itself excluded; k = 3 as in the ADM evaluator that SA/EraseDiff/SalUn report with).

@@ -11,15 +11,17 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::classifier::{DIGIT_CONFIDENCE, LoadedClassifier};
+use super::evaluation::{Evaluation, MetricProvenance};
 use super::feature_files::{FeatureRows, read_npy_features, write_npy_features};
 use super::fid::{FeatureStats, frechet_distance};
-use super::forgetting::{Evaluation, ForgetProbe, percentage_of_unlearning};
+use super::forgetting::{ForgetProbe, distinct_unit_images};
 use super::inception_score::inception_score;
 use super::likelihood::{ElboSpec, elbo_bits_per_dim};
 use super::precision_recall::precision_recall;
 use crate::data::ImageSet;
 use crate::diffusion::schedule::NoiseSchedule;
-use crate::diffusion::unet::UNet;
+use crate::diffusion::unet::{UNet, UNetConfig};
 use crate::util::sha256_hex;
 
 /// At most this many reference images are featurised (the first ones).
@@ -53,7 +55,7 @@ impl Preset {
     pub fn settings(self) -> PresetSettings {
         match self {
             // Sized for live curves: ≤ 20 s per evaluation of the demo model on 2 CPU cores
-            // (`lethe bench --eval`).
+            // (`lethe bench eval`).
             Self::Fast => PresetSettings {
                 samples: 48,
                 sampler_steps: 20,
@@ -74,68 +76,6 @@ impl Preset {
             Self::Fast => "fast",
             Self::Thorough => "thorough",
         }
-    }
-}
-
-/// How every value of an [`Evaluation`] was computed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MetricProvenance {
-    /// `fast`, `thorough` or `custom`.
-    pub preset: String,
-    /// e.g. `lethe-mnist11@1a2b3c4d` (name and the first hex digits of its weights' SHA-256).
-    pub feature_net: Option<String>,
-    pub feature_net_sha256: Option<String>,
-    pub samples: usize,
-    /// e.g. `DDIM-25,uncond` or `DDIM-50,class=7,w=2`.
-    pub sampler: String,
-    pub seed: u64,
-    /// The quality metrics' reference, e.g. `9999 retain images`.
-    pub reference: Option<String>,
-    /// SHA-256 of the reference images' pixels.
-    pub reference_sha256: Option<String>,
-    /// The ELBO's label, e.g.
-    /// `ELBO bits/dim [16 of 1000 t stratified, seed 0, p(x | null class 11); forget N=1 (s.e. 0.000), retain N=8 (s.e. 0.041)]`.
-    pub elbo: Option<String>,
-}
-
-impl MetricProvenance {
-    /// The short form shown beside a value: `lethe-mnist11@1a2b3c4d, N=64, DDIM-25,uncond, seed 0`.
-    pub fn short(&self) -> String {
-        let net = self.feature_net.as_deref().unwrap_or("no feature net");
-        format!(
-            "{net}, N={}, {}, seed {}",
-            self.samples, self.sampler, self.seed
-        )
-    }
-}
-
-impl Evaluation {
-    /// A value's name with its provenance, e.g.
-    /// `FID[lethe-mnist11@1a2b3c4d, N=64, DDIM-25,uncond, seed 0, vs 9999 retain images]`.
-    pub fn label(&self, metric: &str) -> String {
-        let Some(how) = &self.how else {
-            return format!("{metric}[{}]", self.provenance);
-        };
-        match metric {
-            "FID" | "precision" | "recall" => format!(
-                "{metric}[{}, vs {}]",
-                how.short(),
-                how.reference.as_deref().unwrap_or("no reference")
-            ),
-            m if m.starts_with("ELBO") => how
-                .elbo
-                .clone()
-                .unwrap_or_else(|| format!("{m}[not computed]")),
-            _ => format!("{metric}[{}]", how.short()),
-        }
-    }
-
-    /// Sets PUL against the original model's evaluation on the same seeds.
-    pub fn set_pul(&mut self, baseline: &Evaluation) {
-        self.pul = match (baseline.forgotten_class_rate, self.forgotten_class_rate) {
-            (Some(before), Some(after)) => percentage_of_unlearning(before, after),
-            _ => percentage_of_unlearning(baseline.forget_copy_rate, self.forget_copy_rate),
-        };
     }
 }
 
@@ -199,8 +139,32 @@ pub struct Drawn<'a> {
     pub seed: u64,
 }
 
+/// What [`Suite::for_run`] assembles a suite from: the evaluated model's shape and classes,
+/// the run's data, the judge and the budget. The engine, `lethe eval` and `lethe bench`
+/// all build their suite through it, so one rule decides the probe and the ELBO's condition.
+pub struct SuiteSpec<'a> {
+    /// The evaluated model's config (image shape, class embedding, null class).
+    pub model: &'a UNetConfig,
+    /// The quality metrics' reference and the retain ELBO images.
+    pub retain: &'a ImageSet,
+    /// The copy criterion's images and the forget ELBO images.
+    pub forget: &'a ImageSet,
+    /// Judges samples and gives FID features; `None` skips the classifier's metrics.
+    pub classifier: Option<LoadedClassifier>,
+    /// The forgotten content's class (the class setting's class, or the forget images'
+    /// label), if known.
+    pub forgotten_class: Option<usize>,
+    /// A sample within this L2 distance (in [0,1] pixels) of a forget image is a copy.
+    pub copy_threshold: f32,
+    pub elbo_images: usize,
+    pub elbo_timesteps: usize,
+    pub seed: u64,
+    /// `fast`, `thorough`, `custom`, …: how the budget is named in provenance.
+    pub preset: String,
+}
+
 /// What [`Suite::new`] needs besides the probe.
-pub struct SuiteInputs<'a> {
+struct SuiteInputs<'a> {
     pub retain: &'a ImageSet,
     pub forget: &'a ImageSet,
     pub reference_name: &'a str,
@@ -214,11 +178,43 @@ pub struct SuiteInputs<'a> {
 }
 
 impl Suite {
-    pub fn new(
-        probe: ForgetProbe,
-        inputs: SuiteInputs<'_>,
-        device: &Device,
-    ) -> Result<Self, String> {
+    /// The suite of one run (or one `lethe eval`): the forgetting probe from the forget set
+    /// and the classifier, the reference features of the retain set, and the ELBO images.
+    /// The ELBO conditions on the model's null class, else (a conditional model without one)
+    /// on the forgotten class, else on nothing.
+    pub fn for_run(spec: SuiteSpec<'_>, device: &Device) -> Result<Self, String> {
+        let num_classes = spec.classifier.as_ref().map(|k| k.config.num_classes);
+        let probe = ForgetProbe {
+            forget_images: distinct_unit_images(spec.forget),
+            copy_threshold: spec.copy_threshold,
+            // The class rates need the class in the classifier's label space.
+            forgotten_class: spec
+                .forgotten_class
+                .filter(|&c| num_classes.is_some_and(|n| c < n)),
+            classifier: spec.classifier,
+            confidence: DIGIT_CONFIDENCE,
+        };
+        let null_class = spec.model.lethe_null_class;
+        let elbo_class =
+            null_class.or_else(|| spec.model.num_class_embeds.and(spec.forgotten_class));
+        Self::new(
+            probe,
+            SuiteInputs {
+                retain: spec.retain,
+                forget: spec.forget,
+                reference_name: "retain",
+                elbo_images: spec.elbo_images,
+                elbo_timesteps: spec.elbo_timesteps,
+                elbo_class,
+                null_class,
+                seed: spec.seed,
+                preset: spec.preset,
+            },
+            device,
+        )
+    }
+
+    fn new(probe: ForgetProbe, inputs: SuiteInputs<'_>, device: &Device) -> Result<Self, String> {
         let reference = match &probe.classifier {
             Some(k) if inputs.retain.len() >= 2 => Some(reference_features(
                 k,
@@ -383,7 +379,7 @@ pub fn cache_dir() -> Option<PathBuf> {
 /// The classifier features of the first [`REFERENCE_LIMIT`] images of `set`, read from the
 /// cache when this (images, network) pair was featurised before.
 pub fn reference_features(
-    classifier: &super::classifier::LoadedClassifier,
+    classifier: &LoadedClassifier,
     set: &ImageSet,
     name: &str,
     device: &Device,
@@ -408,9 +404,7 @@ pub fn reference_features(
         // Missing, unreadable or stale: compute again (and replace it).
         _ => {
             let k = &classifier.config;
-            let images: Vec<Vec<f32>> = (0..n)
-                .map(|i| set.image(i).iter().map(|&p| p as f32 / 255.0).collect())
-                .collect();
+            let images: Vec<Vec<f32>> = (0..n).map(|i| set.unit_image(i)).collect();
             let values = classifier.features(&images, [k.channels, k.size, k.size], device);
             let rows = FeatureRows {
                 values,
@@ -462,28 +456,5 @@ mod tests {
         // The whole reference against itself is the floor's limit: zero.
         assert!(r.fid_floor(10).unwrap().abs() < 1e-9);
         assert!(r.fid_floor(4).unwrap() > 0.0);
-    }
-
-    #[test]
-    fn pul_uses_the_class_rate_when_there_is_one_else_the_copy_rate() {
-        let before = Evaluation {
-            forget_copy_rate: 0.04,
-            forgotten_class_rate: Some(0.5),
-            ..Evaluation::default()
-        };
-        let mut after = Evaluation {
-            forget_copy_rate: 0.0,
-            forgotten_class_rate: Some(0.1),
-            ..Evaluation::default()
-        };
-        after.set_pul(&before);
-        assert!((after.pul.unwrap() - 80.0).abs() < 1e-9);
-        let before = Evaluation {
-            forgotten_class_rate: None,
-            ..before
-        };
-        after.forgotten_class_rate = None;
-        after.set_pul(&before);
-        assert!((after.pul.unwrap() - 100.0).abs() < 1e-9);
     }
 }

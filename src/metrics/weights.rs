@@ -1,4 +1,4 @@
-//! Weight distance between two checkpoints of the same architecture (ALGORITHMS.md §6.5),
+//! Weight distance between two checkpoints of the same architecture (docs/metrics.md, weight distance),
 //! e.g. an unlearned model and the retrain reference: the L2 norm of the flattened
 //! difference, and that norm relative to the reference's own norm. Both are reported because
 //! the papers' WD values suggest a normalised variant that none of them defines.

@@ -1,5 +1,6 @@
-//! Small shared helpers: atomic writes, hashing.
+//! Small shared helpers: atomic writes, hashing, unknown config keys.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -33,6 +34,23 @@ pub fn cosine_decay(base: f64, progress: f64, floor_fraction: f64) -> f64 {
     let p = progress.clamp(0.0, 1.0);
     base * (floor_fraction
         + (1.0 - floor_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
+}
+
+/// The keys of a config table that no field took. serde ignores `deny_unknown_fields` on a
+/// struct that is flattened into another (and on the struct around it), so a flattened
+/// struct collects the leftover keys here (`#[serde(flatten, skip_serializing)]`) and its
+/// `validate` refuses them by name with [`refuse_unknown_keys`].
+pub type UnknownKeys = BTreeMap<String, serde::de::IgnoredAny>;
+
+/// `Err` naming the first unknown key of `table` (e.g. `method`), and the keys it takes.
+pub fn refuse_unknown_keys(table: &str, keys: &UnknownKeys, known: &[&str]) -> Result<(), String> {
+    match keys.keys().next() {
+        None => Ok(()),
+        Some(key) => Err(format!(
+            "unknown key `{key}` in {table} (expected one of: {})",
+            known.join(", ")
+        )),
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -97,7 +97,7 @@ pub fn method_knobs(method: &mut MethodConfig) -> Vec<Knob<'_>> {
             knob(
                 "scaling norm",
                 "The forget gradient is rescaled to this norm before it is subtracted (official code). Paper default 5 for MNIST (500 CelebA-HQ, 750 SD). Ignored when the relative scale is on.",
-                F32(&mut c.scaling_norm),
+                F32(&mut c.scaling.scaling_norm),
                 (0.0, 1000.0),
                 (1.0, 750.0),
                 true,
@@ -189,7 +189,7 @@ pub fn method_knobs(method: &mut MethodConfig) -> Vec<Knob<'_>> {
         ],
         MethodConfig::Dimum(c) => vec![knob(
             "DiMUM β",
-            "Weight of the substitute-memorisation term. No published default; Lethe's is 1 (ALGORITHMS §4.3).",
+            "Weight of the substitute-memorisation term. No published default; Lethe's is 1 (docs/methods.md, DiMUM).",
             F32(&mut c.beta),
             (0.0, 10.0),
             (0.1, 5.0),

@@ -460,12 +460,12 @@ mod tests {
         )
         .unwrap();
         let c = got.config;
-        assert_eq!(c.checkpoint, std::path::PathBuf::from("ckpt"));
+        assert_eq!(c.header.checkpoint, std::path::PathBuf::from("ckpt"));
         let MethodConfig::Siss(m) = &c.method else {
             panic!("{:?}", c.method)
         };
         assert_eq!(
-            (m.lambda, m.scaling_norm, m.form),
+            (m.lambda, m.scaling.scaling_norm, m.form),
             (0.25, 5.0, SissForm::Official)
         );
         assert_eq!(
@@ -532,7 +532,7 @@ mod tests {
             .config;
         assert_eq!(
             c.train.optimizer,
-            crate::experiment::config::OptimizerConfig::AdamW {
+            crate::train::OptimizerConfig::AdamW {
                 beta1: 0.9,
                 beta2: 0.99,
                 weight_decay: 0.01,

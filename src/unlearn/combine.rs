@@ -1,7 +1,61 @@
-//! Gradient combiners of ALGORITHMS.md §8: how methods turn per-term gradients into one
+//! Gradient combiners (docs/methods.md, combining gradients): how methods turn per-term gradients into one
 //! update direction (before the global clip).
 
-use super::grads::GradVec;
+use serde::{Deserialize, Serialize};
+
+use crate::train::grads::GradVec;
+use crate::util::UnknownKeys;
+
+/// How SISS and SISS (No IS) size the forget gradient before subtracting it (the
+/// `scaling_norm` knobs of the official code), flattened into both methods' `[method]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForgetScaling {
+    /// Norm the forget gradient is rescaled to (MNIST 5, CelebA 500, SD 750).
+    pub scaling_norm: f32,
+    /// Instead of a fixed norm, scale the forget gradient to this fraction of the retain
+    /// gradient's norm each step (the SISS README's tuning advice: ~0.1). Overrides
+    /// `scaling_norm` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_scaling: Option<f32>,
+    /// The rest of the method's table that its own fields did not take (refused by
+    /// [`Self::validate`]; see [`UnknownKeys`]).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: UnknownKeys,
+}
+
+impl Default for ForgetScaling {
+    /// The official code's MNIST value.
+    fn default() -> Self {
+        Self {
+            scaling_norm: 5.0,
+            relative_scaling: None,
+            unknown: UnknownKeys::new(),
+        }
+    }
+}
+
+impl ForgetScaling {
+    /// The norm the forget gradient is rescaled to, given the retain gradient's norm.
+    pub fn forget_norm(&self, retain_norm: f32) -> f32 {
+        self.relative_scaling
+            .map_or(self.scaling_norm, |r| r * retain_norm)
+    }
+
+    /// Checks the two knobs and refuses keys of the method's table that no field took
+    /// (`own_keys`: the method's other fields, for the message).
+    pub fn validate(&self, own_keys: &[&str]) -> Result<(), String> {
+        super::check_non_negative("method.scaling_norm", self.scaling_norm as f64)?;
+        if let Some(r) = self.relative_scaling {
+            super::check_non_negative("method.relative_scaling", r as f64)?;
+        }
+        let known: Vec<&str> = ["name", "scaling_norm", "relative_scaling"]
+            .into_iter()
+            .chain(own_keys.iter().copied())
+            .collect();
+        crate::util::refuse_unknown_keys("[method]", &self.unknown, &known)
+    }
+}
 
 /// SISS's official combination: `g = g_x − (s / ‖g_a‖)·g_a`, so the forget gradient enters
 /// with norm exactly `s` (`scaling_norm`). Returns the direction and the factor `s/‖g_a‖`

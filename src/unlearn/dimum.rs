@@ -1,4 +1,4 @@
-//! DiMUM — unlearning by memorisation (Yuan et al. 2025; ALGORITHMS.md §4.2), a
+//! DiMUM — unlearning by memorisation (Yuan et al. 2025; docs/methods.md, DiMUM), a
 //! **reconstruction** (no official code): instead of pushing the model away from the
 //! forgotten content, teach it to produce substitute content under the forgotten condition:
 //! `L = L_retain + β·L_substitute`, both plain denoising losses, the substitute images
@@ -9,27 +9,21 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::grads::GradVec;
 use super::step::{StepContext, denoising_loss, draw, value};
 use super::{Direction, Method, StepReport};
+use crate::data::{ImageSet, ImageSpec, load_paths};
+use crate::train::grads::GradVec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DimumConfig {
     /// β: weight of the substitute-memorisation term (Lethe's default 1).
-    #[serde(default = "one")]
     pub beta: f32,
     /// Substitute = retain images of this class, relabelled as the forgotten class.
     /// Default: the lowest retained class.
-    #[serde(default)]
     pub substitute_class: Option<usize>,
     /// Substitute = these image files/folders instead (takes precedence over the class).
-    #[serde(default)]
     pub substitute_images: Vec<PathBuf>,
-}
-
-fn one() -> f32 {
-    1.0
 }
 
 impl Default for DimumConfig {
@@ -46,6 +40,45 @@ impl DimumConfig {
     pub fn validate(&self) -> Result<(), String> {
         super::check_non_negative("method.beta", self.beta as f64)?;
         Ok(())
+    }
+
+    /// DiMUM's alternative data, relabelled as the forgotten condition: `substitute_images`
+    /// when given, else the retain images of `substitute_class` (default: the lowest retained
+    /// class).
+    pub fn substitute_set(
+        &self,
+        retain: &ImageSet,
+        forget: &ImageSet,
+        spec: ImageSpec,
+    ) -> Result<ImageSet, String> {
+        let forgotten = forget.labels.first().copied().flatten();
+        let mut set = if !self.substitute_images.is_empty() {
+            load_paths(&self.substitute_images, spec)
+                .map_err(|e| format!("method.substitute_images: {e}"))?
+        } else {
+            let class = match self.substitute_class {
+                Some(k) => k,
+                None => retain
+                    .labels
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .filter(|&l| Some(l) != forgotten)
+                    .min()
+                    .ok_or("DiMUM: the retain set has no labelled class to use as substitute; set method.substitute_images")?,
+            };
+            let idx: Vec<usize> = (0..retain.len())
+                .filter(|&i| retain.labels[i] == Some(class))
+                .collect();
+            if idx.is_empty() {
+                return Err(format!(
+                    "method.substitute_class = {class}: no retain image has that label"
+                ));
+            }
+            retain.subset(&idx)
+        };
+        set.labels = vec![forgotten; set.len()];
+        Ok(set)
     }
 }
 

@@ -1,4 +1,4 @@
-//! EraseDiff (Wu et al. 2024; ALGORITHMS.md §2): a bilevel problem — keep the remaining-data
+//! EraseDiff (Wu et al. 2024; docs/methods.md, EraseDiff): a bilevel problem — keep the remaining-data
 //! loss `F` low subject to the forget objective `f` being at its minimum — solved with the
 //! first-order (BOME) update `δ = ∇F + λ·∇q`, `∇q = ∇f` (the inner solution `f(φ^K)` is a
 //! constant). `λ` is fixed (the GUI's α, default 0.1) or automatic (Theorem 1:
@@ -15,13 +15,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::combine::{bome_direction, bome_lambda};
-use super::grads::{GradVec, flat_parameters, set_flat_parameters};
 use super::step::{
     Clean, StepContext, class_inputs, coefficients, denoising_loss, draw, draw_timesteps,
     image_shape, image_tensor, per_image_sq_err, reduce, timestep_tensor, value,
 };
 use super::{Direction, Method, StepReport};
 use crate::diffusion::unet::UNet;
+use crate::train::grads::{GradVec, flat_parameters, set_flat_parameters};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -34,50 +34,31 @@ pub enum ForgetTarget {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct EraseDiffConfig {
     /// Fixed balance λ (the GUI's α). Ignored when `auto_lambda`.
-    #[serde(default = "default_alpha")]
     pub alpha: f32,
     /// Compute λ per step from Theorem 1 with `eta` instead of using `alpha`.
-    #[serde(default)]
     pub auto_lambda: bool,
     /// η of the automatic λ.
-    #[serde(default = "default_eta")]
     pub eta: f32,
-    #[serde(default)]
     pub target: ForgetTarget,
     /// K: inner gradient steps on the forget objective that estimate `f(φ^K)`.
-    #[serde(default = "default_inner_steps")]
     pub inner_steps: usize,
     /// Re-estimate `f(φ^K)` every this many steps (the code does it once per pass over
     /// 4,500 remaining images ≈ 35 batches of 128).
-    #[serde(default = "default_inner_every")]
     pub inner_every: usize,
-}
-
-fn default_alpha() -> f32 {
-    0.1
-}
-fn default_eta() -> f32 {
-    0.1
-}
-fn default_inner_steps() -> usize {
-    2
-}
-fn default_inner_every() -> usize {
-    35
 }
 
 impl Default for EraseDiffConfig {
     fn default() -> Self {
         Self {
-            alpha: default_alpha(),
+            alpha: 0.1,
             auto_lambda: false,
-            eta: default_eta(),
+            eta: 0.1,
             target: ForgetTarget::Auto,
-            inner_steps: default_inner_steps(),
-            inner_every: default_inner_every(),
+            inner_steps: 2,
+            inner_every: 35,
         }
     }
 }

@@ -1,10 +1,10 @@
-//! Naive deletion / Finetune — keep training on the retain set only (`naive_del`,
-//! ALGORITHMS.md §5): forgetting relies on catastrophic forgetting of `A`. Also the loss
-//! of *Retrain*, which starts from fresh weights instead of the checkpoint.
+//! Naive deletion / Finetune — keep training on the retain set only (`naive_del`;
+//! docs/methods.md, baselines): forgetting relies on catastrophic forgetting of `A`. Also the
+//! loss of *Retrain* ([`super::retrain`]), which starts from fresh weights instead.
 
-use super::grads::GradVec;
 use super::step::{StepContext, denoising_loss, draw, value};
 use super::{Direction, Method, StepReport};
+use crate::train::grads::GradVec;
 
 pub struct Finetune;
 

@@ -1,4 +1,4 @@
-//! SISS importance weights (ALGORITHMS.md §1.2), always in log space.
+//! SISS importance weights (docs/methods.md, SISS), always in log space.
 //!
 //! A noisy sample `m` is drawn from the defensive mixture
 //! `q_λ(m | x, a) = (1 − λ) q(m | x) + λ q(m | a)`; the weights are

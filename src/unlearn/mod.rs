@@ -7,19 +7,22 @@ pub mod combine;
 pub mod dimum;
 pub mod erasediff;
 pub mod finetune;
-pub mod grads;
 pub mod importance;
 pub mod neggrad;
+pub mod retrain;
 pub mod siss;
 pub mod siss_no_is;
 pub mod step;
 pub mod vdu;
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use self::grads::GradVec;
 use self::importance::WeightStats;
 use self::step::StepContext;
+use crate::data::{ImageSet, ImageSpec};
+use crate::diffusion::unet::{UNet, UNetConfig};
+use crate::train::grads::GradVec;
 
 /// What a method reports about one step (everything is computed, nothing estimated).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,7 +134,7 @@ impl MethodConfig {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Self::Siss(c) => c.validate(),
-            Self::SissNoIs(c) => c.validate(),
+            Self::SissNoIs(c) => c.validate(&[]),
             Self::EraseDiff(c) => c.validate(),
             Self::Vdu(c) => c.validate(),
             Self::Dimum(c) => c.validate(),
@@ -143,6 +146,33 @@ impl MethodConfig {
     /// Whether the method reads the retain set (VDU and NegGrad use forget data only).
     pub fn uses_retain(&self) -> bool {
         !matches!(self, Self::Vdu(_) | Self::NegGrad(_))
+    }
+
+    /// The weights the run trains: the source checkpoint's, or fresh ones (retrain).
+    pub fn starting_model(
+        &self,
+        source: &UNet,
+        config: &UNetConfig,
+        device: &Device,
+    ) -> Result<UNet, String> {
+        match self {
+            Self::Retrain { init_seed } => retrain::fresh_model(config, *init_seed, device),
+            _ => Ok(source.clone()),
+        }
+    }
+
+    /// The substitute data a method trains on besides the retain and forget sets (DiMUM's
+    /// alternative content under the forgotten condition); `None` for the others.
+    pub fn substitute_set(
+        &self,
+        retain: &ImageSet,
+        forget: &ImageSet,
+        spec: ImageSpec,
+    ) -> Result<Option<ImageSet>, String> {
+        match self {
+            Self::Dimum(c) => c.substitute_set(retain, forget, spec).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Builds the method; `num_classes` = real classes of a class-conditional model.

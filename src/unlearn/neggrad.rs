@@ -1,23 +1,18 @@
-//! NegGrad — gradient ascent on the forget set (`simple_neg_del`, ALGORITHMS.md §5):
+//! NegGrad — gradient ascent on the forget set (`simple_neg_del`, docs/methods.md, baselines):
 //! loss `−s·L_A` with superfactor `s`. Unbounded below; quality collapses within tens of
 //! steps (SISS paper Fig. 1), which is why it is a baseline.
 
 use serde::{Deserialize, Serialize};
 
-use super::grads::GradVec;
 use super::step::{StepContext, denoising_loss, draw, value};
 use super::{Direction, Method, StepReport};
+use crate::train::grads::GradVec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct NegGradConfig {
     /// Superfactor `s` scaling the ascent.
-    #[serde(default = "one")]
     pub superfactor: f32,
-}
-
-fn one() -> f32 {
-    1.0
 }
 
 impl Default for NegGradConfig {

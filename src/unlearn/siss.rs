@@ -1,4 +1,4 @@
-//! SISS — Subtracted Importance-Sampled Scores (Alberti et al., ICLR 2025; ALGORITHMS.md §1).
+//! SISS — Subtracted Importance-Sampled Scores (Alberti et al., ICLR 2025; docs/methods.md, SISS).
 //!
 //! One noisy batch `m` is drawn from the defensive mixture of the retain image `x` and the
 //! forget image `a` (Bernoulli(λ) per pair, shared `t` and `eps`); both terms regress the
@@ -15,8 +15,7 @@ use burn::tensor::{Int, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::combine::norm_fixed_subtraction;
-use super::grads::GradVec;
+use super::combine::{ForgetScaling, norm_fixed_subtraction};
 use super::importance::{WeightStats, half_scaled_distance, log_weights};
 use super::step::{
     self, Clean, StepContext, class_inputs, draw, image_shape, per_image_sq_err, reduce,
@@ -24,6 +23,7 @@ use super::step::{
 };
 use super::{Direction, Method, StepReport};
 use crate::data::ImageSet;
+use crate::train::grads::GradVec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -34,65 +34,39 @@ pub enum SissForm {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// No `deny_unknown_fields`: serde ignores it around a flattened struct; `scaling` collects
+// the keys no field took and `validate` refuses them.
+#[serde(default)]
 pub struct SissConfig {
     /// Mixture weight λ ∈ [0, 1]: probability a noisy sample comes from the forget image.
-    #[serde(default = "default_lambda")]
     pub lambda: f64,
-    /// `official` form: norm the forget gradient is rescaled to (MNIST 5, CelebA 500, SD 750).
-    #[serde(default = "default_scaling_norm")]
-    pub scaling_norm: f32,
-    /// Instead of a fixed norm, scale the forget gradient to this fraction of the retain
-    /// gradient's norm each step (the SISS README's tuning advice: ~0.1). Overrides
-    /// `scaling_norm` when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relative_scaling: Option<f32>,
-    #[serde(default)]
+    /// `official` form: the norm the forget gradient is rescaled to.
+    #[serde(flatten)]
+    pub scaling: ForgetScaling,
     pub form: SissForm,
     /// `paper` form: superfactor `s` on the subtracted term (1 = unbiased).
-    #[serde(default = "default_superfactor")]
     pub superfactor: f32,
 }
 
-fn default_lambda() -> f64 {
-    0.5
-}
-fn default_scaling_norm() -> f32 {
-    5.0
-}
-fn default_superfactor() -> f32 {
-    1.0
-}
-
 impl Default for SissConfig {
+    /// The SISS paper's MNIST settings.
     fn default() -> Self {
         Self {
-            lambda: default_lambda(),
-            scaling_norm: default_scaling_norm(),
-            relative_scaling: None,
+            lambda: 0.5,
+            scaling: ForgetScaling::default(),
             form: SissForm::default(),
-            superfactor: default_superfactor(),
+            superfactor: 1.0,
         }
     }
 }
 
 impl SissConfig {
-    /// The norm the forget gradient is rescaled to, given the retain gradient's norm.
-    pub fn forget_norm(&self, retain_norm: f32) -> f32 {
-        self.relative_scaling
-            .map_or(self.scaling_norm, |r| r * retain_norm)
-    }
-
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.lambda) {
             return Err(format!("method.lambda = {} is outside [0, 1]", self.lambda));
         }
-        super::check_non_negative("method.scaling_norm", self.scaling_norm as f64)?;
-        if let Some(r) = self.relative_scaling {
-            super::check_non_negative("method.relative_scaling", r as f64)?;
-        }
         super::check_non_negative("method.superfactor", self.superfactor as f64)?;
-        Ok(())
+        self.scaling.validate(&["lambda", "form", "superfactor"])
     }
 }
 
@@ -113,7 +87,7 @@ pub struct MixtureBatch {
 }
 
 /// Draws `m` from the defensive mixture and computes targets and log-space weights on the
-/// host in f64 (ALGORITHMS.md §1.2–1.3).
+/// host in f64 (docs/methods.md, SISS).
 pub fn mixture_batch(cx: &mut StepContext<'_>, x: &Clean, a: &Clean, lambda: f64) -> MixtureBatch {
     let b = x.labels.len();
     let shape = image_shape(cx);
@@ -284,7 +258,7 @@ impl Method for Siss {
                 let g_a = GradVec::of_loss(forget_term(cx, &batch, classes), cx.model, cx.layout);
                 report.grad_norm("retain", g_x.norm());
                 report.grad_norm("forget", g_a.norm());
-                let target = self.config.forget_norm(g_x.norm());
+                let target = self.config.scaling.forget_norm(g_x.norm());
                 report.coefficient("forget gradient norm", target);
                 let (g, factor) = norm_fixed_subtraction(g_x, &g_a, target);
                 report.coefficient("forget scale s/‖g_a‖", factor);

@@ -1,58 +1,17 @@
 //! SISS (No IS) — the two-pass ablation of the SISS paper (`double_forward_with_neg_del`,
-//! ALGORITHMS.md §1.4): `L_x` on noised retain images, `L_a` on noised forget images with
+//! docs/methods.md, SISS (No IS)): `L_x` on noised retain images, `L_a` on noised forget images with
 //! the same `eps` and `t`, then `g = g_x − (s/‖g_a‖)·g_a`.
 
-use serde::{Deserialize, Serialize};
-
-use super::combine::norm_fixed_subtraction;
-use super::grads::GradVec;
+use super::combine::{ForgetScaling, norm_fixed_subtraction};
 use super::step::{
     StepContext, class_inputs, coefficients, draw, draw_noise, image_shape, per_image_sq_err,
     reduce, timestep_tensor, value,
 };
 use super::{Direction, Method, StepReport};
+use crate::train::grads::GradVec;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SissNoIsConfig {
-    /// Norm the forget gradient is rescaled to.
-    #[serde(default = "default_scaling_norm")]
-    pub scaling_norm: f32,
-    /// Instead of a fixed norm, scale the forget gradient to this fraction of the retain
-    /// gradient's norm each step (the SISS README's tuning advice: ~0.1). Overrides
-    /// `scaling_norm` when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relative_scaling: Option<f32>,
-}
-
-fn default_scaling_norm() -> f32 {
-    5.0
-}
-
-impl Default for SissNoIsConfig {
-    fn default() -> Self {
-        Self {
-            scaling_norm: default_scaling_norm(),
-            relative_scaling: None,
-        }
-    }
-}
-
-impl SissNoIsConfig {
-    /// The norm the forget gradient is rescaled to, given the retain gradient's norm.
-    pub fn forget_norm(&self, retain_norm: f32) -> f32 {
-        self.relative_scaling
-            .map_or(self.scaling_norm, |r| r * retain_norm)
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        super::check_non_negative("method.scaling_norm", self.scaling_norm as f64)?;
-        if let Some(r) = self.relative_scaling {
-            super::check_non_negative("method.relative_scaling", r as f64)?;
-        }
-        Ok(())
-    }
-}
+/// SISS (No IS) has only the forget-gradient scaling knobs, shared with SISS.
+pub type SissNoIsConfig = ForgetScaling;
 
 pub struct SissNoIs {
     pub config: SissNoIsConfig,

@@ -1,4 +1,4 @@
-//! VDU — Variational Diffusion Unlearning (Panda et al. 2025; ALGORITHMS.md §3), a
+//! VDU — Variational Diffusion Unlearning (Panda et al. 2025; docs/methods.md, VDU), a
 //! **reconstruction** (no official code): forget data only.
 //!
 //! `L = A + γ·B`: plasticity `A = −L_A` (ascent on the forget set's denoising loss) plus
@@ -13,9 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::grads::{GradVec, flat_parameters};
 use super::step::{StepContext, denoising_loss, draw, value};
 use super::{Direction, Method, StepReport};
+use crate::train::grads::{GradVec, flat_parameters};
 use burn::tensor::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -27,45 +27,27 @@ pub enum Stability {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct VduConfig {
     /// γ: weight of the stability term (Lethe's default; the paper's is not published).
-    #[serde(default = "default_gamma")]
     pub gamma: f32,
-    #[serde(default)]
     pub stability: Stability,
     /// `constant`: the variance s² of every parameter.
-    #[serde(default = "one")]
     pub variance: f32,
     /// `fisher`: forget batches averaged for the diagonal Fisher.
-    #[serde(default = "default_fisher_batches")]
     pub fisher_batches: usize,
     /// Lower bound on s² (upper bound on a precision), so near-zero variances cannot explode.
-    #[serde(default = "default_floor")]
     pub variance_floor: f32,
-}
-
-fn default_gamma() -> f32 {
-    10.0
-}
-fn one() -> f32 {
-    1.0
-}
-fn default_fisher_batches() -> usize {
-    8
-}
-fn default_floor() -> f32 {
-    1e-8
 }
 
 impl Default for VduConfig {
     fn default() -> Self {
         Self {
-            gamma: default_gamma(),
+            gamma: 10.0,
             stability: Stability::Fisher,
             variance: 1.0,
-            fisher_batches: default_fisher_batches(),
-            variance_floor: default_floor(),
+            fisher_batches: 8,
+            variance_floor: 1e-8,
         }
     }
 }

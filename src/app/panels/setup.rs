@@ -299,19 +299,19 @@ fn method(app: &mut LetheApp, ui: &mut egui::Ui) {
         app.state.choose_method(m);
     }
     if let crate::unlearn::MethodConfig::Siss(c) = &mut app.state.config.method {
-        let mut relative = c.relative_scaling.is_some();
+        let mut relative = c.scaling.relative_scaling.is_some();
         ui.checkbox(&mut relative, "relative forget scale")
             .on_hover_text("Scale the forget gradient to a fraction of the retain gradient's norm each step (the SISS README's tuning advice, ~0.1) instead of the fixed scaling norm. The demo uses 0.1.");
         if relative {
-            let mut v = c.relative_scaling.unwrap_or(0.1);
+            let mut v = c.scaling.relative_scaling.unwrap_or(0.1);
             ui.add(
                 egui::Slider::new(&mut v, 0.001..=1.0)
                     .logarithmic(true)
                     .text("relative scale"),
             );
-            c.relative_scaling = Some(v);
+            c.scaling.relative_scaling = Some(v);
         } else {
-            c.relative_scaling = None;
+            c.scaling.relative_scaling = None;
         }
     }
     method_choices_knobs(app, ui);
@@ -362,7 +362,7 @@ fn method_choices_knobs(app: &mut LetheApp, ui: &mut egui::Ui) {
                     }
                 })
                 .response
-                .on_hover_text("DiMUM makes the model memorise these retain images under the forgotten label instead (ALGORITHMS §4.2). Substitute image files can be set in a TOML config (substitute_images).");
+                .on_hover_text("DiMUM makes the model memorise these retain images under the forgotten label instead (docs/methods.md, DiMUM). Substitute image files can be set in a TOML config (substitute_images).");
         }
         _ => {}
     }

@@ -39,7 +39,7 @@ fn harness(wgpu: bool, runs: &Path) -> Harness<'static, LetheApp> {
     }
     builder.build_eframe(move |cc| {
         let mut app = LetheApp::new(cc);
-        app.state.config.runs_dir = runs;
+        app.state.config.header.runs_dir = runs;
         app.state.refresh_runs();
         app
     })
@@ -235,7 +235,7 @@ fn compare_lists_finished_runs_and_places_them_on_the_trade_off_plot() {
     for (name, lambda) in [("lambda-low", 0.2), ("lambda-high", 0.8)] {
         shorten(h.state_mut(), 2);
         let mut config = h.state().state.run_config().expect("config");
-        config.name = Some(name.into());
+        config.header.name = Some(name.into());
         if let MethodConfig::Siss(c) = &mut config.method {
             c.lambda = lambda;
         }

@@ -13,10 +13,10 @@ use lethe::diffusion::precision::Precision;
 use lethe::diffusion::unet::UNet;
 use lethe::engine::{Control, Event, execute};
 use lethe::experiment::ExperimentConfig;
-use lethe::experiment::config::{DataSelection, EvalConfig, UnlearnTrain};
+use lethe::experiment::config::{DataSelection, EvalConfig, RunHeader, UnlearnTrain};
 use lethe::pretrain::{self, DataConfig, Injection, PretrainConfig, TrainConfig};
+use lethe::train::grads::Layout;
 use lethe::unlearn::MethodConfig;
-use lethe::unlearn::grads::Layout;
 use lethe::unlearn::step::{
     Conditioning, Reduction, StepContext, TimestepSampling, UnlearnData, denoising_loss, draw,
     value,
@@ -141,17 +141,18 @@ fn every_method_lowers_the_fit_of_the_forget_set() {
     let (forget_before, retain_before) = (fit(&original, &forget), fit(&original, &retain));
     eprintln!("original: forget fit {forget_before:.4}, retain fit {retain_before:.4}");
 
+    let relative = lethe::unlearn::combine::ForgetScaling {
+        relative_scaling: Some(0.1),
+        ..Default::default()
+    };
     let methods = [
         // The forget gradient at 10% of the retain gradient's norm (SISS README's advice;
         // the MNIST default of 5 is tuned for a 100× larger model and sum reduction).
         MethodConfig::Siss(lethe::unlearn::siss::SissConfig {
-            relative_scaling: Some(0.1),
+            scaling: relative.clone(),
             ..Default::default()
         }),
-        MethodConfig::SissNoIs(lethe::unlearn::siss_no_is::SissNoIsConfig {
-            relative_scaling: Some(0.1),
-            ..Default::default()
-        }),
+        MethodConfig::SissNoIs(relative),
         MethodConfig::EraseDiff(Default::default()),
         MethodConfig::Vdu(Default::default()),
         MethodConfig::Dimum(Default::default()),
@@ -162,10 +163,10 @@ fn every_method_lowers_the_fit_of_the_forget_set() {
     let mut retain_after = std::collections::HashMap::new();
     for method in methods {
         let config = ExperimentConfig {
-            checkpoint: base.clone(),
-            runs_dir: tmp.path().join("runs"),
-            name: None,
-            backend: Default::default(),
+            header: RunHeader {
+                runs_dir: tmp.path().join("runs"),
+                ..RunHeader::new(base.clone())
+            },
             data: DataSelection {
                 retain: vec![retain_dir.clone()],
                 forget: vec![forget_png.clone()],

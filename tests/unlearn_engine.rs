@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use lethe::diffusion::checkpoint;
 use lethe::engine::{Command, Control, Engine, Event, Stop, execute};
-use lethe::experiment::config::{DataSelection, EvalConfig, UnlearnTrain};
+use lethe::experiment::config::{DataSelection, EvalConfig, RunHeader, UnlearnTrain};
 use lethe::experiment::{ExperimentConfig, RunDir, RunStatus};
 use lethe::unlearn::MethodConfig;
 use lethe::unlearn::siss::SissConfig;
@@ -38,10 +38,10 @@ fn world(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn config(dir: &Path, method: MethodConfig, steps: usize, lr: f64) -> ExperimentConfig {
     let (checkpoint, retain, forget) = world(dir);
     ExperimentConfig {
-        checkpoint,
-        runs_dir: dir.join("runs"),
-        name: None,
-        backend: Default::default(),
+        header: RunHeader {
+            runs_dir: dir.join("runs"),
+            ..RunHeader::new(checkpoint)
+        },
         data: DataSelection {
             retain: vec![retain],
             forget: vec![forget],
@@ -169,7 +169,7 @@ fn learning_rate_zero_leaves_weights_and_samples_identical() {
         let dir = run_dir(&events);
         assert_eq!(
             weights(&dir.join("checkpoints/final")),
-            weights(&cfg.checkpoint),
+            weights(&cfg.header.checkpoint),
             "{}",
             method.label()
         );
@@ -403,7 +403,7 @@ fn with_ema_the_saved_model_is_the_exponential_average_of_the_trained_weights() 
     let (result, events) = run(&cfg);
     assert!(result.is_ok());
     let trained = run_dir(&events);
-    let theta0 = weights(&cfg.checkpoint);
+    let theta0 = weights(&cfg.header.checkpoint);
     let theta1 = weights(&trained.join("checkpoints/step_00001"));
     let theta2 = weights(&trained.join("checkpoints/final"));
 

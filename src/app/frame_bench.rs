@@ -1,4 +1,4 @@
-//! `lethe bench --gui`: the workbench's frame time while a real run streams events. The
+//! `lethe bench gui`: the workbench's frame time while a real run streams events. The
 //! whole UI (event draining, panels, plots, grids, tessellation) runs on a headless egui
 //! context at a 60 Hz pace while the engine trains on its own thread; only GPU painting,
 //! which needs a window, is left out.

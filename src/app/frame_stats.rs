@@ -1,5 +1,5 @@
 //! Frame-time statistics of the workbench's own work per frame (draining events, laying
-//! out panels and plots) — shown in the status bar and printed by `lethe bench --gui`.
+//! out panels and plots) — shown in the status bar and printed by `lethe bench gui`.
 
 use std::collections::VecDeque;
 use std::time::Duration;

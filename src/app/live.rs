@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::engine::{Event, Summary};
-use crate::metrics::forgetting::Evaluation;
+use crate::metrics::evaluation::Evaluation;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Phase {

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint_view::CheckpointView;
 use super::live::LiveRun;
-use super::runs::{self, RunRow};
 use super::sets::{Role, SetView};
 use crate::attack::dimra::AttackConfig;
 use crate::data::{ImageSpec, demo};
 use crate::engine::{Command, Event};
 use crate::experiment::ExperimentConfig;
+use crate::experiment::config::RunHeader;
+use crate::experiment::runs::{self, RunRecord};
 use crate::unlearn::MethodConfig;
 
 /// The demo as `examples/unlearn-siss.toml` describes it, with the bundled assets' paths.
@@ -22,7 +23,7 @@ pub fn demo_config() -> ExperimentConfig {
     let mut config: ExperimentConfig =
         toml::from_str(include_str!("../../examples/unlearn-siss.toml"))
             .expect("examples/unlearn-siss.toml parses");
-    config.checkpoint = demo::asset(demo::DEMO_CHECKPOINT);
+    config.header.checkpoint = demo::asset(demo::DEMO_CHECKPOINT);
     config.data.retain = vec![demo::asset(demo::MNIST_IMAGES)];
     config.data.forget = vec![demo::asset(demo::MEMORISED_TSHIRT)];
     // Show all 64 evaluation samples: at seed 0 two of the original model's are copies of
@@ -105,7 +106,7 @@ pub struct Workbench {
     /// Knobs of methods chosen earlier, so switching back keeps them.
     method_memory: BTreeMap<&'static str, MethodConfig>,
     pub live: Option<LiveRun>,
-    pub runs: Vec<RunRow>,
+    pub runs: Vec<RunRecord>,
     pub run_problems: Vec<String>,
     pub selected_runs: BTreeSet<PathBuf>,
     pub sweep: SweepSettings,
@@ -128,7 +129,7 @@ impl Workbench {
 
     pub fn with_settings(settings: Settings) -> Self {
         let mut bench = Self {
-            checkpoint_field: settings.config.checkpoint.display().to_string(),
+            checkpoint_field: settings.config.header.checkpoint.display().to_string(),
             checkpoint: Err(String::new()),
             forget: SetView::new(Role::Forget),
             retain: SetView::new(Role::Retain),
@@ -144,7 +145,7 @@ impl Workbench {
             outbox: Vec::new(),
             config: settings.config,
         };
-        bench.load_checkpoint(bench.config.checkpoint.clone());
+        bench.load_checkpoint(bench.config.header.checkpoint.clone());
         let spec = bench.image_spec();
         bench
             .forget
@@ -181,7 +182,7 @@ impl Workbench {
             Ok(view) => {
                 self.status = format!("checkpoint {} loaded", dir.display());
                 let spec = view.image_spec();
-                self.config.checkpoint = dir;
+                self.config.header.checkpoint = dir;
                 // The sets are converted to the new model's size.
                 self.forget.reload(spec);
                 self.retain.reload(spec);
@@ -218,7 +219,7 @@ impl Workbench {
         let Some(images) = &self.retain.images else {
             return;
         };
-        let dir = self.config.runs_dir.join(".picked");
+        let dir = self.config.header.runs_dir.join(".picked");
         match super::sets::export_image(images, index, &dir) {
             Ok(path) => {
                 let label = images.labels[index];
@@ -339,14 +340,14 @@ impl Workbench {
             }
             self.refresh_runs();
             if let Some(next) = self.queue.pop_front() {
-                let title = next.name.clone();
+                let title = next.header.name.clone();
                 self.start_config(next, title);
             }
         }
     }
 
     pub fn refresh_runs(&mut self) {
-        let (rows, problems) = runs::scan(&self.config.runs_dir);
+        let (rows, problems) = runs::scan(&self.config.header.runs_dir);
         self.runs = rows;
         self.run_problems = problems;
         let present: BTreeSet<PathBuf> = self.runs.iter().map(|r| r.path.clone()).collect();
@@ -400,7 +401,7 @@ impl Workbench {
                 }
                 _ => unreachable!("sweep_knob matches the method"),
             };
-            config.name = Some(name);
+            config.header.name = Some(name);
             if let Err(e) = config.validate() {
                 self.status = format!("sweep value {value}: {e}");
                 return;
@@ -411,7 +412,7 @@ impl Workbench {
         if !self.is_running()
             && let Some(first) = self.queue.pop_front()
         {
-            let title = first.name.clone();
+            let title = first.header.name.clone();
             self.start_config(first, title);
         }
     }
@@ -430,7 +431,7 @@ impl Workbench {
     }
 
     pub fn attack_config(&self, run: &Path) -> Result<AttackConfig, String> {
-        let row = runs::read_row(run)?;
+        let row = runs::read_run(run)?;
         let checkpoint = row
             .info
             .last_checkpoint
@@ -445,10 +446,11 @@ impl Workbench {
             .unwrap_or(0);
         let base = run.file_name().map(|n| n.to_string_lossy().into_owned());
         Ok(AttackConfig {
-            checkpoint,
-            runs_dir: unlearned.runs_dir.clone(),
-            name: Some(format!("dimra-{}-{stamp}", base.unwrap_or_default())),
-            backend: unlearned.backend,
+            header: RunHeader {
+                checkpoint,
+                name: Some(format!("dimra-{}-{stamp}", base.unwrap_or_default())),
+                ..unlearned.header.clone()
+            },
             auxiliary: unlearned.data.retain.clone(),
             forgotten_class: unlearned.data.forget_class,
             forgotten_images: unlearned.data.forget.clone(),
@@ -505,7 +507,7 @@ mod tests {
     #[test]
     fn a_sweep_queues_evenly_spaced_values_and_starts_the_first() {
         let mut bench = Workbench::demo();
-        bench.config.runs_dir = tempfile::tempdir().unwrap().keep();
+        bench.config.header.runs_dir = tempfile::tempdir().unwrap().keep();
         bench.sweep = SweepSettings {
             from: 0.2,
             to: 0.8,

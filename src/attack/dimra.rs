@@ -1,5 +1,5 @@
-//! DiMRA — the relearning attack of Yuan et al. 2025 (ALGORITHMS.md §4.1; defaults are
-//! Lethe's, §4.3): fine-tune an unlearned model with the ordinary denoising loss on
+//! DiMRA — the relearning attack of Yuan et al. 2025 (docs/methods.md, DiMRA; defaults are
+//! Lethe's): fine-tune an unlearned model with the ordinary denoising loss on
 //! auxiliary data that does **not** contain the forgotten content (the retain set, or data
 //! like it, with its own labels), checkpointing along the way, and watch whether the
 //! forgotten content comes back.
@@ -13,94 +13,107 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendChoice;
 use crate::experiment::ExperimentConfig;
-use crate::experiment::config::{DataSelection, EvalConfig, OptimizerConfig, UnlearnTrain};
+use crate::experiment::config::{DataSelection, EvalConfig, RunHeader, UnlearnTrain};
+use crate::train::OptimizerConfig;
 use crate::unlearn::MethodConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct AttackConfig {
-    /// The unlearned checkpoint under attack (never modified).
-    pub checkpoint: PathBuf,
-    #[serde(default = "default_runs_dir")]
-    pub runs_dir: PathBuf,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub backend: BackendChoice,
+    /// `checkpoint`: the unlearned checkpoint under attack (never modified); `runs_dir`,
+    /// `name` (default `dimra-<run>`), `backend`.
+    #[serde(flatten)]
+    pub header: RunHeader,
     /// Auxiliary data the attacker fine-tunes on, with its own labels.
     pub auxiliary: Vec<PathBuf>,
     /// What was forgotten, to probe for: a class (held out of the auxiliary data) …
-    #[serde(default)]
     pub forgotten_class: Option<usize>,
     /// … or images (with their label in a class-conditional model).
-    #[serde(default)]
     pub forgotten_images: Vec<PathBuf>,
-    #[serde(default)]
     pub forgotten_label: Option<usize>,
-    #[serde(default = "default_steps")]
     pub steps: usize,
-    #[serde(default = "default_batch")]
     pub batch_size: usize,
-    #[serde(default = "default_lr")]
     pub learning_rate: f64,
     /// Probe (and checkpoint) every this many steps.
-    #[serde(default = "default_every")]
     pub evaluate_every: usize,
     /// The attacker's fine-tuning also trains the unconditional branch this often.
-    #[serde(default = "default_drop")]
     pub cond_drop_prob: f64,
-    #[serde(default)]
     pub seed: u64,
-    #[serde(default)]
     pub eval: EvalConfig,
 }
 
-fn default_runs_dir() -> PathBuf {
-    PathBuf::from("runs")
+impl Default for AttackConfig {
+    /// Lethe's attack defaults (docs/methods.md, DiMRA): Adam lr 1e-4, batch 32, 1,000 steps
+    /// probed every 100.
+    fn default() -> Self {
+        Self {
+            header: RunHeader::default(),
+            auxiliary: vec![],
+            forgotten_class: None,
+            forgotten_images: vec![],
+            forgotten_label: None,
+            steps: 1000,
+            batch_size: 32,
+            learning_rate: 1e-4,
+            evaluate_every: 100,
+            cond_drop_prob: 0.1,
+            seed: 0,
+            eval: EvalConfig::default(),
+        }
+    }
 }
-fn default_steps() -> usize {
-    1000
-}
-fn default_batch() -> usize {
-    32
-}
-fn default_lr() -> f64 {
-    1e-4
-}
-fn default_every() -> usize {
-    100
-}
-fn default_drop() -> f64 {
-    0.1
-}
+
+/// The attack config's own keys (besides the header's), for the unknown-key message.
+const ATTACK_KEYS: [&str; 11] = [
+    "auxiliary",
+    "forgotten_class",
+    "forgotten_images",
+    "forgotten_label",
+    "steps",
+    "batch_size",
+    "learning_rate",
+    "evaluate_every",
+    "cond_drop_prob",
+    "seed",
+    "eval",
+];
 
 impl AttackConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let config: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config
-            .to_experiment()
             .validate()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(config)
     }
 
+    /// The attack's own checks, then the engine run's.
+    pub fn validate(&self) -> Result<(), String> {
+        self.header.validate(&ATTACK_KEYS)?;
+        if self.auxiliary.is_empty() {
+            return Err("auxiliary is empty: the attacker needs data to fine-tune on".into());
+        }
+        self.to_experiment().validate()
+    }
+
     /// The attack as an engine run: `finetune` on the auxiliary data, probing the
     /// forgotten content at every evaluation.
     pub fn to_experiment(&self) -> ExperimentConfig {
+        let name = self.header.name.clone().or_else(|| {
+            self.header
+                .checkpoint
+                .parent()
+                .and_then(|p| p.parent())
+                .and_then(|run| run.file_name())
+                .map(|run| format!("dimra-{}", run.to_string_lossy()))
+        });
         ExperimentConfig {
-            checkpoint: self.checkpoint.clone(),
-            runs_dir: self.runs_dir.clone(),
-            name: self.name.clone().or_else(|| {
-                self.checkpoint
-                    .parent()
-                    .and_then(|p| p.parent())
-                    .and_then(|run| run.file_name())
-                    .map(|run| format!("dimra-{}", run.to_string_lossy()))
-            }),
-            backend: self.backend,
+            header: RunHeader {
+                name,
+                ..self.header.clone()
+            },
             data: DataSelection {
                 retain: self.auxiliary.clone(),
                 forget: self.forgotten_images.clone(),
@@ -112,11 +125,7 @@ impl AttackConfig {
                 steps: self.steps,
                 batch_size: self.batch_size,
                 learning_rate: self.learning_rate,
-                optimizer: OptimizerConfig::Adam {
-                    beta1: 0.9,
-                    beta2: 0.999,
-                    epsilon: 1e-8,
-                },
+                optimizer: OptimizerConfig::adam(),
                 grad_clip_norm: 1.0,
                 seed: self.seed,
                 cond_drop_prob: self.cond_drop_prob,

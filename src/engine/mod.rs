@@ -2,6 +2,8 @@
 //! [`Event`]s over crossbeam channels. The CLI and the GUI are two consumers of the same
 //! events; nothing here knows about either.
 
+mod control;
+mod data;
 mod run;
 
 use std::path::PathBuf;
@@ -12,10 +14,11 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::ExperimentConfig;
-use crate::metrics::forgetting::Evaluation;
-use crate::unlearn::StepReport;
+use crate::metrics::evaluation::Evaluation;
 
-pub use run::{Control, Stop, execute};
+pub use crate::experiment::StepRecord;
+pub use control::Control;
+pub use run::{Stop, execute};
 
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -30,19 +33,6 @@ pub enum Command {
     EvaluateNow,
     /// End the worker thread (after the current run is cancelled).
     Shutdown,
-}
-
-/// One optimisation step, as logged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// Steps completed (1-based).
-    pub step: usize,
-    pub report: StepReport,
-    /// Norm of the combined direction before the global clip.
-    pub grad_norm: f32,
-    pub clipped: bool,
-    pub learning_rate: f64,
-    pub step_seconds: f64,
 }
 
 /// What a finished (or stopped) run leaves behind.
@@ -163,7 +153,7 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
     while let Ok(command) = commands.recv() {
         match command {
             Command::Start(config) => {
-                let mut control = run::Control::new(commands);
+                let mut control = Control::new(commands);
                 match execute(&config, &mut control, &emit) {
                     Ok(()) => {}
                     Err(run::Stop::Failed { error, run_dir }) => {

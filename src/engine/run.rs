@@ -1,29 +1,28 @@
 //! One unlearning run, start to finish, on the worker thread.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, AdamWConfig};
 use burn::tensor::Device;
-use crossbeam_channel::Receiver;
-use serde_json::json;
 
-use super::{Command, Event, StepRecord, Summary};
-use crate::data::{ImageSet, ImageSpec, load_paths};
+use super::control::Control;
+use super::data::prepare_data;
+use super::{Event, Summary};
+use crate::data::ImageSpec;
 use crate::diffusion::checkpoint::{self, Provenance};
-use crate::diffusion::sampler::{SampleJob, SamplerSpec};
+use crate::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
 use crate::diffusion::unet::UNet;
-use crate::experiment::config::OptimizerConfig;
-use crate::experiment::{ExperimentConfig, RunDir, RunInfo, RunStatus};
+use crate::experiment::{
+    EvaluatedModel, ExperimentConfig, MetricsLine, RunDir, RunInfo, RunStatus, StepRecord,
+};
 use crate::metrics::classifier::LoadedClassifier;
-use crate::metrics::forgetting::{Evaluation, ForgetProbe};
-use crate::metrics::suite::{Drawn, Suite, SuiteInputs};
-use crate::unlearn::grads::Layout;
+use crate::metrics::evaluation::Evaluation;
+use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
+use crate::train::{Layout, clip_to_norm, step_rng, update_ema};
+use crate::unlearn::Direction;
 use crate::unlearn::step::{Conditioning, StepContext, UnlearnData};
-use crate::unlearn::{Direction, MethodConfig};
 use crate::util::sha256_hex;
 
 /// Why a run stopped early with an error.
@@ -41,76 +40,6 @@ fn failed(error: impl Into<String>) -> Stop {
     }
 }
 
-/// Commands that arrive while a run is in progress, checked between steps.
-pub struct Control<'a> {
-    commands: Option<&'a Receiver<Command>>,
-    pub shutdown: bool,
-    cancel: bool,
-    sample_now: bool,
-    evaluate_now: bool,
-}
-
-impl<'a> Control<'a> {
-    pub fn new(commands: &'a Receiver<Command>) -> Self {
-        Self {
-            commands: Some(commands),
-            shutdown: false,
-            cancel: false,
-            sample_now: false,
-            evaluate_now: false,
-        }
-    }
-
-    /// A control nobody can talk to (library use, tests).
-    pub fn detached() -> Self {
-        Self {
-            commands: None,
-            shutdown: false,
-            cancel: false,
-            sample_now: false,
-            evaluate_now: false,
-        }
-    }
-
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::Cancel => self.cancel = true,
-            Command::Shutdown => {
-                self.cancel = true;
-                self.shutdown = true;
-            }
-            Command::SampleNow => self.sample_now = true,
-            Command::EvaluateNow => self.evaluate_now = true,
-            // A second Start while running is ignored; Pause/Resume are handled in `poll`.
-            Command::Start(_) | Command::Pause | Command::Resume => {}
-        }
-    }
-
-    /// Drains pending commands; blocks while paused.
-    fn poll(&mut self, emit: &dyn Fn(Event)) {
-        let Some(rx) = self.commands else { return };
-        while let Ok(command) = rx.try_recv() {
-            if matches!(command, Command::Pause) {
-                emit(Event::Paused);
-                while let Ok(c) = rx.recv() {
-                    match c {
-                        Command::Resume => break,
-                        other => {
-                            self.apply(other);
-                            if self.cancel {
-                                break;
-                            }
-                        }
-                    }
-                }
-                emit(Event::Resumed);
-            } else {
-                self.apply(command);
-            }
-        }
-    }
-}
-
 /// Runs `config` to completion (or cancellation), emitting events. Errors before the run
 /// directory exists come back as `Stop::Failed` without a directory.
 pub fn execute(
@@ -119,13 +48,13 @@ pub fn execute(
     emit: &dyn Fn(Event),
 ) -> Result<(), Stop> {
     config.validate().map_err(failed)?;
-    let device = crate::backend::training_device(config.backend).map_err(failed)?;
+    let device = crate::backend::training_device(config.header.backend).map_err(failed)?;
     emit(Event::Note(format!(
         "loading {}",
-        config.checkpoint.display()
+        config.header.checkpoint.display()
     )));
     let source =
-        checkpoint::load(&config.checkpoint, &device).map_err(|e| failed(e.to_string()))?;
+        checkpoint::load(&config.header.checkpoint, &device).map_err(|e| failed(e.to_string()))?;
     let spec = ImageSpec {
         channels: source.config.in_channels,
         height: source.config.sample_size,
@@ -142,7 +71,7 @@ pub fn execute(
         run_dir: run_dir.path.clone(),
         method: config.method.label().to_string(),
         total_steps: config.train.steps,
-        backend: config.backend.to_string(),
+        backend: config.header.backend.to_string(),
         forget_images: run.data.forget.len(),
         retain_images: run.data.retain.len(),
     });
@@ -161,110 +90,6 @@ pub fn execute(
             Err(with_dir(error))
         }
     }
-}
-
-/// Loads the retain/forget (and substitute) sets as the config describes.
-fn prepare_data(
-    config: &ExperimentConfig,
-    spec: ImageSpec,
-    model: &crate::diffusion::unet::UNetConfig,
-) -> Result<UnlearnData, String> {
-    let d = &config.data;
-    let mut retain = if d.retain.is_empty() {
-        ImageSet::empty(spec)
-    } else {
-        load_paths(&d.retain, spec).map_err(|e| e.to_string())?
-    };
-    let forget = match d.forget_class {
-        Some(class) => {
-            let (keep, drop): (Vec<usize>, Vec<usize>) =
-                (0..retain.len()).partition(|&i| retain.labels[i] != Some(class));
-            if drop.is_empty() {
-                return Err(format!(
-                    "data.forget_class = {class}: no retain image has that label"
-                ));
-            }
-            let forget = retain.subset(&drop);
-            retain = retain.subset(&keep);
-            forget
-        }
-        None => {
-            let mut forget = load_paths(&d.forget, spec).map_err(|e| e.to_string())?;
-            if let Some(label) = d.forget_label {
-                forget.labels = vec![Some(label); forget.len()];
-            }
-            // A forget image that is also in the retain sources must not be kept.
-            let forget_pixels: HashSet<&[u8]> =
-                (0..forget.len()).map(|i| forget.image(i)).collect();
-            let keep: Vec<usize> = (0..retain.len())
-                .filter(|&i| !forget_pixels.contains(retain.image(i)))
-                .collect();
-            if keep.len() != retain.len() {
-                retain = retain.subset(&keep);
-            }
-            forget
-        }
-    };
-    let conditional = model.num_class_embeds.is_some();
-    if conditional && model.lethe_null_class.is_none() {
-        let unlabelled = forget
-            .labels
-            .iter()
-            .chain(&retain.labels)
-            .any(Option::is_none);
-        if unlabelled {
-            return Err(
-                "the checkpoint is class-conditional without a null class, so every image needs a label: set data.forget_label (and use labelled retain data)"
-                    .into(),
-            );
-        }
-    }
-    let substitute = match &config.method {
-        MethodConfig::Dimum(c) => Some(substitute_set(c, &retain, &forget, spec)?),
-        _ => None,
-    };
-    Ok(UnlearnData {
-        retain,
-        forget,
-        substitute,
-    })
-}
-
-/// DiMUM's alternative data, relabelled as the forgotten condition.
-fn substitute_set(
-    c: &crate::unlearn::dimum::DimumConfig,
-    retain: &ImageSet,
-    forget: &ImageSet,
-    spec: ImageSpec,
-) -> Result<ImageSet, String> {
-    let forgotten = forget.labels.first().copied().flatten();
-    let mut set = if !c.substitute_images.is_empty() {
-        load_paths(&c.substitute_images, spec)
-            .map_err(|e| format!("method.substitute_images: {e}"))?
-    } else {
-        let class = match c.substitute_class {
-            Some(k) => k,
-            None => retain
-                .labels
-                .iter()
-                .flatten()
-                .copied()
-                .filter(|&l| Some(l) != forgotten)
-                .min()
-                .ok_or("DiMUM: the retain set has no labelled class to use as substitute; set method.substitute_images")?,
-        };
-        let idx: Vec<usize> = (0..retain.len())
-            .filter(|&i| retain.labels[i] == Some(class))
-            .collect();
-        if idx.is_empty() {
-            return Err(format!(
-                "method.substitute_class = {class}: no retain image has that label"
-            ));
-        }
-        retain.subset(&idx)
-    };
-    set.labels = vec![forgotten; set.len()];
-    Ok(set)
 }
 
 struct Run<'a> {
@@ -306,31 +131,31 @@ impl<'a> Run<'a> {
         // configured precision; the weights stay f32.
         let precision = config.train.precision;
         precision.check_trainable()?;
-        let model = match &config.method {
-            MethodConfig::Retrain { init_seed } => UNet::new(&source.config, *init_seed, device)?,
-            _ => source.unet.clone(),
-        }
-        .with_precision(precision);
+        let model = config
+            .method
+            .starting_model(&source.unet, &source.config, device)?
+            .with_precision(precision);
         let original = source.unet.valid().with_precision(precision);
         let shape = source.config.image_shape();
         let eval = config.eval.resolved();
         let inner = device.clone().inner();
-        let probe = build_probe(config, &data, shape, &inner);
-        let suite = Suite::new(
-            probe,
-            SuiteInputs {
+        // The classifier is optional here: without one that fits, the run goes on with the
+        // metrics that need none (copy rate, ELBO).
+        let classifier = config
+            .eval
+            .classifier_path()
+            .map(|p| crate::data::demo::asset(&p.to_string_lossy()))
+            .and_then(|p| LoadedClassifier::load_for(&p, shape, &inner).ok());
+        let suite = Suite::for_run(
+            SuiteSpec {
+                model: &source.config,
                 retain: &data.retain,
                 forget: &data.forget,
-                reference_name: "retain",
+                classifier,
+                forgotten_class: config.data.forget_class.or(config.data.forget_label),
+                copy_threshold: config.eval.copy_threshold,
                 elbo_images: eval.elbo_images,
                 elbo_timesteps: eval.elbo_timesteps,
-                elbo_class: source.config.lethe_null_class.or_else(|| {
-                    source
-                        .config
-                        .num_class_embeds
-                        .and(config.data.forget_class.or(config.data.forget_label))
-                }),
-                null_class: source.config.lethe_null_class,
                 seed: eval.seed,
                 preset: config.eval.preset_name(),
             },
@@ -378,8 +203,8 @@ impl<'a> Run<'a> {
             status,
             method: self.config.method.label().to_string(),
             lethe_version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: self.config.backend.to_string(),
-            source_checkpoint: self.config.checkpoint.clone(),
+            backend: self.config.header.backend.to_string(),
+            source_checkpoint: self.config.header.checkpoint.clone(),
             source_sha256: self.source.weights_sha256.clone(),
             steps_done: self.steps_done,
             total_steps: self.config.train.steps,
@@ -405,32 +230,11 @@ impl<'a> Run<'a> {
         self.original_samples = Arc::new(samples);
         let baseline = self.judge(&original, &self.original_samples.clone())?;
         self.baseline = Some(baseline.clone());
-        self.record_eval(0, &baseline, "original", emit)?;
+        self.record_eval(0, &baseline, EvaluatedModel::Original, emit)?;
         self.emit_grid(0, self.original_samples.to_vec(), emit)?;
 
         let layout = Layout::of(&self.model);
-        let mut optim = match train.optimizer {
-            OptimizerConfig::AdamW {
-                beta1,
-                beta2,
-                weight_decay,
-                epsilon,
-            } => AdamWConfig::new()
-                .with_beta_1(beta1)
-                .with_beta_2(beta2)
-                .with_weight_decay(weight_decay)
-                .with_epsilon(epsilon)
-                .init(),
-            OptimizerConfig::Adam {
-                beta1,
-                beta2,
-                epsilon,
-            } => AdamConfig::new()
-                .with_beta_1(beta1)
-                .with_beta_2(beta2)
-                .with_epsilon(epsilon)
-                .init(),
-        };
+        let mut optim = train.optimizer.init();
         let num_classes = self.source.config.num_real_classes();
         let mut method = self.config.method.build(num_classes)?;
         let cond = Conditioning {
@@ -458,7 +262,7 @@ impl<'a> Run<'a> {
                 return Ok(RunStatus::Cancelled);
             }
             let clock = Instant::now();
-            let mut rng = crate::pretrain::step_rng(train.seed, step);
+            let mut rng = step_rng(train.seed, step);
             let direction: Direction = {
                 let mut cx = StepContext {
                     model: &self.model,
@@ -477,7 +281,8 @@ impl<'a> Run<'a> {
                 };
                 method.direction(&mut cx)?
             };
-            let grad_norm = direction.grad.norm();
+            let clip = clip_to_norm(direction.grad, train.grad_clip_norm);
+            let grad_norm = clip.norm;
             let total = direction.report.total().unwrap_or(0.0);
             if !grad_norm.is_finite() || !total.is_finite() {
                 // The model has not taken this step: it is the last good one.
@@ -494,19 +299,12 @@ impl<'a> Run<'a> {
                     path.display()
                 ));
             }
-            let clip = train.grad_clip_norm;
-            let clipped = clip > 0.0 && grad_norm > clip;
-            let grad = if clipped {
-                direction.grad.scaled(clip / grad_norm)
-            } else {
-                direction.grad
-            };
-            let grads = grad.into_params(&self.model);
+            let grads = clip.grad.into_params(&self.model);
             let model = std::mem::replace(&mut self.model, self.original.clone());
             self.model = optim.step(train.learning_rate, model, grads);
             if let Some(ema) = self.ema.take() {
                 let decay = train.ema_decay as f32;
-                self.ema = Some(crate::pretrain::update_ema(ema, &self.model, decay));
+                self.ema = Some(update_ema(ema, &self.model, decay));
             }
             let step_seconds = clock.elapsed().as_secs_f64();
             self.train_seconds += step_seconds;
@@ -515,12 +313,13 @@ impl<'a> Run<'a> {
                 step: step + 1,
                 report: direction.report,
                 grad_norm,
-                clipped,
+                clipped: clip.clipped,
                 learning_rate: train.learning_rate,
                 step_seconds,
             };
-            self.dir
-                .append_metrics(&json!({"kind": "step", "record": &record}))?;
+            self.dir.append_metrics(&MetricsLine::Step {
+                record: record.clone(),
+            })?;
             emit(Event::Step(record));
             let done = step + 1;
             let every = self.eval.every;
@@ -568,16 +367,7 @@ impl<'a> Run<'a> {
             null_class: self.source.config.lethe_null_class,
             device: &inner,
         };
-        let n = self.eval.samples;
-        let mut out = Vec::with_capacity(n);
-        let mut first = 0;
-        while first < n {
-            let count = 64.min(n - first);
-            let x = job.run(self.eval.seed, first, count, |_, _| {})?;
-            out.extend(crate::images::to_unit_floats(x).0);
-            first += count;
-        }
-        Ok(out)
+        job.run_batched(self.eval.seed, self.eval.samples, SAMPLE_BATCH, |_| {})
     }
 
     /// Every metric of `model`, whose probe samples (drawn with `self.sampler`) are `samples`.
@@ -612,7 +402,7 @@ impl<'a> Run<'a> {
         if let Some(baseline) = &self.baseline {
             eval.set_pul(baseline);
         }
-        self.record_eval(step, &eval, "current", emit)?;
+        self.record_eval(step, &eval, EvaluatedModel::Current, emit)?;
         self.last_eval = Some(eval);
         self.emit_grid(step, samples, emit)
     }
@@ -621,12 +411,14 @@ impl<'a> Run<'a> {
         &self,
         step: usize,
         eval: &Evaluation,
-        model: &str,
+        model: EvaluatedModel,
         emit: &dyn Fn(Event),
     ) -> Result<(), String> {
-        self.dir.append_metrics(
-            &json!({"kind": "eval", "step": step, "model": model, "evaluation": eval}),
-        )?;
+        self.dir.append_metrics(&MetricsLine::Eval {
+            step,
+            model,
+            evaluation: Box::new(eval.clone()),
+        })?;
         emit(Event::Metrics {
             step,
             evaluation: eval.clone(),
@@ -676,7 +468,7 @@ impl<'a> Run<'a> {
                 .with("lethe_forget_set_sha256", forget_hash)
                 .with("lethe_forget_images", self.data.forget.len())
                 .with("lethe_parent_sha256", &self.source.weights_sha256)
-                .with("lethe_parent_path", self.config.checkpoint.display())
+                .with("lethe_parent_path", self.config.header.checkpoint.display())
                 .with(
                     "lethe_weights",
                     if self.ema.is_some() { "ema" } else { "trained" },
@@ -697,46 +489,4 @@ impl<'a> Run<'a> {
         });
         Ok(path)
     }
-}
-
-fn build_probe(
-    config: &ExperimentConfig,
-    data: &UnlearnData,
-    shape: [usize; 3],
-    device: &Device,
-) -> ForgetProbe {
-    let mut seen = HashSet::new();
-    let forget_images: Vec<Vec<f32>> = (0..data.forget.len())
-        .map(|i| data.forget.image(i))
-        .filter(|p| seen.insert(p.to_vec()))
-        .take(1000)
-        .map(|p| p.iter().map(|&v| v as f32 / 255.0).collect())
-        .collect();
-    let forgotten_class = config.data.forget_class.or(config.data.forget_label);
-    let classifier = config
-        .eval
-        .classifier_path()
-        .map(|p| crate::data::demo::asset(&p.to_string_lossy()))
-        .and_then(|p| fitting_classifier(&p, shape, device));
-    ForgetProbe {
-        forget_images,
-        copy_threshold: config.eval.copy_threshold,
-        forgotten_class: forgotten_class.filter(|&c| {
-            classifier
-                .as_ref()
-                .is_some_and(|k| c < k.config.num_classes)
-        }),
-        classifier,
-        confidence: 0.9,
-    }
-}
-
-/// The classifier, if it exists and judges images of this shape.
-fn fitting_classifier(
-    path: &Path,
-    [c, h, w]: [usize; 3],
-    device: &Device,
-) -> Option<LoadedClassifier> {
-    let k = LoadedClassifier::load(path, device).ok()?;
-    (k.config.channels == c && k.config.size == h && h == w).then_some(k)
 }

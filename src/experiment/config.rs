@@ -8,22 +8,72 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
 use crate::diffusion::precision::Precision;
+use crate::train::OptimizerConfig;
 use crate::unlearn::step::{Reduction, TimestepSampling};
 use crate::unlearn::{MethodConfig, check_non_negative};
+use crate::util::{UnknownKeys, refuse_unknown_keys};
 
+/// The keys every run config starts with — the checkpoint a run starts from, where its run
+/// directory goes, on which backend it computes — flattened into [`ExperimentConfig`] and
+/// the attack's config, so both read them the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExperimentConfig {
-    /// The checkpoint to unlearn from (diffusers layout). Never modified.
+#[serde(default)]
+pub struct RunHeader {
+    /// The checkpoint the run starts from (diffusers layout). Never modified.
     pub checkpoint: PathBuf,
     /// Parent folder of run directories.
-    #[serde(default = "default_runs_dir")]
     pub runs_dir: PathBuf,
     /// Run directory name (default: `<method>-NNN`, the first free number).
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
     pub backend: BackendChoice,
+    /// The config's top-level keys that no field took, refused by [`Self::validate`]
+    /// (serde cannot deny unknown keys around a flattened struct; see [`UnknownKeys`]).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: UnknownKeys,
+}
+
+impl Default for RunHeader {
+    fn default() -> Self {
+        Self {
+            checkpoint: PathBuf::new(),
+            runs_dir: PathBuf::from("runs"),
+            name: None,
+            backend: BackendChoice::default(),
+            unknown: UnknownKeys::new(),
+        }
+    }
+}
+
+impl RunHeader {
+    /// A header for a run from `checkpoint`, with the other keys at their defaults.
+    pub fn new(checkpoint: impl Into<PathBuf>) -> Self {
+        Self {
+            checkpoint: checkpoint.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Refuses a missing checkpoint and unknown top-level keys (`own_keys`: the keys of
+    /// the config the header is flattened into).
+    pub fn validate(&self, own_keys: &[&str]) -> Result<(), String> {
+        if self.checkpoint.as_os_str().is_empty() {
+            return Err("checkpoint is not set: the checkpoint to start from".into());
+        }
+        let known: Vec<&str> = ["checkpoint", "runs_dir", "name", "backend"]
+            .into_iter()
+            .chain(own_keys.iter().copied())
+            .collect();
+        refuse_unknown_keys("the top level", &self.unknown, &known)
+    }
+}
+
+/// An unlearning run: [`RunHeader`]'s keys at the top level, then `[data]`, `[method]`,
+/// `[train]` and `[eval]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentConfig {
+    #[serde(flatten)]
+    pub header: RunHeader,
     pub data: DataSelection,
     pub method: MethodConfig,
     #[serde(default)]
@@ -37,20 +87,16 @@ pub struct ExperimentConfig {
 /// Data-point setting: `forget` lists images (e.g. the memorised T-shirt); `retain` the
 /// rest of the training data. Class setting: `forget_class = c` moves every `retain` image
 /// of class `c` into the forget set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DataSelection {
     /// Images the model keeps (files, folders, IDX, CIFAR batches), with their labels.
-    #[serde(default)]
     pub retain: Vec<PathBuf>,
     /// Images to forget.
-    #[serde(default)]
     pub forget: Vec<PathBuf>,
     /// Label of the `forget` images for a class-conditional model (their condition).
-    #[serde(default)]
     pub forget_label: Option<usize>,
     /// Class setting: forget every retain image of this class.
-    #[serde(default)]
     pub forget_class: Option<usize>,
 }
 
@@ -61,7 +107,6 @@ pub struct UnlearnTrain {
     /// Images per batch, for each of the retain and forget batches.
     pub batch_size: usize,
     pub learning_rate: f64,
-    #[serde(default)]
     pub optimizer: OptimizerConfig,
     /// Global gradient-norm clip applied after the method combines its terms (0 = off).
     pub grad_clip_norm: f32,
@@ -84,7 +129,7 @@ pub struct UnlearnTrain {
 }
 
 impl Default for UnlearnTrain {
-    /// SISS's MNIST T-shirt recipe (ALGORITHMS.md §1.7).
+    /// SISS's MNIST T-shirt recipe (docs/methods.md, SISS).
     fn default() -> Self {
         Self {
             steps: 300,
@@ -100,34 +145,6 @@ impl Default for UnlearnTrain {
             cond_drop_prob: 0.5,
             ema_decay: 0.0,
             precision: Precision::F32,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum OptimizerConfig {
-    AdamW {
-        beta1: f32,
-        beta2: f32,
-        weight_decay: f32,
-        epsilon: f32,
-    },
-    Adam {
-        beta1: f32,
-        beta2: f32,
-        epsilon: f32,
-    },
-}
-
-impl Default for OptimizerConfig {
-    /// SISS MNIST: AdamW (0.95, 0.999), wd 1e-6, eps 1e-8.
-    fn default() -> Self {
-        Self::AdamW {
-            beta1: 0.95,
-            beta2: 0.999,
-            weight_decay: 1e-6,
-            epsilon: 1e-8,
         }
     }
 }
@@ -211,10 +228,6 @@ impl EvalConfig {
     }
 }
 
-fn default_runs_dir() -> PathBuf {
-    PathBuf::from("runs")
-}
-
 impl ExperimentConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         Self::from_file_noting(path).map(|(config, _)| config)
@@ -239,6 +252,7 @@ impl ExperimentConfig {
 
     /// Checks every value that can be checked without loading data; errors name the key.
     pub fn validate(&self) -> Result<(), String> {
+        self.header.validate(&["data", "method", "train", "eval"])?;
         self.method.validate()?;
         let t = &self.train;
         if t.batch_size == 0 {

@@ -1,8 +1,9 @@
-//! An experiment: its config and the run directory it writes.
+//! An experiment: its config, the run directory it writes and the records read back from it.
 
 pub mod config;
 pub mod run_dir;
+pub mod runs;
 pub mod siss_yaml;
 
 pub use config::ExperimentConfig;
-pub use run_dir::{RunDir, RunInfo, RunStatus};
+pub use run_dir::{EvaluatedModel, MetricsLine, RunDir, RunInfo, RunStatus, StepRecord};

@@ -8,7 +8,9 @@
 //!   checkpoints/<name>/      diffusers layout with provenance
 //! ```
 //! Every file is written atomically except `metrics.jsonl`, which is appended line by line
-//! (a crash loses at most the line being written).
+//! (a crash loses at most the line being written). The records here — [`RunInfo`] for
+//! `run.json`, [`MetricsLine`] for each line of `metrics.jsonl` — are the only way the
+//! engine writes them and the GUI and `lethe runs` read them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +18,47 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::ExperimentConfig;
+use crate::metrics::evaluation::Evaluation;
+use crate::unlearn::StepReport;
 use crate::util::atomic_write;
+
+/// One optimisation step, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Steps completed (1-based).
+    pub step: usize,
+    pub report: StepReport,
+    /// Norm of the combined direction before the global clip.
+    pub grad_norm: f32,
+    pub clipped: bool,
+    pub learning_rate: f64,
+    pub step_seconds: f64,
+}
+
+/// Which model an evaluation line judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluatedModel {
+    /// The checkpoint the run started from (logged once, at step 0).
+    Original,
+    /// The run's model at `step` (its EMA when the run keeps one).
+    Current,
+}
+
+/// One line of `metrics.jsonl`, told apart by its `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MetricsLine {
+    /// `{"kind":"step","record":{…}}`
+    Step { record: StepRecord },
+    /// `{"kind":"eval","step":N,"model":"original"|"current","evaluation":{…}}`
+    Eval {
+        step: usize,
+        model: EvaluatedModel,
+        /// Boxed: an evaluation is several times the size of a step record.
+        evaluation: Box<Evaluation>,
+    },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,9 +95,9 @@ impl RunDir {
     /// Creates `runs_dir/name` (or the first free `runs_dir/<method>-NNN`); an existing
     /// named directory is refused rather than overwritten.
     pub fn create(config: &ExperimentConfig) -> Result<Self, String> {
-        let parent = &config.runs_dir;
+        let parent = &config.header.runs_dir;
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        let path = match &config.name {
+        let path = match &config.header.name {
             Some(name) => {
                 let p = parent.join(name);
                 if p.exists() {
@@ -101,8 +143,12 @@ impl RunDir {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    pub fn append_metrics(&self, line: &serde_json::Value) -> Result<(), String> {
-        let path = self.path.join("metrics.jsonl");
+    pub fn metrics_path(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    pub fn append_metrics(&self, line: &MetricsLine) -> Result<(), String> {
+        let path = self.metrics_path();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -114,6 +160,28 @@ impl RunDir {
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
+    /// Every line of `metrics.jsonl` (none when the file does not exist yet). A last line
+    /// that does not parse is dropped — a crash may cut the line being written — while any
+    /// earlier one is an error naming the file and line.
+    pub fn read_metrics(&self) -> Result<Vec<MetricsLine>, String> {
+        let path = self.metrics_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let count = text.lines().count();
+        let mut lines = Vec::with_capacity(count);
+        for (n, line) in text.lines().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(parsed) => lines.push(parsed),
+                Err(_) if n + 1 == count => {}
+                Err(e) => return Err(format!("{}:{}: {e}", path.display(), n + 1)),
+            }
+        }
+        Ok(lines)
+    }
+
     pub fn sample_grid_path(&self, step: usize) -> PathBuf {
         self.path
             .join("samples")
@@ -122,5 +190,52 @@ impl RunDir {
 
     pub fn checkpoint_dir(&self, name: &str) -> PathBuf {
         self.path.join("checkpoints").join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_lines_round_trip_and_a_cut_last_line_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path());
+        let step = MetricsLine::Step {
+            record: StepRecord {
+                step: 1,
+                report: StepReport::default(),
+                grad_norm: 2.5,
+                clipped: true,
+                learning_rate: 1e-4,
+                step_seconds: 0.5,
+            },
+        };
+        let eval = MetricsLine::Eval {
+            step: 0,
+            model: EvaluatedModel::Original,
+            evaluation: Box::new(Evaluation {
+                forget_copy_rate: 0.25,
+                ..Evaluation::default()
+            }),
+        };
+        run.append_metrics(&step).unwrap();
+        run.append_metrics(&eval).unwrap();
+        let text = std::fs::read_to_string(run.metrics_path()).unwrap();
+        assert!(
+            text.starts_with("{\"kind\":\"step\",\"record\":{"),
+            "{text}"
+        );
+        assert!(text.contains("\"kind\":\"eval\",\"step\":0,\"model\":\"original\""));
+        assert_eq!(
+            run.read_metrics().unwrap(),
+            vec![step.clone(), eval.clone()]
+        );
+        // A crash mid-write leaves a cut last line: dropped. A cut earlier line: an error.
+        std::fs::write(run.metrics_path(), format!("{text}{{\"kind\":\"st")).unwrap();
+        assert_eq!(run.read_metrics().unwrap().len(), 2);
+        std::fs::write(run.metrics_path(), format!("{{\"kind\":\"st\n{text}")).unwrap();
+        let err = run.read_metrics().unwrap_err();
+        assert!(err.contains("metrics.jsonl:1"), "{err}");
     }
 }

@@ -28,7 +28,7 @@ pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
         ui.label(format!(
             "{} runs in {}",
             app.state.runs.len(),
-            app.state.config.runs_dir.display()
+            app.state.config.header.runs_dir.display()
         ));
     });
     for p in &app.state.run_problems {

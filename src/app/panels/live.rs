@@ -357,7 +357,7 @@ fn exports_and_attack(app: &mut LetheApp, ui: &mut egui::Ui) {
         let enabled = finished_dir.is_some() && !app.state.is_running();
         if ui
             .add_enabled(enabled, egui::Button::new("Run DiMRA attack"))
-            .on_hover_text("Fine-tune the unlearned model on the retain data (never the forget data) and watch whether the forgotten content's rate climbs back (DiMRA, ALGORITHMS §4.1).")
+            .on_hover_text("Fine-tune the unlearned model on the retain data (never the forget data) and watch whether the forgotten content's rate climbs back (DiMRA; docs/methods.md).")
             .clicked()
             && let Some(dir) = finished_dir
         {

@@ -45,7 +45,7 @@ fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
         ui.selectable_value(&mut app.tab, Tab::Compare, "Compare runs");
         ui.separator();
         ui.label("Device:");
-        let backend = &mut app.state.config.backend;
+        let backend = &mut app.state.config.header.backend;
         egui::ComboBox::from_id_salt("backend")
             .selected_text(backend.to_string())
             .show_ui(ui, |ui| {

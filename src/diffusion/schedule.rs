@@ -8,67 +8,33 @@ use serde::{Deserialize, Serialize};
 
 /// diffusers' `scheduler/scheduler_config.json` (the keys Lethe uses; others are ignored).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SchedulerConfig {
-    #[serde(rename = "_class_name", default = "default_scheduler_class")]
+    #[serde(rename = "_class_name")]
     pub class_name: String,
-    #[serde(default = "default_t")]
     pub num_train_timesteps: usize,
-    #[serde(default = "default_beta_start")]
     pub beta_start: f64,
-    #[serde(default = "default_beta_end")]
     pub beta_end: f64,
-    #[serde(default = "default_beta_schedule")]
     pub beta_schedule: String,
-    #[serde(default = "default_variance")]
     pub variance_type: String,
-    #[serde(default = "yes")]
     pub clip_sample: bool,
-    #[serde(default = "one")]
     pub clip_sample_range: f64,
-    #[serde(default = "default_prediction")]
     pub prediction_type: String,
 }
 
-fn default_scheduler_class() -> String {
-    "DDPMScheduler".into()
-}
-fn default_t() -> usize {
-    1000
-}
-fn default_beta_start() -> f64 {
-    1e-4
-}
-fn default_beta_end() -> f64 {
-    0.02
-}
-fn default_beta_schedule() -> String {
-    "linear".into()
-}
-fn default_variance() -> String {
-    "fixed_small".into()
-}
-fn default_prediction() -> String {
-    "epsilon".into()
-}
-fn yes() -> bool {
-    true
-}
-fn one() -> f64 {
-    1.0
-}
-
 impl Default for SchedulerConfig {
+    /// diffusers' `DDPMScheduler` defaults.
     fn default() -> Self {
         Self {
-            class_name: default_scheduler_class(),
+            class_name: "DDPMScheduler".into(),
             num_train_timesteps: 1000,
             beta_start: 1e-4,
             beta_end: 0.02,
-            beta_schedule: default_beta_schedule(),
-            variance_type: default_variance(),
+            beta_schedule: "linear".into(),
+            variance_type: "fixed_small".into(),
             clip_sample: true,
             clip_sample_range: 1.0,
-            prediction_type: default_prediction(),
+            prediction_type: "epsilon".into(),
         }
     }
 }

@@ -12,109 +12,93 @@ use super::layers::{Attention, Conv2d, Embedding, GroupNorm, Init, Linear};
 use super::precision::{Precision, like};
 
 /// diffusers' `unet/config.json` for `UNet2DModel`. Unknown keys are ignored, so real
-/// diffusers configs load; values Lethe cannot honour are rejected by [`UNetConfig::validate`].
+/// diffusers configs load; a missing key takes `UNet2DModel`'s default ([`Default`]), as in
+/// diffusers; values Lethe cannot honour are rejected by [`UNetConfig::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct UNetConfig {
-    #[serde(rename = "_class_name", default = "default_class_name")]
+    #[serde(rename = "_class_name")]
     pub class_name: String,
-    #[serde(default = "default_sample_size")]
     pub sample_size: usize,
-    #[serde(default = "three")]
     pub in_channels: usize,
-    #[serde(default = "three")]
     pub out_channels: usize,
-    #[serde(default)]
     pub center_input_sample: bool,
-    #[serde(default = "default_time_embedding_type")]
     pub time_embedding_type: String,
-    #[serde(default)]
     pub freq_shift: f64,
-    #[serde(default = "yes")]
     pub flip_sin_to_cos: bool,
     pub down_block_types: Vec<String>,
     pub up_block_types: Vec<String>,
     pub block_out_channels: Vec<usize>,
-    #[serde(default = "two")]
     pub layers_per_block: usize,
-    #[serde(default = "one_f")]
     pub mid_block_scale_factor: f64,
-    #[serde(default = "one")]
     pub downsample_padding: usize,
-    #[serde(default = "default_act")]
     pub act_fn: String,
-    #[serde(default)]
     pub attention_head_dim: Option<usize>,
-    #[serde(default = "default_groups")]
     pub norm_num_groups: Option<usize>,
-    #[serde(default)]
     pub attn_norm_num_groups: Option<usize>,
-    #[serde(default = "default_eps")]
     pub norm_eps: f64,
-    #[serde(default = "default_shift")]
     pub resnet_time_scale_shift: String,
-    #[serde(default = "yes")]
     pub add_attention: bool,
-    #[serde(default)]
     pub class_embed_type: Option<String>,
-    #[serde(default)]
     pub num_class_embeds: Option<usize>,
-    #[serde(default = "default_conv")]
     pub downsample_type: String,
-    #[serde(default = "default_conv")]
     pub upsample_type: String,
-    #[serde(default = "default_mid_block_type")]
     pub mid_block_type: Option<String>,
-    #[serde(default)]
     pub time_embedding_dim: Option<usize>,
-    #[serde(default)]
     pub dropout: f64,
     /// Lethe's addition: the class index reserved as the classifier-free-guidance null
     /// class (trained with label dropout). diffusers ignores this key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lethe_null_class: Option<usize>,
 }
 
-fn default_class_name() -> String {
-    "UNet2DModel".into()
-}
-fn default_sample_size() -> usize {
-    32
-}
-fn default_time_embedding_type() -> String {
-    "positional".into()
-}
-fn default_conv() -> String {
-    "conv".into()
-}
-fn default_mid_block_type() -> Option<String> {
-    Some("UNetMidBlock2D".into())
-}
-fn default_act() -> String {
-    "silu".into()
-}
-fn default_shift() -> String {
-    "default".into()
-}
-fn default_groups() -> Option<usize> {
-    Some(32)
-}
-fn default_eps() -> f64 {
-    1e-5
-}
-fn one() -> usize {
-    1
-}
-fn two() -> usize {
-    2
-}
-fn three() -> usize {
-    3
-}
-fn one_f() -> f64 {
-    1.0
-}
-fn yes() -> bool {
-    true
+impl Default for UNetConfig {
+    /// diffusers' `UNet2DModel.__init__` defaults (except `sample_size`, which diffusers
+    /// leaves unset and Lethe needs: 32) and no attention head size (one head per block).
+    fn default() -> Self {
+        let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        Self {
+            class_name: "UNet2DModel".into(),
+            sample_size: 32,
+            in_channels: 3,
+            out_channels: 3,
+            center_input_sample: false,
+            time_embedding_type: "positional".into(),
+            freq_shift: 0.0,
+            flip_sin_to_cos: true,
+            down_block_types: strings(&[
+                "DownBlock2D",
+                "AttnDownBlock2D",
+                "AttnDownBlock2D",
+                "AttnDownBlock2D",
+            ]),
+            up_block_types: strings(&[
+                "AttnUpBlock2D",
+                "AttnUpBlock2D",
+                "AttnUpBlock2D",
+                "UpBlock2D",
+            ]),
+            block_out_channels: vec![224, 448, 672, 896],
+            layers_per_block: 2,
+            mid_block_scale_factor: 1.0,
+            downsample_padding: 1,
+            act_fn: "silu".into(),
+            attention_head_dim: None,
+            norm_num_groups: Some(32),
+            attn_norm_num_groups: None,
+            norm_eps: 1e-5,
+            resnet_time_scale_shift: "default".into(),
+            add_attention: true,
+            class_embed_type: None,
+            num_class_embeds: None,
+            downsample_type: "conv".into(),
+            upsample_type: "conv".into(),
+            mid_block_type: Some("UNetMidBlock2D".into()),
+            time_embedding_dim: None,
+            dropout: 0.0,
+            lethe_null_class: None,
+        }
+    }
 }
 
 impl UNetConfig {
@@ -127,35 +111,18 @@ impl UNetConfig {
     /// attention (it trains on a 2-core CPU; attention is covered by the golden tests).
     pub fn demo_mnist() -> Self {
         Self {
-            class_name: default_class_name(),
             sample_size: 28,
             in_channels: 1,
             out_channels: 1,
-            center_input_sample: false,
-            time_embedding_type: default_time_embedding_type(),
-            freq_shift: 0.0,
-            flip_sin_to_cos: true,
             down_block_types: vec!["DownBlock2D".into(); 3],
             up_block_types: vec!["UpBlock2D".into(); 3],
             block_out_channels: vec![32, 64, 64],
             layers_per_block: 1,
-            mid_block_scale_factor: 1.0,
-            downsample_padding: 1,
-            act_fn: default_act(),
-            attention_head_dim: None,
             norm_num_groups: Some(8),
-            attn_norm_num_groups: None,
-            norm_eps: 1e-5,
-            resnet_time_scale_shift: default_shift(),
             add_attention: false,
-            class_embed_type: None,
             num_class_embeds: Some(12),
-            downsample_type: default_conv(),
-            upsample_type: default_conv(),
-            mid_block_type: default_mid_block_type(),
-            time_embedding_dim: None,
-            dropout: 0.0,
             lethe_null_class: Some(11),
+            ..Self::default()
         }
     }
 

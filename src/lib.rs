@@ -1,8 +1,16 @@
 //! Lethe: a workbench for machine unlearning in diffusion models.
 //!
-//! Layers (arrows point down): `app` (GUI, behind the `gui` feature) → `engine` →
-//! `unlearn` / `attack` / `metrics` → `diffusion` / `data`. Only [`backend`] names a
-//! concrete Burn backend.
+//! Layers (arrows point down; `docs/design.md` has the map):
+//!
+//! - `app` (the GUI, behind the `gui` feature), the `lethe` binary's `cli` and [`bench`]
+//! - [`engine`] (runs experiments on a worker thread) and [`pretrain`]
+//! - [`attack`] → [`experiment`] (configs, run directories, their records)
+//! - [`unlearn`] (one method per file) and [`metrics`]
+//! - [`train`] (what every trainer shares: random streams, batches, gradients, EMA, optimizer)
+//! - [`diffusion`] (UNet, schedules, samplers, checkpoints) and [`data`]
+//! - [`images`], [`util`]
+//!
+//! Only [`backend`] names a concrete Burn backend.
 
 #[cfg(feature = "gui")]
 pub mod app;
@@ -16,5 +24,6 @@ pub mod experiment;
 pub mod images;
 pub mod metrics;
 pub mod pretrain;
+pub mod train;
 pub mod unlearn;
 pub mod util;

@@ -5,7 +5,6 @@ mod cli;
 /// training step in page faults, page clearing and memset).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-mod eval_cmd;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -1,4 +1,4 @@
-//! `lethe bench --ops`: where one training step of the demo UNet spends its time, per op.
+//! `lethe bench ops`: where one training step of the demo UNet spends its time, per op.
 //!
 //! The convolutions and group norms of one forward are recorded off the model itself
 //! ([`record_layer_calls`]); each distinct call is then replayed in isolation on the same

@@ -15,7 +15,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng;
 
-/// The shape of one heavy layer call, as `lethe bench --ops` replays it in isolation.
+/// The shape of one heavy layer call, as `lethe bench ops` replays it in isolation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerCall {
     /// Input `[B, C, H, W]`, weight `[out, in, k, k]`, stride, padding.

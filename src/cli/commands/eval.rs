@@ -1,6 +1,5 @@
-//! `lethe eval` and `lethe export-samples`: the evaluation suite on a checkpoint, headless.
+//! `lethe eval`: the whole metric suite on one checkpoint, headless.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -8,14 +7,16 @@ use clap::Args;
 use lethe::backend;
 use lethe::data::{self, ImageSet, ImageSpec};
 use lethe::diffusion::checkpoint::{self, Checkpoint};
-use lethe::diffusion::sampler::SamplerSpec;
+use lethe::diffusion::sampler::{SAMPLE_BATCH, SamplerSpec};
 use lethe::metrics::classifier::LoadedClassifier;
-use lethe::metrics::forgetting::{Evaluation, ForgetProbe};
+use lethe::metrics::evaluation::Evaluation;
+use lethe::metrics::forgetting::distinct_unit_images;
 use lethe::metrics::memorization::SISS_L2_THRESHOLD;
-use lethe::metrics::suite::{Drawn, Preset, Suite, SuiteInputs};
+use lethe::metrics::suite::{Drawn, Preset, Suite, SuiteSpec};
 use lethe::metrics::weights::{WeightDistance, weight_distance};
 
-use crate::cli::{Compute, PrecisionArg, sample_images};
+use crate::cli::args::{Compute, PrecisionArg};
+use crate::cli::progress::sample_images;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -143,10 +144,6 @@ fn names(paths: &[PathBuf], class: Option<usize>) -> String {
     }
 }
 
-fn unit_floats(pixels: &[u8]) -> Vec<f32> {
-    pixels.iter().map(|&p| p as f32 / 255.0).collect()
-}
-
 /// The class the classifier gives most of the forget images, if it is a majority.
 fn majority_class(
     classifier: &LoadedClassifier,
@@ -186,8 +183,7 @@ fn draw(
             &ckpt.sample_job(spec, device),
             args.seed,
             samples,
-            64,
-            steps,
+            SAMPLE_BATCH,
             &format!("sampling {} ({})", label(spec), ckpt.dir.display()),
         )
     };
@@ -249,7 +245,7 @@ fn evaluate_one(
     )
 }
 
-pub fn run_eval(args: &EvalArgs) -> Result<(), String> {
+pub fn run(args: &EvalArgs) -> Result<(), String> {
     args.compute.apply_threads();
     let device = backend::device(args.compute.backend)?;
     let clock = std::time::Instant::now();
@@ -276,35 +272,14 @@ pub fn run_eval(args: &EvalArgs) -> Result<(), String> {
     };
     let (forget, retain, data_line) = eval_data(args, spec)?;
     let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
-    let classifier = LoadedClassifier::load(&classifier_dir, &device)
-        .map_err(|e| e.to_string())
-        .and_then(|k| {
-            if k.config.channels == shape[0] && k.config.size == shape[1] {
-                Ok(k)
-            } else {
-                Err(format!(
-                    "{}: judges {}×{}×{} images, the model makes {shape:?}",
-                    classifier_dir.display(),
-                    k.config.channels,
-                    k.config.size,
-                    k.config.size
-                ))
-            }
-        });
-    let classifier = match classifier {
+    let classifier = match LoadedClassifier::load_for(&classifier_dir, shape, &device) {
         Ok(k) => Some(k),
         Err(e) => {
             eprintln!("warning: no classifier metrics ({e})");
             None
         }
     };
-    let mut seen = HashSet::new();
-    let forget_images: Vec<Vec<f32>> = (0..forget.len())
-        .map(|i| forget.image(i))
-        .filter(|p| seen.insert(p.to_vec()))
-        .take(1000)
-        .map(unit_floats)
-        .collect();
+    let forget_images = distinct_unit_images(&forget);
     let (forgotten_class, class_note) = match (args.forget_label, args.forget_class, &classifier) {
         (Some(l), _, _) => (Some(l), "--forget-label".to_string()),
         (None, Some(c), _) => (Some(c), "--forget-class".to_string()),
@@ -323,31 +298,16 @@ pub fn run_eval(args: &EvalArgs) -> Result<(), String> {
     let steps = args.steps.unwrap_or(settings.sampler_steps);
     let elbo_timesteps = args.elbo_timesteps.unwrap_or(settings.elbo_timesteps);
     let custom = args.samples.is_some() || args.steps.is_some() || args.elbo_timesteps.is_some();
-    let probe = ForgetProbe {
-        forget_images,
-        copy_threshold: SISS_L2_THRESHOLD,
-        forgotten_class: forgotten_class.filter(|&c| {
-            classifier
-                .as_ref()
-                .is_some_and(|k| c < k.config.num_classes)
-        }),
-        classifier,
-        confidence: lethe::metrics::classifier::DIGIT_CONFIDENCE,
-    };
-    let elbo_class = ckpt.config.lethe_null_class.or_else(|| {
-        // A conditional model without a null class: condition on the forgotten class.
-        ckpt.config.num_class_embeds.and(forgotten_class)
-    });
-    let suite = Suite::new(
-        probe,
-        SuiteInputs {
+    let suite = Suite::for_run(
+        SuiteSpec {
+            model: &ckpt.config,
             retain: &retain,
             forget: &forget,
-            reference_name: "retain",
+            classifier,
+            forgotten_class,
+            copy_threshold: SISS_L2_THRESHOLD,
             elbo_images: settings.elbo_images,
             elbo_timesteps,
-            elbo_class,
-            null_class: ckpt.config.lethe_null_class,
             seed: args.seed,
             preset: if custom {
                 format!("{} (custom)", preset.name())
@@ -577,142 +537,4 @@ fn print_report(
     println!(
         "  ELBO: DDPM variational bound (improved-diffusion's terms), 8-bit data; higher = less likely"
     );
-}
-
-#[derive(Args)]
-pub struct ExportArgs {
-    #[arg(long, default_value = data::demo::DEMO_CHECKPOINT)]
-    checkpoint: PathBuf,
-    /// Output folder: samples/*.png, features.npy, stats.npz, provenance.json.
-    #[arg(long)]
-    out: PathBuf,
-    #[arg(long, default_value_t = 1000)]
-    n: usize,
-    /// DDIM steps.
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Sample this class (class-conditional models); omit for unconditional samples.
-    #[arg(long)]
-    class: Option<usize>,
-    #[arg(long, default_value_t = 0.0)]
-    guidance: f32,
-    /// Real images to export statistics of too (reference_features.npy,
-    /// reference_stats.npz), e.g. the retain set for FID.
-    #[arg(long, num_args = 1..)]
-    reference: Vec<PathBuf>,
-    #[arg(long, default_value = data::demo::DEMO_CLASSIFIER)]
-    classifier: PathBuf,
-    #[command(flatten)]
-    precision: PrecisionArg,
-    #[command(flatten)]
-    compute: Compute,
-}
-
-/// Writes samples as PNGs and their classifier features and `mu`/`sigma`, so FID can be
-/// recomputed with another tool (pytorch-fid or clean-fid on the PNGs, or on the statistics).
-pub fn run_export_samples(args: &ExportArgs) -> Result<(), String> {
-    use lethe::metrics::feature_files::{FeatureRows, write_npy_features, write_npz_stats};
-    use lethe::metrics::fid::FeatureStats;
-    args.compute.apply_threads();
-    let device = backend::device(args.compute.backend)?;
-    let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
-    let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
-    let classifier = LoadedClassifier::load(&classifier_dir, &device).map_err(|e| e.to_string())?;
-    let shape = ckpt.config.image_shape();
-    let k = &classifier.config;
-    if k.channels != shape[0] || k.size != shape[1] {
-        return Err(format!(
-            "{}: judges {}×{}×{} images, the model makes {shape:?}",
-            classifier_dir.display(),
-            k.channels,
-            k.size,
-            k.size
-        ));
-    }
-    let spec = SamplerSpec {
-        class: args.class,
-        guidance: args.guidance,
-        ..SamplerSpec::ddim(args.steps)
-    };
-    let job = ckpt.sample_job(&spec, &device);
-    let sampler = job.label();
-    let samples = sample_images(
-        &job,
-        args.seed,
-        args.n,
-        64,
-        args.steps,
-        &format!("sampling {sampler}"),
-    )?;
-    let png_dir = args.out.join("samples");
-    for (i, img) in samples.iter().enumerate() {
-        let path = png_dir.join(format!("sample_{i:05}.png"));
-        if shape[0] == 1 {
-            lethe::images::save_gray_png(img, shape, &path)?;
-        } else {
-            lethe::images::save_png(&lethe::images::to_rgb(img, shape), &path)?;
-        }
-    }
-    let export = |name: &str, images: &[Vec<f32>]| -> Result<FeatureStats, String> {
-        let rows = FeatureRows {
-            values: classifier.features(images, shape, &device),
-            dim: k.feature_dim,
-        };
-        write_npy_features(&args.out.join(format!("{name}features.npy")), &rows)?;
-        let stats = FeatureStats::from_rows(&rows.values, rows.dim)?;
-        write_npz_stats(&args.out.join(format!("{name}stats.npz")), &stats)?;
-        Ok(stats)
-    };
-    export("", &samples)?;
-    let mut reference = None;
-    if !args.reference.is_empty() {
-        let spec = ImageSpec {
-            channels: shape[0],
-            height: shape[1],
-            width: shape[2],
-        };
-        let set = data::load_paths(&args.reference, spec).map_err(|e| e.to_string())?;
-        let images: Vec<Vec<f32>> = (0..set.len()).map(|i| unit_floats(set.image(i))).collect();
-        export("reference_", &images)?;
-        reference = Some(images.len());
-    }
-    let provenance = serde_json::json!({
-        "checkpoint": args.checkpoint,
-        "checkpoint_sha256": ckpt.weights_sha256,
-        "samples": args.n,
-        "sampler": sampler,
-        "seed": args.seed,
-        "feature_net": classifier.feature_label(),
-        "feature_net_sha256": classifier.weights_sha256,
-        "feature_dim": k.feature_dim,
-        "files": {
-            "samples/": "8-bit PNGs",
-            "features.npy": "N×D float32 penultimate-layer features of the samples",
-            "stats.npz": "mu (D), sigma (D×D, unbiased) of those features, float64, as pytorch-fid --save-stats",
-        },
-        "reference": args.reference,
-        "reference_images": reference,
-        "lethe_version": env!("CARGO_PKG_VERSION"),
-    });
-    let text = serde_json::to_string_pretty(&provenance).map_err(|e| e.to_string())?;
-    lethe::util::atomic_write(&args.out.join("provenance.json"), text.as_bytes())
-        .map_err(|e| format!("{}: {e}", args.out.display()))?;
-    println!(
-        "wrote {} PNGs to {}, features.npy and stats.npz ({} features, {}){}",
-        args.n,
-        png_dir.display(),
-        classifier.feature_label(),
-        sampler,
-        reference.map_or(String::new(), |n| format!(
-            ", reference_features.npy and reference_stats.npz of {n} reference images"
-        ))
-    );
-    println!(
-        "check: lethe fid {} {}",
-        args.out.join("stats.npz").display(),
-        args.out.join("reference_stats.npz").display()
-    );
-    Ok(())
 }

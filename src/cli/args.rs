@@ -1,0 +1,56 @@
+//! Argument groups that several commands share.
+
+use std::path::Path;
+
+use clap::Args;
+
+use lethe::backend::BackendChoice;
+use lethe::diffusion::checkpoint;
+use lethe::diffusion::precision::Precision;
+
+/// Options every compute command takes.
+#[derive(Args, Clone)]
+pub struct Compute {
+    /// Where tensors run: cpu (burn-flex, always available), wgpu (Vulkan; build with
+    /// --features wgpu) or cuda (build with --features cuda).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    pub backend: BackendChoice,
+    /// CPU threads for the cpu backend (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl Compute {
+    pub fn apply_threads(&self) {
+        if let Some(n) = self.threads {
+            // Ignored if the pool already exists; it does not at start-up.
+            let _ = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global();
+        }
+    }
+}
+
+/// The UNet's compute precision, for the commands that run it.
+#[derive(Args, Clone, Copy)]
+pub struct PrecisionArg {
+    /// UNet compute precision: f32, or mixed precision bf16/f16 — convolutions, linears and
+    /// matmuls in the low dtype from the f32 weights; GroupNorm statistics, softmax, timestep
+    /// sinusoids and the sampler's arithmetic in f32. Faster only where the hardware runs
+    /// the low dtype natively (GPUs, AMX/AVX-512-BF16 CPUs); labels say which was used.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+}
+
+impl PrecisionArg {
+    /// Loads the checkpoint at `path` with its UNet computing in this precision.
+    pub fn load_checkpoint(
+        self,
+        path: &Path,
+        device: &burn::tensor::Device,
+    ) -> Result<checkpoint::Checkpoint, String> {
+        let mut ckpt = checkpoint::load(path, device).map_err(|e| e.to_string())?;
+        ckpt.unet = ckpt.unet.with_precision(self.precision);
+        Ok(ckpt)
+    }
+}

@@ -1,0 +1,29 @@
+//! `lethe attack`: the DiMRA relearning attack on an unlearned checkpoint.
+
+use super::unlearn::{UnlearnArgs, run_experiment};
+
+pub fn run(args: &UnlearnArgs) -> Result<(), String> {
+    let attack = lethe::attack::dimra::AttackConfig::from_file(&args.config)?;
+    let evaluations = run_experiment(attack.to_experiment(), args)?;
+    println!();
+    println!(
+        "DiMRA relearning along the attack (fine-tuning on data without the forgotten content):"
+    );
+    println!(
+        "{:>6}  {:>15}  {:>16}  {:>14}",
+        "step", "forgotten class", "forget copies", "confident kept"
+    );
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    for (step, e) in &evaluations {
+        println!(
+            "{step:>6}  {:>15}  {:>16}  {:>14}",
+            pct(e.forgotten_class_rate),
+            pct(Some(e.forget_copy_rate)),
+            pct(e.confident_kept_rate)
+        );
+    }
+    if let Some((_, e)) = evaluations.last() {
+        println!("evaluated as {}", e.provenance);
+    }
+    Ok(())
+}

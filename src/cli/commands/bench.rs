@@ -1,0 +1,295 @@
+//! `lethe bench`: ms per training step and per sampling forward of the demo UNet (median of
+//! several runs), and, as subcommands, the per-op profile (`ops`), the evaluation's speed
+//! (`eval`) and the workbench's frame time during a run (`gui`). Compare with
+//! `bench/pytorch_reference.py`, which times the same model in PyTorch.
+
+use clap::{Args, Subcommand};
+
+use lethe::backend;
+use lethe::data;
+use lethe::diffusion::checkpoint;
+use lethe::diffusion::precision::Precision;
+
+use crate::cli::args::{Compute, PrecisionArg};
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    /// Without a subcommand: time a training step and a sampling forward.
+    #[command(subcommand)]
+    what: Option<BenchCommand>,
+    #[command(flatten)]
+    steps: StepArgs,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+/// The training-step and sampling-forward timings (`lethe bench` without a subcommand).
+#[derive(Args)]
+struct StepArgs {
+    /// Batch sizes for the training step.
+    #[arg(long, value_delimiter = ',', default_value = "32,64")]
+    train_batch: Vec<usize>,
+    /// Batch sizes for the sampling forward.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    sample_batch: Vec<usize>,
+    /// Timed runs per row (after 2 warm-up runs).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Image side length fed to the demo UNet (it is fully convolutional; 28 is the
+    /// demo's, 32 and 64 show how time grows with resolution). Must divide by 4.
+    #[arg(long, default_value_t = 28)]
+    size: usize,
+    #[command(flatten)]
+    precision: PrecisionArg,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Profile a training step: time each convolution and GroupNorm+SiLU of the demo UNet
+    /// alone (forward, input gradient, weight gradient) and print where the step's time goes.
+    Ops {
+        /// Training batch size.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed runs per op (after 2 warm-up runs).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        #[command(flatten)]
+        compute: Compute,
+    },
+    /// Time the evaluation: FID from 10k cached feature vectors, and one evaluation of the
+    /// demo model with each preset named (fast, thorough).
+    Eval {
+        /// Presets to time.
+        #[arg(value_delimiter = ',', default_value = "fast")]
+        presets: Vec<String>,
+        /// Timed runs per row (after the warm-up).
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        #[command(flatten)]
+        compute: Compute,
+    },
+    /// Time the workbench's frames while a short demo SISS run (this many steps, evaluated
+    /// every 10) streams events; prints p50/p99/max frame time.
+    Gui {
+        steps: usize,
+        #[command(flatten)]
+        compute: Compute,
+    },
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    match &args.what {
+        None => run_steps(&args.steps, &args.compute),
+        Some(BenchCommand::Ops {
+            batch,
+            runs,
+            compute,
+        }) => run_ops(*batch, *runs, compute),
+        Some(BenchCommand::Eval {
+            presets,
+            runs,
+            compute,
+        }) => run_eval(presets, *runs, compute),
+        Some(BenchCommand::Gui { steps, compute }) => run_gui(*steps, compute),
+    }
+}
+
+#[cfg(feature = "gui")]
+fn run_gui(steps: usize, compute: &Compute) -> Result<(), String> {
+    compute.apply_threads();
+    let mut config = lethe::app::state::demo_config();
+    config.header.backend = compute.backend;
+    config.train.steps = steps;
+    config.eval.every = 10;
+    let runs = tempfile::tempdir().map_err(|e| e.to_string())?;
+    config.header.runs_dir = runs.path().to_path_buf();
+    println!(
+        "workbench frame time while the demo SISS run streams events ({steps} steps, evaluated every 10, backend {})",
+        config.header.backend
+    );
+    let r = lethe::app::frame_bench::measure(config, std::time::Duration::from_secs(3600))?;
+    println!(
+        "{} frames at a 60 Hz pace over {:.0} s, {} events applied; run {}",
+        r.frames, r.wall_seconds, r.events, r.outcome
+    );
+    println!(
+        "frame time (drain events + layout + tessellate, CPU): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r.p50_ms, r.p99_ms, r.max_ms
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "gui"))]
+fn run_gui(_steps: usize, _compute: &Compute) -> Result<(), String> {
+    Err("built without the `gui` feature".into())
+}
+
+fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
+    let StepArgs {
+        train_batch: train_batches,
+        sample_batch: sample_batches,
+        runs,
+        size,
+        precision: PrecisionArg { precision },
+    } = args;
+    let (runs, size, precision) = (*runs, *size, *precision);
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    if size == 0 || !size.is_multiple_of(4) {
+        return Err(format!(
+            "--size {size}: the demo UNet halves the image twice, so the side must be a positive multiple of 4"
+        ));
+    }
+    let config = lethe::diffusion::unet::UNetConfig {
+        sample_size: size,
+        ..lethe::diffusion::unet::UNetConfig::demo_mnist()
+    };
+    let model = lethe::diffusion::unet::UNet::new(&config, 0, &device)?;
+    let params: usize = checkpoint::parameter_shapes(&model)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum();
+    println!(
+        "demo UNet: {params} parameters, {}×{} input, blocks {:?}; backend {}; {} CPU thread(s); precision {}",
+        config.sample_size,
+        config.sample_size,
+        config.block_out_channels,
+        compute.backend,
+        rayon::current_num_threads(),
+        precision.name()
+    );
+    let mut rows = vec![];
+    let train_batches: &[usize] = match precision.check_trainable() {
+        Ok(()) => train_batches,
+        Err(why) => {
+            println!("training step not timed: {why}");
+            &[]
+        }
+    };
+    for &b in train_batches {
+        rows.push(lethe::bench::training_step(
+            &config, precision, b, 2, runs, &device,
+        )?);
+    }
+    for &b in sample_batches {
+        rows.push(lethe::bench::sampling_forward(
+            &config, precision, b, 2, runs, &device,
+        )?);
+    }
+    print_bench_rows(rows);
+    Ok(())
+}
+
+/// `lethe bench ops`: the per-op profile of a training step (see `bench::ops`).
+fn run_ops(batch: usize, runs: usize, compute: &Compute) -> Result<(), String> {
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    let config = lethe::diffusion::unet::UNetConfig::demo_mnist();
+    println!(
+        "per-op profile of the demo UNet's training step, batch {batch}; backend {}; {} CPU thread(s); median of {runs} runs per op",
+        compute.backend,
+        rayon::current_num_threads()
+    );
+    let step =
+        lethe::bench::training_step(&config, Precision::F32, batch, 2, runs, &device)?.median_ms;
+    let timings = lethe::bench::ops::time_layer_calls(&config, batch, runs, &device)?;
+    println!(
+        "| op | count | forward ms | input grad ms | weight grad ms | total ms (count × all) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for t in &timings {
+        let dw = if t.weight_grad_ms.is_finite() {
+            t.weight_grad_ms
+        } else {
+            0.0
+        };
+        let weight_grad = if t.weight_grad_ms.is_finite() {
+            format!("{:.2}", t.weight_grad_ms)
+        } else {
+            "(in input grad)".into()
+        };
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {} | {:.1} |",
+            t.label(),
+            t.count,
+            t.forward_ms,
+            t.input_grad_ms,
+            weight_grad,
+            t.count as f64 * (t.forward_ms + t.input_grad_ms + dw)
+        );
+    }
+    let totals = lethe::bench::ops::category_totals(&timings);
+    let accounted: f64 = totals.values().sum();
+    println!();
+    println!("| part of the training step (fwd+bwd+Adam, {step:.0} ms) | ms | share |");
+    println!("|---|---:|---:|");
+    for (what, ms) in &totals {
+        println!("| {what} | {ms:.1} | {:.0}% |", 100.0 * ms / step);
+    }
+    println!(
+        "| rest: element-wise, concat, upsampling, time embedding, loss, Adam, autodiff | {:.1} | {:.0}% |",
+        step - accounted,
+        100.0 * (step - accounted) / step
+    );
+    Ok(())
+}
+
+fn print_bench_rows(rows: Vec<lethe::bench::BenchRow>) {
+    println!("| what | batch/N | median ms | min ms | runs |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} |",
+            r.what, r.batch, r.median_ms, r.min_ms, r.runs
+        );
+    }
+}
+
+/// `lethe bench eval`: the evaluation's speed figures (issue #4's targets: FID from 10k
+/// cached features ≤ 1 s; the fast preset ≤ 20 s on 2 cores).
+fn run_eval(presets: &[String], runs: usize, compute: &Compute) -> Result<(), String> {
+    use lethe::metrics::feature_files::{FeatureRows, write_npy_features};
+    use lethe::metrics::suite::Preset;
+    compute.apply_threads();
+    let device = backend::device(compute.backend)?;
+    println!(
+        "evaluation benchmarks on the demo model; backend {}; {} CPU thread(s)",
+        compute.backend,
+        rayon::current_num_threads()
+    );
+    let classifier = lethe::metrics::classifier::LoadedClassifier::load(
+        &data::demo::asset(data::demo::DEMO_CLASSIFIER),
+        &device,
+    )
+    .map_err(|e| e.to_string())?;
+    let mnist = data::demo::mnist().map_err(|e| e.to_string())?;
+    let images: Vec<Vec<f32>> = (0..mnist.len()).map(|i| mnist.unit_image(i)).collect();
+    let k = &classifier.config;
+    let features = classifier.features(&images, [k.channels, k.size, k.size], &device);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cached = dir.path().join("reference.npy");
+    let all = FeatureRows {
+        values: features,
+        dim: k.feature_dim,
+    };
+    write_npy_features(&cached, &all)?;
+    let samples = FeatureRows {
+        values: all.values[..512 * k.feature_dim].to_vec(),
+        dim: k.feature_dim,
+    };
+    let mut rows = vec![lethe::bench::fid_from_cached_features(
+        &cached, &samples, 2, runs,
+    )?];
+    for name in presets {
+        let preset = match name.as_str() {
+            "fast" => Preset::Fast,
+            "thorough" => Preset::Thorough,
+            other => return Err(format!("--eval {other}: use fast or thorough")),
+        };
+        rows.extend(lethe::bench::preset_evaluation(preset, 1, runs, &device)?);
+    }
+    print_bench_rows(rows);
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! One module per `lethe` subcommand: its arguments and its `run`.
+
+pub mod attack;
+pub mod bench;
+pub mod data;
+pub mod demo_check;
+pub mod eval;
+pub mod export_samples;
+pub mod fid;
+pub mod inspect;
+pub mod pretrain;
+pub mod runs;
+pub mod sample;
+pub mod train_classifier;
+pub mod unlearn;

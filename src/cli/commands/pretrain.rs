@@ -1,0 +1,61 @@
+//! `lethe pretrain`: train a diffusion model from scratch, or continue a pretrain run.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use lethe::pretrain::{self, PretrainConfig};
+
+use crate::cli::args::Compute;
+use crate::cli::progress::bar;
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    /// TOML config (see examples/pretrain-demo.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Stop after this many steps in this invocation (the run stays resumable).
+    #[arg(long)]
+    max_steps_now: Option<usize>,
+    #[command(flatten)]
+    compute: Compute,
+}
+
+pub fn run(args: &PretrainArgs) -> Result<(), String> {
+    let PretrainArgs {
+        config: path,
+        max_steps_now,
+        compute,
+    } = args;
+    compute.apply_threads();
+    let mut config = PretrainConfig::from_file(path)?;
+    let total = config.train.steps;
+    let done = pretrain::completed_steps(&config.out_dir);
+    if let Some(limit) = *max_steps_now {
+        // Resume position is read by the run; clamp its end here.
+        config.train.steps = total.min(done + limit);
+        eprintln!("this invocation: steps {done}..{}", config.train.steps);
+    }
+    let pb = bar(total as u64, "pretrain");
+    // Log lines carry global step numbers (they include a continued run's); the bar counts
+    // this config's steps.
+    let mut position = done;
+    let mut on_step = |line: &pretrain::LogLine| {
+        position += 1;
+        pb.set_position(position as u64);
+        pb.set_message(format!("pretrain loss {:.4} lr {:.2e}", line.loss, line.lr));
+    };
+    // A shortened invocation must keep the full run's LR schedule.
+    let schedule_steps = total;
+    let out = pretrain::run_with_schedule(
+        &config,
+        schedule_steps,
+        compute.backend,
+        pretrain::Progress {
+            on_step: &mut on_step,
+        },
+    )?;
+    pb.finish();
+    println!("EMA checkpoint: {}", out.display());
+    Ok(())
+}

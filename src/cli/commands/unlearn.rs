@@ -1,0 +1,168 @@
+//! `lethe unlearn`: one unlearning experiment on the engine, headless, with a progress bar.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use lethe::backend::BackendChoice;
+use lethe::diffusion::precision::Precision;
+use lethe::metrics::evaluation::Evaluation;
+
+use crate::cli::args::Compute;
+use crate::cli::progress::bar;
+
+#[derive(Args)]
+pub struct UnlearnArgs {
+    /// Experiment config: TOML, or (unlearn only) SISS-style YAML with SISS's key names.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override train.steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Override the run directory name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Override the backend of the config (cpu, wgpu, cuda).
+    #[arg(long, value_enum)]
+    backend: Option<BackendChoice>,
+    /// Override train.precision: f32, or bf16 mixed precision (f32 master weights).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// CPU threads for the cpu backend (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(args: &UnlearnArgs) -> Result<(), String> {
+    let (config, ignored) = lethe::experiment::ExperimentConfig::from_file_noting(&args.config)?;
+    for key in &ignored {
+        println!("note: {}: ignored {key}", args.config.display());
+    }
+    run_experiment(config, args).map(|_| ())
+}
+
+/// Runs one experiment on the engine with a progress bar; returns every evaluation
+/// (step 0 = the starting checkpoint).
+pub fn run_experiment(
+    mut config: lethe::experiment::ExperimentConfig,
+    args: &UnlearnArgs,
+) -> Result<Vec<(usize, Evaluation)>, String> {
+    use lethe::engine::{Command as EngineCommand, Engine, Event};
+    Compute {
+        backend: BackendChoice::Cpu,
+        threads: args.threads,
+    }
+    .apply_threads();
+    if let Some(steps) = args.steps {
+        config.train.steps = steps;
+    }
+    if let Some(name) = &args.name {
+        config.header.name = Some(name.clone());
+    }
+    if let Some(backend) = args.backend {
+        config.header.backend = backend;
+    }
+    if let Some(precision) = args.precision {
+        precision
+            .check_trainable()
+            .map_err(|e| format!("--precision: {e}"))?;
+        config.train.precision = precision;
+    }
+    let engine = Engine::spawn(None);
+    engine.send(EngineCommand::Start(Box::new(config.clone())));
+    let pb = bar(config.train.steps as u64, config.method.label());
+    let mut evaluations = vec![];
+    for event in engine.events().iter() {
+        match event {
+            Event::Started {
+                run_dir,
+                method,
+                backend,
+                forget_images,
+                retain_images,
+                ..
+            } => pb.println(format!(
+                "{method} on {backend}: {forget_images} forget / {retain_images} retain images → {}",
+                run_dir.display()
+            )),
+            Event::Note(text) => pb.set_message(text),
+            Event::Step(r) => {
+                pb.set_position(r.step as u64);
+                pb.set_message(format!(
+                    "{} loss {:.4} ‖g‖ {:.3}",
+                    config.method.label(),
+                    r.report.total().unwrap_or(f32::NAN),
+                    r.grad_norm
+                ));
+            }
+            Event::Metrics {
+                step,
+                evaluation,
+                baseline,
+            } => {
+                pb.println(format!("step {step:>5}  {}", eval_line(&evaluation, Some(&baseline))));
+                evaluations.push((step, evaluation));
+            }
+            Event::Checkpoint { path, .. } => pb.println(format!("checkpoint {}", path.display())),
+            Event::Finished(summary) | Event::Cancelled(summary) => {
+                pb.finish_and_clear();
+                println!("run directory   {}", summary.run_dir.display());
+                if let Some(b) = &summary.baseline {
+                    println!("original        {}", eval_line(b, None));
+                }
+                if let Some(l) = &summary.last {
+                    println!("after {:>5} st  {}", summary.steps_done, eval_line(l, None));
+                    println!("evaluated as    {}", l.provenance);
+                    if l.fid.is_some() {
+                        println!("                {}", l.label("FID"));
+                    }
+                    if l.elbo_forget_bpd.is_some() {
+                        println!("                {}", l.label("ELBO"));
+                    }
+                }
+                if let Some(s) = summary.seconds_per_step {
+                    println!("time            {:.2} s/step ({:.0} s of training)", s, summary.seconds);
+                }
+                if let Some(c) = &summary.last_checkpoint {
+                    println!("checkpoint      {}", c.display());
+                }
+                return Ok(evaluations);
+            }
+            Event::Failed { error, run_dir } => {
+                pb.finish_and_clear();
+                return Err(match run_dir {
+                    Some(d) => format!("{error} (run directory {})", d.display()),
+                    None => error,
+                });
+            }
+            Event::Samples { .. } | Event::Paused | Event::Resumed => {}
+        }
+    }
+    Err("the engine stopped without finishing the run".into())
+}
+
+/// One evaluation as a line: copy rate, forgotten-class rate, confident kept samples.
+fn eval_line(e: &Evaluation, baseline: Option<&Evaluation>) -> String {
+    let pct = |v: f64| format!("{:5.1}%", 100.0 * v);
+    let mut s = format!("forget copies {}", pct(e.forget_copy_rate));
+    if let Some(b) = baseline {
+        s += &format!(" (orig {})", pct(b.forget_copy_rate).trim());
+    }
+    if let Some(r) = e.forgotten_class_rate {
+        s += &format!("  forgotten class {}", pct(r));
+    }
+    if let Some(c) = e.confident_kept_rate {
+        s += &format!("  confident kept {}", pct(c));
+    }
+    s += &format!("  nearest-forget L2 {:.1}", e.nearest_forget_distance);
+    if let Some(fid) = e.fid {
+        s += &format!("  FID {fid:.1}");
+    }
+    if let (Some(f), Some(r)) = (e.elbo_forget_bpd, e.elbo_retain_bpd) {
+        s += &format!("  ELBO forget {f:.3} / retain {r:.3} bits/dim");
+    }
+    if let Some(p) = e.pul {
+        s += &format!("  PUL {p:.0}%");
+    }
+    s
+}

@@ -1,0 +1,108 @@
+//! `lethe` command line: the same engine as the workbench, headless. One file per
+//! subcommand under `commands/`, each with its arguments and a `run`; argument groups that
+//! several share are in `args`, progress bars in `progress`.
+
+mod args;
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::{
+    attack, bench, data, demo_check, eval, export_samples, fid, inspect, pretrain, runs, sample,
+    train_classifier, unlearn,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Machine unlearning for diffusion models: train, sample, unlearn, evaluate."
+)]
+struct Cli {
+    /// Without a subcommand, `lethe` opens the workbench with the bundled demo loaded.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a diffusion model from scratch, or continue another pretrain run with a new recipe
+    /// (`continue_from`); resumes when OUT_DIR holds a run of the same config.
+    Pretrain(pretrain::PretrainArgs),
+    /// Draw samples from a checkpoint into a grid PNG or one PNG per sample.
+    Sample(sample::SampleArgs),
+    /// Show a checkpoint's config, parameter count and provenance metadata.
+    Inspect(inspect::InspectArgs),
+    /// Validate image files/folders/IDX/CIFAR batches as the app would load them.
+    Data(data::DataArgs),
+    /// Train the bundled 11-class MNIST+T-shirt classifier (`lethe-mnist11`).
+    TrainClassifier(train_classifier::TrainClassifierArgs),
+    /// Time a training step and a sampling forward of the demo UNet (median of several runs);
+    /// `bench ops`, `bench eval` and `bench gui` time the parts of a step, the evaluation and
+    /// the workbench.
+    Bench(bench::BenchArgs),
+    /// Measure the demo model's acceptance figures: confident digits and memorised T-shirts
+    /// among unconditional samples.
+    DemoCheck(demo_check::DemoCheckArgs),
+    /// Run an unlearning experiment headless (see examples/unlearn-*.toml); writes a run
+    /// directory with config.toml, run.json, metrics.jsonl, samples/ and checkpoints/.
+    Unlearn(unlearn::UnlearnArgs),
+    /// DiMRA relearning attack: fine-tune an unlearned checkpoint on auxiliary data without
+    /// the forgotten content and report whether it comes back (see examples/attack-*.toml).
+    Attack(unlearn::UnlearnArgs),
+    /// List the runs in a runs directory: method, knobs, status, steps, time and the last
+    /// evaluation, read from each run's records (the GUI's runs table reads the same).
+    Runs(runs::RunsArgs),
+    /// Fréchet distance (FID's formula) between two sets: each an image folder/file (features
+    /// from the classifier's penultimate layer), an N×D `.npy` of features, or an `.npz` with
+    /// `mu` and `sigma` as pytorch-fid writes them — so Lethe can be checked against other
+    /// FID tools on the same features.
+    Fid(fid::FidArgs),
+    /// Evaluate a checkpoint with the full metric suite (forgetting, FID, precision/recall,
+    /// IS, ELBO, PUL and weight distance with --original), each value with its provenance;
+    /// prints a table and writes JSON with --json. Without data arguments: the demo's sets.
+    Eval(eval::EvalArgs),
+    /// Write samples as PNGs plus their classifier features (.npy) and mu/sigma (.npz), so
+    /// FIDs can be recomputed with pytorch-fid or clean-fid.
+    ExportSamples(export_samples::ExportArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        None => open_workbench(),
+        Some(Command::Pretrain(args)) => pretrain::run(args),
+        Some(Command::Sample(args)) => sample::run(args),
+        Some(Command::Inspect(args)) => inspect::run(args),
+        Some(Command::Data(args)) => data::run(args),
+        Some(Command::TrainClassifier(args)) => train_classifier::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::DemoCheck(args)) => demo_check::run(args),
+        Some(Command::Unlearn(args)) => unlearn::run(args),
+        Some(Command::Attack(args)) => attack::run(args),
+        Some(Command::Runs(args)) => runs::run(args),
+        Some(Command::Fid(args)) => fid::run(args),
+        Some(Command::Eval(args)) => eval::run(args),
+        Some(Command::ExportSamples(args)) => export_samples::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "gui")]
+fn open_workbench() -> Result<(), String> {
+    lethe::app::launch()
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_workbench() -> Result<(), String> {
+    Err("this build has no workbench (built without the `gui` feature); run `lethe --help` for the headless commands".into())
+}

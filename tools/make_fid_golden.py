@@ -10,7 +10,7 @@ case, so Lethe's statistics-file path is checked against the same number.
 
 The cases cover well-conditioned sets, identical sets, and near-singular covariances (fewer
 samples than dimensions; two almost collinear features) where a naive product square root is
-fragile. For each case the script also prints the eigenvalue form of ALGORITHMS.md §6.1
+fragile. For each case the script also prints the eigenvalue form of docs/metrics.md, FID
 (`Tr((S1 S2)^½) = Σ √λ(S1^½ S2 S1^½)`) beside scipy's, so their agreement is on record.
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install numpy scipy

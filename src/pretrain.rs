@@ -603,6 +603,30 @@ mod tests {
     }
 
     #[test]
+    fn a_train_table_without_steps_batch_or_learning_rate_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pretrain-demo.toml");
+        let text = std::fs::read_to_string(demo).unwrap();
+        for key in ["steps", "batch_size", "learning_rate"] {
+            let without: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key} =")))
+                .collect();
+            assert!(
+                without.len() < text.lines().count(),
+                "{key} is in the example"
+            );
+            let path = dir.path().join(format!("without-{key}.toml"));
+            std::fs::write(&path, without.join("\n")).unwrap();
+            let err = PretrainConfig::from_file(&path).unwrap_err();
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains(key),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn an_f32_config_keeps_the_identity_it_had_before_precision_existed() {
         // Resuming checks this hash; had `precision = "f32"` joined the serialised config,
         // every run started before the option existed would refuse to resume.

@@ -287,6 +287,67 @@ classifier = ""
             .join("runs/dimra-u/checkpoints/step_00001")
             .exists()
     );
+
+    // `lethe runs --json` lists both runs from their records, as the GUI reads them.
+    let runs_dir = tmp.path().join("runs");
+    let (ok, out, err) = lethe(&["runs", runs_dir.to_str().unwrap(), "--json"]);
+    assert!(ok, "{out}\n{err}");
+    let records: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let records = records.as_array().unwrap();
+    let mut names: Vec<&str> = records
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dimra-u", "u"], "{out}");
+    let u = records.iter().find(|r| r["name"] == "u").unwrap();
+    let run_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        u["info"], run_json,
+        "the record carries run.json as written"
+    );
+    assert_eq!(u["info"]["status"], "finished");
+    assert_eq!(u["info"]["steps_done"], 2);
+    assert!(u["knobs"].as_str().unwrap().contains("lambda=0.5"), "{u}");
+    // Every evaluation of metrics.jsonl is there: the original's and one per step.
+    let eval_lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["kind"] == "eval")
+        .collect();
+    assert_eq!(eval_lines.len(), 3);
+    assert_eq!(u["baseline"], eval_lines[0]["evaluation"]);
+    assert_eq!(u["evaluations"].as_array().unwrap().len(), 2);
+    assert_eq!(u["last"][0], 2);
+    assert_eq!(u["last"][1], eval_lines[2]["evaluation"]);
+    // The table names both runs with their method and steps.
+    let (ok, out, err) = lethe(&["runs", runs_dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| u | SISS |") && out.contains("| 2/2 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| dimra-u | Naive deletion (finetune) |"),
+        "{out}"
+    );
+    // A directory that is not there is an error naming it.
+    let (ok, _, err) = lethe(&["runs", tmp.path().join("nope").to_str().unwrap()]);
+    assert!(!ok && err.contains("nope"), "{err}");
+
+    // An unknown top-level key is refused with its name, though the header is flattened.
+    std::fs::write(
+        &attack_path,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[data]", "bogus_key = 1\n[data]"),
+    )
+    .unwrap();
+    let (ok, _, err) = lethe(&["unlearn", "--config", attack_path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bogus_key"), "{err}");
     // A config with a bad value fails with the key named.
     std::fs::write(
         &attack_path,

@@ -140,3 +140,35 @@ impl AttackConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(edit: impl Fn(String) -> String) -> Result<AttackConfig, String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/attack-dimra.toml");
+        let text = edit(std::fs::read_to_string(path).unwrap());
+        let config: AttackConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn the_attack_shares_the_header_and_refuses_unknown_keys() {
+        let config = example(|t| t).unwrap();
+        let run = config.to_experiment();
+        assert_eq!(run.header.checkpoint, config.header.checkpoint);
+        assert_eq!(run.header.runs_dir, config.header.runs_dir);
+        assert_eq!(run.method, MethodConfig::Finetune);
+        assert_eq!(run.train.optimizer, OptimizerConfig::adam());
+        let err = example(|t| format!("evaluate_evry = 5\n{t}")).unwrap_err();
+        assert!(err.contains("evaluate_evry"), "{err}");
+        let err = example(|t| {
+            t.lines()
+                .filter(|l| !l.starts_with("auxiliary"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_err();
+        assert!(err.contains("auxiliary is empty"), "{err}");
+    }
+}

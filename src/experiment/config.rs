@@ -314,3 +314,56 @@ impl ExperimentConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `examples/unlearn-siss.toml` with `edit` applied to its text.
+    fn siss_example(edit: impl Fn(String) -> String) -> Result<ExperimentConfig, String> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/unlearn-siss.toml");
+        let text = edit(std::fs::read_to_string(path).unwrap());
+        let config: ExperimentConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn the_flattened_header_and_scaling_still_refuse_unknown_keys_by_name() {
+        let config = siss_example(|t| t).unwrap();
+        assert_eq!(config.header.checkpoint, PathBuf::from("assets/demo-model"));
+        let MethodConfig::Siss(siss) = &config.method else {
+            panic!("{:?}", config.method)
+        };
+        assert_eq!(siss.scaling.relative_scaling, Some(0.1));
+        let top = siss_example(|t| t.replace("[data]", "chekpoint = \"x\"\n[data]")).unwrap_err();
+        assert!(
+            top.contains("chekpoint") && top.contains("top level"),
+            "{top}"
+        );
+        let method =
+            siss_example(|t| t.replace("lambda = 0.5", "lambda = 0.5\nlamda = 0.4")).unwrap_err();
+        assert!(
+            method.contains("lamda") && method.contains("[method]"),
+            "{method}"
+        );
+        // Tables that are not flattened keep serde's own refusal.
+        let train = siss_example(|t| t.replace("seed = 0\nreduction", "sed = 0\nreduction"));
+        assert!(train.unwrap_err().contains("sed"));
+    }
+
+    #[test]
+    fn a_written_config_reads_back_the_same() {
+        let config = siss_example(|t| t).unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.starts_with("checkpoint = "), "{text}");
+        let back: ExperimentConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn a_missing_checkpoint_is_named() {
+        let err =
+            siss_example(|t| t.replace("checkpoint = \"assets/demo-model\"", "")).unwrap_err();
+        assert!(err.contains("checkpoint is not set"), "{err}");
+    }
+}

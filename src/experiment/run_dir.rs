@@ -154,7 +154,11 @@ impl RunDir {
             .append(true)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut text = serde_json::to_string(line).expect("json");
+        // Through a `Value`: keys sorted and f32 values widened to f64, so the lines read
+        // exactly as they did when they were written untyped (scripts that compare runs'
+        // numbers across Lethe versions see the same text).
+        let value = serde_json::to_value(line).expect("a metrics line is JSON");
+        let mut text = value.to_string();
         text.push('\n');
         f.write_all(text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))
@@ -205,7 +209,7 @@ mod tests {
             record: StepRecord {
                 step: 1,
                 report: StepReport::default(),
-                grad_norm: 2.5,
+                grad_norm: 0.1,
                 clipped: true,
                 learning_rate: 1e-4,
                 step_seconds: 0.5,
@@ -226,7 +230,12 @@ mod tests {
             text.starts_with("{\"kind\":\"step\",\"record\":{"),
             "{text}"
         );
-        assert!(text.contains("\"kind\":\"eval\",\"step\":0,\"model\":\"original\""));
+        // Keys sorted, f32 values as their f64 widening: as the untyped lines were written.
+        assert!(text.contains("\"kind\":\"eval\",\"model\":\"original\",\"step\":0}"));
+        assert!(
+            text.contains("\"grad_norm\":0.10000000149011612,"),
+            "{text}"
+        );
         assert_eq!(
             run.read_metrics().unwrap(),
             vec![step.clone(), eval.clone()]

@@ -1,6 +1,5 @@
-//! Small shared helpers: atomic writes, hashing, unknown config keys.
+//! Small shared helpers: atomic writes, hashing, refusing unknown config keys.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -36,20 +35,33 @@ pub fn cosine_decay(base: f64, progress: f64, floor_fraction: f64) -> f64 {
         + (1.0 - floor_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * p).cos()))
 }
 
-/// The keys of a config table that no field took. serde ignores `deny_unknown_fields` on a
-/// struct that is flattened into another (and on the struct around it), so a flattened
-/// struct collects the leftover keys here (`#[serde(flatten, skip_serializing)]`) and its
-/// `validate` refuses them by name with [`refuse_unknown_keys`].
-pub type UnknownKeys = BTreeMap<String, serde::de::IgnoredAny>;
+/// Refuses, while a config table is read, the keys that none of its fields took. serde
+/// ignores `deny_unknown_fields` on a struct flattened into another (and on the struct around
+/// it), so a flattened struct ends with `#[serde(flatten, skip_serializing)] unknown:
+/// NoUnknownKeys`: the leftover keys reach this field, and the first one fails the read
+/// with serde's own message, ``unknown field `key` ``.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoUnknownKeys;
 
-/// `Err` naming the first unknown key of `table` (e.g. `method`), and the keys it takes.
-pub fn refuse_unknown_keys(table: &str, keys: &UnknownKeys, known: &[&str]) -> Result<(), String> {
-    match keys.keys().next() {
-        None => Ok(()),
-        Some(key) => Err(format!(
-            "unknown key `{key}` in {table} (expected one of: {})",
-            known.join(", ")
-        )),
+impl<'de> serde::Deserialize<'de> for NoUnknownKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Leftovers;
+        impl<'de> serde::de::Visitor<'de> for Leftovers {
+            type Value = NoUnknownKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("no keys besides the table's fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                match map.next_key::<String>()? {
+                    Some(key) => Err(serde::de::Error::custom(format!("unknown field `{key}`"))),
+                    None => Ok(NoUnknownKeys),
+                }
+            }
+        }
+        deserializer.deserialize_map(Leftovers)
     }
 }
 

@@ -64,21 +64,6 @@ impl Default for AttackConfig {
     }
 }
 
-/// The attack config's own keys (besides the header's), for the unknown-key message.
-const ATTACK_KEYS: [&str; 11] = [
-    "auxiliary",
-    "forgotten_class",
-    "forgotten_images",
-    "forgotten_label",
-    "steps",
-    "batch_size",
-    "learning_rate",
-    "evaluate_every",
-    "cond_drop_prob",
-    "seed",
-    "eval",
-];
-
 impl AttackConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -91,7 +76,7 @@ impl AttackConfig {
 
     /// The attack's own checks, then the engine run's.
     pub fn validate(&self) -> Result<(), String> {
-        self.header.validate(&ATTACK_KEYS)?;
+        self.header.validate()?;
         if self.auxiliary.is_empty() {
             return Err("auxiliary is empty: the attacker needs data to fine-tune on".into());
         }

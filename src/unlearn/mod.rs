@@ -134,7 +134,7 @@ impl MethodConfig {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             Self::Siss(c) => c.validate(),
-            Self::SissNoIs(c) => c.validate(&[]),
+            Self::SissNoIs(c) => c.validate(),
             Self::EraseDiff(c) => c.validate(),
             Self::Vdu(c) => c.validate(),
             Self::Dimum(c) => c.validate(),

@@ -34,8 +34,8 @@ pub enum SissForm {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-// No `deny_unknown_fields`: serde ignores it around a flattened struct; `scaling` collects
-// the keys no field took and `validate` refuses them.
+// No `deny_unknown_fields`: serde ignores it around a flattened struct; `scaling` refuses
+// the keys no field took.
 #[serde(default)]
 pub struct SissConfig {
     /// Mixture weight λ ∈ [0, 1]: probability a noisy sample comes from the forget image.
@@ -66,7 +66,7 @@ impl SissConfig {
             return Err(format!("method.lambda = {} is outside [0, 1]", self.lambda));
         }
         super::check_non_negative("method.superfactor", self.superfactor as f64)?;
-        self.scaling.validate(&["lambda", "form", "superfactor"])
+        self.scaling.validate()
     }
 }
 

@@ -125,3 +125,17 @@ pub fn save_gray_png(image: &[f32], [_, h, w]: [usize; 3], path: &Path) -> Resul
     .map_err(|e| e.to_string())?;
     atomic_write(path, &bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
+
+/// Writes every sample (values in [0, 1], `shape` = `[c, h, w]`) as `dir/sample_NNNNN.png`:
+/// gray for one channel, RGB otherwise.
+pub fn save_each_png(samples: &[Vec<f32>], shape: [usize; 3], dir: &Path) -> Result<(), String> {
+    for (i, image) in samples.iter().enumerate() {
+        let path = dir.join(format!("sample_{i:05}.png"));
+        if shape[0] == 1 {
+            save_gray_png(image, shape, &path)?;
+        } else {
+            save_png(&to_rgb(image, shape), &path)?;
+        }
+    }
+    Ok(())
+}

@@ -71,14 +71,7 @@ pub fn run(args: &ExportArgs) -> Result<(), String> {
         &format!("sampling {sampler}"),
     )?;
     let png_dir = args.out.join("samples");
-    for (i, img) in samples.iter().enumerate() {
-        let path = png_dir.join(format!("sample_{i:05}.png"));
-        if shape[0] == 1 {
-            lethe::images::save_gray_png(img, shape, &path)?;
-        } else {
-            lethe::images::save_png(&lethe::images::to_rgb(img, shape), &path)?;
-        }
-    }
+    lethe::images::save_each_png(&samples, shape, &png_dir)?;
     let export = |name: &str, images: &[Vec<f32>]| -> Result<FeatureStats, String> {
         let rows = FeatureRows {
             values: classifier.features(images, shape, &device),

@@ -94,14 +94,7 @@ pub fn run(args: &SampleArgs) -> Result<(), String> {
         );
     }
     if let Some(dir) = &args.out_dir {
-        for (i, img) in all.iter().enumerate() {
-            let path = dir.join(format!("sample_{i:05}.png"));
-            if shape[0] == 1 {
-                images::save_gray_png(img, shape, &path)?;
-            } else {
-                images::save_png(&images::to_rgb(img, shape), &path)?;
-            }
-        }
+        images::save_each_png(&all, shape, dir)?;
         println!(
             "wrote {} PNGs to {} ({label}, seed {})",
             args.n,

@@ -7,6 +7,7 @@ use clap::Args;
 use lethe::backend::BackendChoice;
 use lethe::diffusion::checkpoint;
 use lethe::diffusion::precision::Precision;
+use lethe::metrics::suite::Preset;
 
 /// Options every compute command takes.
 #[derive(Args, Clone)]
@@ -52,5 +53,21 @@ impl PrecisionArg {
         let mut ckpt = checkpoint::load(path, device).map_err(|e| e.to_string())?;
         ckpt.unet = ckpt.unet.with_precision(self.precision);
         Ok(ckpt)
+    }
+}
+
+/// An evaluation budget named on the command line (`lethe eval --preset`, `lethe bench eval`).
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PresetArg {
+    Fast,
+    Thorough,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Self {
+        match p {
+            PresetArg::Fast => Preset::Fast,
+            PresetArg::Thorough => Preset::Thorough,
+        }
     }
 }

@@ -16,10 +16,9 @@ pub const MAX_FORGET_IMAGES: usize = 1000;
 pub fn distinct_unit_images(set: &ImageSet) -> Vec<Vec<f32>> {
     let mut seen = std::collections::HashSet::new();
     (0..set.len())
-        .map(|i| set.image(i))
-        .filter(|p| seen.insert(p.to_vec()))
+        .filter(|&i| seen.insert(set.image(i)))
         .take(MAX_FORGET_IMAGES)
-        .map(|p| p.iter().map(|&v| v as f32 / 255.0).collect())
+        .map(|i| set.unit_image(i))
         .collect()
 }
 

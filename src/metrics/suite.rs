@@ -163,20 +163,6 @@ pub struct SuiteSpec<'a> {
     pub preset: String,
 }
 
-/// What [`Suite::new`] needs besides the probe.
-struct SuiteInputs<'a> {
-    pub retain: &'a ImageSet,
-    pub forget: &'a ImageSet,
-    pub reference_name: &'a str,
-    pub elbo_images: usize,
-    pub elbo_timesteps: usize,
-    pub elbo_class: Option<usize>,
-    /// The model's null class, to describe the condition.
-    pub null_class: Option<usize>,
-    pub seed: u64,
-    pub preset: String,
-}
-
 impl Suite {
     /// The suite of one run (or one `lethe eval`): the forgetting probe from the forget set
     /// and the classifier, the reference features of the retain set, and the ELBO images.
@@ -197,49 +183,28 @@ impl Suite {
         let null_class = spec.model.lethe_null_class;
         let elbo_class =
             null_class.or_else(|| spec.model.num_class_embeds.and(spec.forgotten_class));
-        Self::new(
-            probe,
-            SuiteInputs {
-                retain: spec.retain,
-                forget: spec.forget,
-                reference_name: "retain",
-                elbo_images: spec.elbo_images,
-                elbo_timesteps: spec.elbo_timesteps,
-                elbo_class,
-                null_class,
-                seed: spec.seed,
-                preset: spec.preset,
-            },
-            device,
-        )
-    }
-
-    fn new(probe: ForgetProbe, inputs: SuiteInputs<'_>, device: &Device) -> Result<Self, String> {
         let reference = match &probe.classifier {
-            Some(k) if inputs.retain.len() >= 2 => Some(reference_features(
-                k,
-                inputs.retain,
-                inputs.reference_name,
-                device,
-            )?),
+            Some(k) if spec.retain.len() >= 2 => {
+                Some(reference_features(k, spec.retain, "retain", device)?)
+            }
             _ => None,
         };
         Ok(Self {
             probe,
             reference,
-            elbo_forget: spread(inputs.forget, inputs.elbo_images),
-            elbo_retain: spread(inputs.retain, inputs.elbo_images),
-            elbo_class: inputs.elbo_class,
-            elbo_condition: match inputs.elbo_class {
+            elbo_forget: spread(spec.forget, spec.elbo_images),
+            elbo_retain: spread(spec.retain, spec.elbo_images),
+            elbo_class,
+            elbo_condition: match elbo_class {
                 None => "p(x)".into(),
-                Some(c) if Some(c) == inputs.null_class => format!("p(x | null class {c})"),
+                Some(c) if Some(c) == null_class => format!("p(x | null class {c})"),
                 Some(c) => format!("p(x | class {c})"),
             },
             elbo: ElboSpec {
-                timesteps: inputs.elbo_timesteps,
-                seed: inputs.seed,
+                timesteps: spec.elbo_timesteps,
+                seed: spec.seed,
             },
-            preset: inputs.preset,
+            preset: spec.preset,
         })
     }
 

@@ -10,7 +10,7 @@ use lethe::data;
 use lethe::diffusion::checkpoint;
 use lethe::diffusion::precision::Precision;
 
-use crate::cli::args::{Compute, PrecisionArg};
+use crate::cli::args::{Compute, PrecisionArg, PresetArg};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -62,8 +62,8 @@ enum BenchCommand {
     /// demo model with each preset named (fast, thorough).
     Eval {
         /// Presets to time.
-        #[arg(value_delimiter = ',', default_value = "fast")]
-        presets: Vec<String>,
+        #[arg(value_enum, value_delimiter = ',', default_value = "fast")]
+        presets: Vec<PresetArg>,
         /// Timed runs per row (after the warm-up).
         #[arg(long, default_value_t = 7)]
         runs: usize,
@@ -249,9 +249,8 @@ fn print_bench_rows(rows: Vec<lethe::bench::BenchRow>) {
 
 /// `lethe bench eval`: the evaluation's speed figures (issue #4's targets: FID from 10k
 /// cached features ≤ 1 s; the fast preset ≤ 20 s on 2 cores).
-fn run_eval(presets: &[String], runs: usize, compute: &Compute) -> Result<(), String> {
+fn run_eval(presets: &[PresetArg], runs: usize, compute: &Compute) -> Result<(), String> {
     use lethe::metrics::feature_files::{FeatureRows, write_npy_features};
-    use lethe::metrics::suite::Preset;
     compute.apply_threads();
     let device = backend::device(compute.backend)?;
     println!(
@@ -282,13 +281,13 @@ fn run_eval(presets: &[String], runs: usize, compute: &Compute) -> Result<(), St
     let mut rows = vec![lethe::bench::fid_from_cached_features(
         &cached, &samples, 2, runs,
     )?];
-    for name in presets {
-        let preset = match name.as_str() {
-            "fast" => Preset::Fast,
-            "thorough" => Preset::Thorough,
-            other => return Err(format!("--eval {other}: use fast or thorough")),
-        };
-        rows.extend(lethe::bench::preset_evaluation(preset, 1, runs, &device)?);
+    for &preset in presets {
+        rows.extend(lethe::bench::preset_evaluation(
+            preset.into(),
+            1,
+            runs,
+            &device,
+        )?);
     }
     print_bench_rows(rows);
     Ok(())

@@ -15,7 +15,7 @@ use lethe::metrics::memorization::SISS_L2_THRESHOLD;
 use lethe::metrics::suite::{Drawn, Preset, Suite, SuiteSpec};
 use lethe::metrics::weights::{WeightDistance, weight_distance};
 
-use crate::cli::args::{Compute, PrecisionArg};
+use crate::cli::args::{Compute, PrecisionArg, PresetArg};
 use crate::cli::progress::sample_images;
 
 #[derive(Args)]
@@ -73,21 +73,6 @@ pub struct EvalArgs {
     precision: PrecisionArg,
     #[command(flatten)]
     compute: Compute,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PresetArg {
-    Fast,
-    Thorough,
-}
-
-impl From<PresetArg> for Preset {
-    fn from(p: PresetArg) -> Self {
-        match p {
-            PresetArg::Fast => Preset::Fast,
-            PresetArg::Thorough => Preset::Thorough,
-        }
-    }
 }
 
 /// The forget and retain sets as the arguments describe them.

@@ -18,6 +18,7 @@ pub mod attack;
 pub mod backend;
 pub mod bench;
 pub mod data;
+pub mod device_check;
 pub mod diffusion;
 pub mod engine;
 pub mod experiment;

@@ -576,3 +576,55 @@ fn export_samples_writes_pngs_and_statistics_that_lethe_fid_reads_back() {
     assert!(ok, "{err}");
     assert!(out.contains("FID["), "{out}");
 }
+
+/// `lethe doctor` on the CPU (the check against itself) passes; the test hook that perturbs
+/// one parameter's gradient on the checked side makes it fail, naming that tensor.
+#[test]
+fn doctor_passes_on_the_cpu_and_names_a_perturbed_gradient() {
+    let (ok, out, err) = lethe(&["doctor", "--backend", "cpu", "--repeats", "0"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("PASS"), "{out}");
+    assert!(out.contains("SISS training step"), "{out}");
+
+    let target = "up_blocks.1.resnets.0.conv1.weight";
+    let (ok, out, err) = lethe(&[
+        "doctor",
+        "--backend",
+        "cpu",
+        "--repeats",
+        "0",
+        "--perturb-gradient",
+        target,
+    ]);
+    assert!(!ok, "a perturbed gradient must fail the check\n{out}");
+    let verdict = out.lines().last().unwrap_or_default();
+    assert!(
+        verdict.starts_with("FAIL") && verdict.contains(target),
+        "the verdict names the tensor: {verdict}\n{err}"
+    );
+    assert!(err.contains("self-check failed"), "{err}");
+}
+
+/// The wgpu backend (lavapipe on CI, where `.ci/run` installs it) agrees with the CPU on the
+/// demo model within the doctor's fp32 tolerances.
+#[test]
+fn doctor_passes_on_wgpu() {
+    let (ok, out, err) = lethe(&[
+        "doctor",
+        "--backend",
+        "wgpu",
+        "--repeats",
+        "0",
+        "--batch",
+        "4",
+    ]);
+    assert!(
+        out.contains("wgpu adapter 0:"),
+        "an adapter is listed\n{out}\n{err}"
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.lines().last().unwrap_or_default().starts_with("PASS"),
+        "{out}"
+    );
+}

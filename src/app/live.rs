@@ -72,6 +72,8 @@ pub struct LiveRun {
     pub run_dir: Option<PathBuf>,
     pub method: String,
     pub backend: String,
+    /// Why the run computes on `backend` (status bar).
+    pub device_reason: String,
     pub total_steps: usize,
     pub steps_done: usize,
     pub forget_images: usize,
@@ -103,6 +105,7 @@ impl LiveRun {
             run_dir: None,
             method: String::new(),
             backend: String::new(),
+            device_reason: String::new(),
             total_steps: 0,
             steps_done: 0,
             forget_images: 0,
@@ -129,9 +132,11 @@ impl LiveRun {
                 method,
                 total_steps,
                 backend,
+                device_reason,
                 forget_images,
                 retain_images,
             } => {
+                self.device_reason = device_reason;
                 self.phase = Phase::Running;
                 self.run_dir = Some(run_dir);
                 self.method = method;
@@ -329,6 +334,7 @@ mod tests {
             method: "SISS".into(),
             total_steps: 10,
             backend: "cpu".into(),
+            device_reason: "asked for".into(),
             forget_images: 1,
             retain_images: 9,
         });

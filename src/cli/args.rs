@@ -5,6 +5,8 @@ use std::path::Path;
 use clap::Args;
 
 use lethe::backend::BackendChoice;
+use lethe::data::demo;
+use lethe::device_check::{self, Selection};
 use lethe::diffusion::checkpoint;
 use lethe::diffusion::precision::Precision;
 use lethe::metrics::suite::Preset;
@@ -12,9 +14,10 @@ use lethe::metrics::suite::Preset;
 /// Options every compute command takes.
 #[derive(Args, Clone)]
 pub struct Compute {
-    /// Where tensors run: cpu (burn-flex, always available), wgpu (Vulkan; build with
-    /// --features wgpu) or cuda (build with --features cuda).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+    /// Where tensors run: auto (a GPU through wgpu where one exists and passes the device
+    /// self-check on the model, else the CPU; the choice and why are printed first), cpu
+    /// (burn-flex), wgpu (Vulkan/Metal/DX12) or cuda (build with --features cuda).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// CPU threads for the cpu backend (default: all cores).
     #[arg(long)]
@@ -22,6 +25,21 @@ pub struct Compute {
 }
 
 impl Compute {
+    /// The device for work on the checkpoint at `model` (self-checked against the CPU before
+    /// a GPU is used), announced on stderr's first line with the reason.
+    pub fn select(&self, model: &Path) -> Result<Selection, String> {
+        self.apply_threads();
+        let selection = device_check::select(self.backend, model, &|note| eprintln!("{note}"))?;
+        eprintln!("{}", selection.describe());
+        Ok(selection)
+    }
+
+    /// The device for work that has no checkpoint of its own (classifier training, FID of
+    /// image folders, benchmarks of random weights): checked on the bundled demo model.
+    pub fn select_without_model(&self) -> Result<Selection, String> {
+        self.select(&demo::asset(demo::DEMO_CHECKPOINT))
+    }
+
     pub fn apply_threads(&self) {
         if let Some(n) = self.threads {
             // Ignored if the pool already exists; it does not at start-up.

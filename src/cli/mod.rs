@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    attack, bench, data, demo_check, eval, export_samples, fid, inspect, pretrain, runs, sample,
-    train_classifier, unlearn,
+    attack, bench, data, demo_check, doctor, eval, export_samples, fid, inspect, pretrain, runs,
+    sample, train_classifier, unlearn,
 };
 
 #[derive(Parser)]
@@ -47,6 +47,9 @@ enum Command {
     /// Measure the demo model's acceptance figures: confident digits and memorised T-shirts
     /// among unconditional samples.
     DemoCheck(demo_check::DemoCheckArgs),
+    /// List the GPU adapters and check a device against the CPU on a checkpoint: forward,
+    /// SISS training step, Adam update and DDIM step, every gradient compared, with times.
+    Doctor(doctor::DoctorArgs),
     /// Run an unlearning experiment headless (see examples/unlearn-*.toml); writes a run
     /// directory with config.toml, run.json, metrics.jsonl, samples/ and checkpoints/.
     Unlearn(unlearn::UnlearnArgs),
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Some(Command::TrainClassifier(args)) => train_classifier::run(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::DemoCheck(args)) => demo_check::run(args),
+        Some(Command::Doctor(args)) => doctor::run(args),
         Some(Command::Unlearn(args)) => unlearn::run(args),
         Some(Command::Attack(args)) => attack::run(args),
         Some(Command::Runs(args)) => runs::run(args),

@@ -126,6 +126,28 @@ impl UNetConfig {
         }
     }
 
+    /// google/ddpm-cifar10-32's architecture (Ho et al.'s CIFAR-10 DDPM as diffusers ships
+    /// it; 35.7M parameters), for benchmarks with random weights.
+    pub fn ddpm_cifar10() -> Self {
+        let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+        Self {
+            sample_size: 32,
+            freq_shift: 1.0,
+            flip_sin_to_cos: false,
+            down_block_types: strings(&[
+                "DownBlock2D",
+                "AttnDownBlock2D",
+                "DownBlock2D",
+                "DownBlock2D",
+            ]),
+            up_block_types: strings(&["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]),
+            block_out_channels: vec![128, 256, 256, 256],
+            downsample_padding: 0,
+            norm_eps: 1e-6,
+            ..Self::default()
+        }
+    }
+
     /// Every setting Lethe does not implement is an error here, not a silent difference.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.block_out_channels.len();
@@ -309,11 +331,34 @@ pub struct Upsample {
 
 impl Upsample {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let options =
-            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]);
-        self.conv.forward(interpolate(x, options))
+        self.conv.forward(upsample_nearest_2x(x))
     }
+}
+
+/// Nearest-neighbour ×2 upsampling (diffusers' `F.interpolate(scale_factor=2.0,
+/// mode="nearest")`) as a broadcast: each pixel expanded into a 2×2 block. Its gradient is
+/// then the sum over each block, which every backend computes exactly.
+///
+/// Not Burn's `interpolate`: its nearest backward on wgpu (cubek-interpolate 0.3.1) finds
+/// each input pixel's window as `ceil(i·out/in)` in *floating point*; a GPU division that
+/// is not correctly rounded (NVIDIA's Vulkan driver) turns an exact 28.0 into 28.000002,
+/// and rows of the gradient are dropped or counted twice. Measured on an H200: every
+/// parameter gradient upstream of an upsampler off by 10–80 % (`lethe doctor`); lavapipe,
+/// whose division is exact, never showed it.
+pub fn upsample_nearest_2x(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, 2, w, 2])
+        .reshape([b, c, h * 2, w * 2])
+}
+
+/// Burn's own nearest upsampling, kept for `lethe doctor --probe-upsample`, which shows
+/// the backend defect [`upsample_nearest_2x`] avoids.
+pub fn interpolate_nearest_2x(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let options =
+        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]);
+    interpolate(x, options)
 }
 
 /// `DownBlock2D` or `AttnDownBlock2D` (then `attentions` is non-empty).

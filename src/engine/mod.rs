@@ -57,6 +57,8 @@ pub enum Event {
         method: String,
         total_steps: usize,
         backend: String,
+        /// Why the run computes there (`auto: …`, `asked for …`).
+        device_reason: String,
         forget_images: usize,
         retain_images: usize,
     },
@@ -143,6 +145,27 @@ impl Drop for Engine {
     }
 }
 
+/// The message of a panic inside a run, with what to change when it ran out of memory.
+fn panic_error(panic: &(dyn std::any::Any + Send), batch_size: usize) -> String {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    let lower = message.to_lowercase();
+    let memory = ["out of memory", "oom", "allocat", "memory"]
+        .iter()
+        .any(|word| lower.contains(word));
+    if memory {
+        format!(
+            "the device ran out of memory at batch_size {batch_size}; batch_size {} needs about half as much (the run directory keeps its last checkpoint). Backend message: {message}",
+            (batch_size / 2).max(1)
+        )
+    } else {
+        format!("the compute backend failed: {message}")
+    }
+}
+
 fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Option<Waker>) {
     let emit = |e: Event| {
         let _ = events.send(e);
@@ -154,11 +177,20 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
         match command {
             Command::Start(config) => {
                 let mut control = Control::new(commands);
-                match execute(&config, &mut control, &emit) {
-                    Ok(()) => {}
-                    Err(run::Stop::Failed { error, run_dir }) => {
+                // A backend that panics (a GPU out of memory, a driver error) ends this run
+                // with an error the user can act on; the workbench and its other runs live on.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    execute(&config, &mut control, &emit)
+                }));
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(run::Stop::Failed { error, run_dir })) => {
                         emit(Event::Failed { error, run_dir })
                     }
+                    Err(panic) => emit(Event::Failed {
+                        error: panic_error(&*panic, config.train.batch_size),
+                        run_dir: None,
+                    }),
                 }
                 if control.shutdown {
                     return;

@@ -11,6 +11,7 @@ use super::control::Control;
 use super::data::prepare_data;
 use super::{Event, Summary};
 use crate::data::ImageSpec;
+use crate::device_check::DeviceRecord;
 use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
 use crate::diffusion::unet::UNet;
@@ -48,7 +49,14 @@ pub fn execute(
     emit: &dyn Fn(Event),
 ) -> Result<(), Stop> {
     config.validate().map_err(failed)?;
-    let device = crate::backend::training_device(config.header.backend).map_err(failed)?;
+    // A GPU is used only after it has matched the CPU on this model (cached per device and
+    // model); `auto` falls back to the CPU and says why.
+    let selection =
+        crate::device_check::select(config.header.backend, &config.header.checkpoint, &|note| {
+            emit(Event::Note(note.to_string()))
+        })
+        .map_err(failed)?;
+    let device = selection.device.clone().autodiff();
     emit(Event::Note(format!(
         "loading {}",
         config.header.checkpoint.display()
@@ -67,11 +75,13 @@ pub fn execute(
         run_dir: Some(run_dir.path.clone()),
     };
     let mut run = Run::new(config, source, data, &run_dir, &device).map_err(&with_dir)?;
+    run.device_record = Some(selection.record());
     emit(Event::Started {
         run_dir: run_dir.path.clone(),
         method: config.method.label().to_string(),
         total_steps: config.train.steps,
-        backend: config.header.backend.to_string(),
+        backend: format!("{} ({})", selection.backend, selection.device_name),
+        device_reason: selection.reason.clone(),
         forget_images: run.data.forget.len(),
         retain_images: run.data.retain.len(),
     });
@@ -117,6 +127,8 @@ struct Run<'a> {
     train_seconds: f64,
     started_unix: u64,
     last_checkpoint: Option<PathBuf>,
+    /// The device the run computes on and why (run.json).
+    device_record: Option<DeviceRecord>,
 }
 
 impl<'a> Run<'a> {
@@ -195,6 +207,7 @@ impl<'a> Run<'a> {
             train_seconds: 0.0,
             started_unix,
             last_checkpoint: None,
+            device_record: None,
         })
     }
 
@@ -203,7 +216,11 @@ impl<'a> Run<'a> {
             status,
             method: self.config.method.label().to_string(),
             lethe_version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: self.config.header.backend.to_string(),
+            backend: self.device_record.as_ref().map_or_else(
+                || self.config.header.backend.to_string(),
+                |d| d.backend.to_string(),
+            ),
+            device: self.device_record.clone(),
             source_checkpoint: self.config.header.checkpoint.clone(),
             source_sha256: self.source.weights_sha256.clone(),
             steps_done: self.steps_done,

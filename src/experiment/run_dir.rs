@@ -75,7 +75,11 @@ pub struct RunInfo {
     pub status: RunStatus,
     pub method: String,
     pub lethe_version: String,
+    /// The concrete backend the run computed on (`auto` resolved).
     pub backend: String,
+    /// The device by name and why it was chosen (absent in runs before Lethe recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<crate::device_check::DeviceRecord>,
     pub source_checkpoint: PathBuf,
     pub source_sha256: String,
     pub steps_done: usize,

@@ -120,6 +120,17 @@ impl GradVec {
         }
     }
 
+    /// Values laid out as `layout` says (a gradient computed elsewhere, e.g. on another
+    /// device), on `device`.
+    pub fn in_layout(values: Vec<f32>, layout: &Layout, device: &Device) -> Self {
+        assert_eq!(values.len(), layout.len, "gradient of another model");
+        let len = values.len();
+        Self {
+            flat: Tensor::from_data(TensorData::new(values, [len]), device),
+            layout: layout.clone(),
+        }
+    }
+
     /// Same layout, other values.
     pub fn with_flat(&self, flat: Tensor<1>) -> Self {
         Self {

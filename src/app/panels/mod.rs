@@ -4,6 +4,7 @@ mod compare;
 mod live;
 mod setup;
 
+use crate::backend::BackendChoice;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
@@ -47,14 +48,16 @@ fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
         ui.label("Device:");
         let backend = &mut app.state.config.header.backend;
         egui::ComboBox::from_id_salt("backend")
-            .selected_text(backend.to_string())
+            .selected_text(device_label(*backend))
             .show_ui(ui, |ui| {
-                for choice in crate::backend::compiled_in() {
-                    ui.selectable_value(backend, choice, choice.to_string());
+                let choices =
+                    std::iter::once(BackendChoice::Auto).chain(crate::backend::compiled_in());
+                for choice in choices {
+                    ui.selectable_value(backend, choice, device_label(choice));
                 }
             })
             .response
-            .on_hover_text("Where training runs. GPU backends appear when Lethe is built with --features wgpu or cuda.");
+            .on_hover_text("Where training runs. auto: the GPU when one exists and passes the device self-check against the CPU on this model (checked once per device and model), else the CPU; the status bar says which and why once a run starts. `lethe doctor` prints the check in full.");
         precision_choice(ui, &mut app.state.config.train.precision);
         ui.label(format!(
             "GUI renderer: {}",
@@ -85,9 +88,25 @@ fn precision_choice(ui: &mut egui::Ui, precision: &mut Precision) {
         );
 }
 
+/// A device menu entry: the wgpu entry names the adapter it would run on.
+fn device_label(choice: BackendChoice) -> String {
+    match choice {
+        BackendChoice::Wgpu => match crate::backend::best_adapter() {
+            Some(adapter) => format!("wgpu: {}", adapter.describe()),
+            None => "wgpu: no adapter found".into(),
+        },
+        BackendChoice::Auto => "auto (GPU if it passes the self-check, else CPU)".into(),
+        other => other.to_string(),
+    }
+}
+
 fn status_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label(crate::app::live::displayable(&app.state.status));
+        if let Some(live) = app.state.live.as_ref().filter(|l| !l.backend.is_empty()) {
+            ui.separator();
+            ui.label(format!("computing on {} — {}", live.backend, live.device_reason));
+        }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if let (Some(p50), Some(p99)) =
                 (app.frames.quantile_ms(0.5), app.frames.quantile_ms(0.99))

@@ -5,10 +5,10 @@
 
 use clap::{Args, Subcommand};
 
-use lethe::backend;
 use lethe::data;
 use lethe::diffusion::checkpoint;
 use lethe::diffusion::precision::Precision;
+use lethe::diffusion::unet::UNetConfig;
 
 use crate::cli::args::{Compute, PrecisionArg, PresetArg};
 
@@ -36,12 +36,38 @@ struct StepArgs {
     /// Timed runs per row (after 2 warm-up runs).
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Image side length fed to the demo UNet (it is fully convolutional; 28 is the
-    /// demo's, 32 and 64 show how time grows with resolution). Must divide by 4.
-    #[arg(long, default_value_t = 28)]
-    size: usize,
+    /// Which UNet: the demo's (1M parameters, 28×28 grey) or google/ddpm-cifar10-32's
+    /// architecture (35.7M parameters, 32×32 RGB), with random weights.
+    #[arg(long, value_enum, default_value_t = BenchModel::Demo)]
+    model: BenchModel,
+    /// Image side length fed to the UNet (it is fully convolutional; the model's own by
+    /// default; 32 and 64 show how time grows with resolution).
+    #[arg(long)]
+    size: Option<usize>,
     #[command(flatten)]
     precision: PrecisionArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchModel {
+    Demo,
+    Cifar10,
+}
+
+impl BenchModel {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Demo => "demo",
+            Self::Cifar10 => "google/ddpm-cifar10-32-sized",
+        }
+    }
+
+    fn config(self) -> UNetConfig {
+        match self {
+            Self::Demo => UNetConfig::demo_mnist(),
+            Self::Cifar10 => UNetConfig::ddpm_cifar10(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -131,32 +157,40 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
         train_batch: train_batches,
         sample_batch: sample_batches,
         runs,
+        model,
         size,
         precision: PrecisionArg { precision },
     } = args;
-    let (runs, size, precision) = (*runs, *size, *precision);
+    let (runs, precision) = (*runs, *precision);
     compute.apply_threads();
-    let device = backend::device(compute.backend)?;
-    if size == 0 || !size.is_multiple_of(4) {
+    let base = model.config();
+    let size = size.unwrap_or(base.sample_size);
+    let halvings = base.block_out_channels.len() - 1;
+    if size == 0 || !size.is_multiple_of(1 << halvings) {
         return Err(format!(
-            "--size {size}: the demo UNet halves the image twice, so the side must be a positive multiple of 4"
+            "--size {size}: this UNet halves the image {halvings} times, so the side must be a positive multiple of {}",
+            1 << halvings
         ));
     }
-    let config = lethe::diffusion::unet::UNetConfig {
+    let config = UNetConfig {
         sample_size: size,
-        ..lethe::diffusion::unet::UNetConfig::demo_mnist()
+        ..base
     };
-    let model = lethe::diffusion::unet::UNet::new(&config, 0, &device)?;
-    let params: usize = checkpoint::parameter_shapes(&model)
+    let selection = compute.select_without_model()?;
+    let device = selection.device;
+    let unet = lethe::diffusion::unet::UNet::new(&config, 0, &device)?;
+    let params: usize = checkpoint::parameter_shapes(&unet)
         .iter()
         .map(|(_, s)| s.iter().product::<usize>())
         .sum();
     println!(
-        "demo UNet: {params} parameters, {}×{} input, blocks {:?}; backend {}; {} CPU thread(s); precision {}",
+        "{} UNet: {params} parameters, {}×{}×{} input, blocks {:?}; backend {}; {} CPU thread(s); precision {}",
+        model.name(),
+        config.in_channels,
         config.sample_size,
         config.sample_size,
         config.block_out_channels,
-        compute.backend,
+        selection.backend,
         rayon::current_num_threads(),
         precision.name()
     );
@@ -184,12 +218,12 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
 
 /// `lethe bench ops`: the per-op profile of a training step (see `bench::ops`).
 fn run_ops(batch: usize, runs: usize, compute: &Compute) -> Result<(), String> {
-    compute.apply_threads();
-    let device = backend::device(compute.backend)?;
+    let selection = compute.select_without_model()?;
+    let device = selection.device;
     let config = lethe::diffusion::unet::UNetConfig::demo_mnist();
     println!(
         "per-op profile of the demo UNet's training step, batch {batch}; backend {}; {} CPU thread(s); median of {runs} runs per op",
-        compute.backend,
+        selection.backend,
         rayon::current_num_threads()
     );
     let step =
@@ -251,11 +285,11 @@ fn print_bench_rows(rows: Vec<lethe::bench::BenchRow>) {
 /// cached features ≤ 1 s; the fast preset ≤ 20 s on 2 cores).
 fn run_eval(presets: &[PresetArg], runs: usize, compute: &Compute) -> Result<(), String> {
     use lethe::metrics::feature_files::{FeatureRows, write_npy_features};
-    compute.apply_threads();
-    let device = backend::device(compute.backend)?;
+    let selection = compute.select_without_model()?;
+    let device = selection.device;
     println!(
         "evaluation benchmarks on the demo model; backend {}; {} CPU thread(s)",
-        compute.backend,
+        selection.backend,
         rayon::current_num_threads()
     );
     let classifier = lethe::metrics::classifier::LoadedClassifier::load(

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lethe::backend;
 use lethe::data;
 use lethe::diffusion::sampler::{SamplerKind, SamplerSpec};
 use lethe::images;
@@ -77,8 +76,7 @@ fn real_digit_confidence(
 
 pub fn run(args: &DemoCheckArgs) -> Result<(), String> {
     use lethe::metrics::memorization;
-    args.compute.apply_threads();
-    let device = backend::device(args.compute.backend)?;
+    let device = args.compute.select(&args.checkpoint)?.device;
     let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
     let classifier = lethe::metrics::classifier::LoadedClassifier::load(&args.classifier, &device)
         .map_err(|e| e.to_string())?;

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use lethe::backend;
 use lethe::data::{self, ImageSet, ImageSpec};
 use lethe::diffusion::checkpoint::{self, Checkpoint};
 use lethe::diffusion::sampler::{SAMPLE_BATCH, SamplerSpec};
@@ -231,8 +230,7 @@ fn evaluate_one(
 }
 
 pub fn run(args: &EvalArgs) -> Result<(), String> {
-    args.compute.apply_threads();
-    let device = backend::device(args.compute.backend)?;
+    let device = args.compute.select(&args.checkpoint)?.device;
     let clock = std::time::Instant::now();
     let load = |path: &Path| args.precision.load_checkpoint(path, &device);
     let ckpt = load(&args.checkpoint)?;

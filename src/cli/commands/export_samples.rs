@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lethe::backend;
 use lethe::data::{self, ImageSpec};
 use lethe::diffusion::sampler::{SAMPLE_BATCH, SamplerSpec};
 use lethe::metrics::classifier::LoadedClassifier;
@@ -49,8 +48,7 @@ pub struct ExportArgs {
 pub fn run(args: &ExportArgs) -> Result<(), String> {
     use lethe::metrics::feature_files::{FeatureRows, write_npy_features, write_npz_stats};
     use lethe::metrics::fid::FeatureStats;
-    args.compute.apply_threads();
-    let device = backend::device(args.compute.backend)?;
+    let device = args.compute.select(&args.checkpoint)?.device;
     let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
     let classifier_dir = data::demo::asset(&args.classifier.to_string_lossy());
     let shape = ckpt.config.image_shape();

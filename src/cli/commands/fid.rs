@@ -32,7 +32,12 @@ pub fn run(args: &FidArgs) -> Result<(), String> {
     let needs_network = [&args.a, &args.b]
         .iter()
         .any(|p| FidInputKind::of(p) == FidInputKind::Images);
-    let device = backend::device(args.compute.backend)?;
+    // Features from files need no network, so no device either.
+    let device = if needs_network {
+        args.compute.select_without_model()?.device
+    } else {
+        backend::device(lethe::backend::BackendChoice::Cpu)?
+    };
     let classifier = if needs_network {
         let k = data::demo::asset(&args.classifier.to_string_lossy());
         Some(

@@ -4,6 +4,7 @@ pub mod attack;
 pub mod bench;
 pub mod data;
 pub mod demo_check;
+pub mod doctor;
 pub mod eval;
 pub mod export_samples;
 pub mod fid;

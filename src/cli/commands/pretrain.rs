@@ -27,8 +27,9 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         max_steps_now,
         compute,
     } = args;
-    compute.apply_threads();
     let mut config = PretrainConfig::from_file(path)?;
+    // Training from scratch has no checkpoint of its own: a GPU is checked on the demo model.
+    let backend = compute.select_without_model()?.backend;
     let total = config.train.steps;
     let done = pretrain::completed_steps(&config.out_dir);
     if let Some(limit) = *max_steps_now {
@@ -50,7 +51,7 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
     let out = pretrain::run_with_schedule(
         &config,
         schedule_steps,
-        compute.backend,
+        backend,
         pretrain::Progress {
             on_step: &mut on_step,
         },

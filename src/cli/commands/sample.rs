@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lethe::backend;
 use lethe::diffusion::sampler::{SamplerKind, SamplerSpec};
 use lethe::images;
 
@@ -54,8 +53,7 @@ pub struct SampleArgs {
 }
 
 pub fn run(args: &SampleArgs) -> Result<(), String> {
-    args.compute.apply_threads();
-    let device = backend::device(args.compute.backend)?;
+    let device = args.compute.select(&args.checkpoint)?.device;
     let ckpt = args.precision.load_checkpoint(&args.checkpoint, &device)?;
     let spec = SamplerSpec {
         kind: args.sampler,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lethe::backend;
 use lethe::data;
 
 use crate::cli::args::Compute;
@@ -31,8 +30,7 @@ pub fn run(args: &TrainClassifierArgs) -> Result<(), String> {
         compute,
     } = args;
     let (epochs, seed) = (*epochs, *seed);
-    compute.apply_threads();
-    let device = backend::device(compute.backend)?;
+    let device = compute.select_without_model()?.device;
     let mut set = data::demo::mnist().map_err(|e| e.to_string())?;
     set.extend(data::demo::tshirts().map_err(|e| e.to_string())?);
     set.extend(data::demo::memorised_tshirt().map_err(|e| e.to_string())?);

@@ -78,11 +78,12 @@ pub fn run_experiment(
                 run_dir,
                 method,
                 backend,
+                device_reason,
                 forget_images,
                 retain_images,
                 ..
             } => pb.println(format!(
-                "{method} on {backend}: {forget_images} forget / {retain_images} retain images → {}",
+                "backend: {backend} — {device_reason}\n{method} on {backend}: {forget_images} forget / {retain_images} retain images → {}",
                 run_dir.display()
             )),
             Event::Note(text) => pb.set_message(text),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixture for Lethe's DDPM ELBO terms (tests/golden_elbo.rs, issue #4).
+"""Golden fixture for Lethe's DDPM ELBO terms (tests/numerics/golden_elbo.rs, issue #4).
 
 The functions below are improved-diffusion's (openai/improved-diffusion,
 `improved_diffusion/gaussian_diffusion.py::_vb_terms_bpd`, `q_posterior_mean_variance`,

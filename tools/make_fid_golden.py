@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixture for Lethe's Fréchet distance (tests/golden_fid.rs, issue #4).
+"""Golden fixture for Lethe's Fréchet distance (tests/numerics/golden_fid.rs, issue #4).
 
 For each case, writes two float32 feature arrays `<case>_a.npy`, `<case>_b.npy` (N×D, rows =
 samples) and records the Fréchet distance of their statistics computed the way pytorch-fid

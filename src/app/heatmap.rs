@@ -1,7 +1,7 @@
 //! The |difference| heat map drawn by `shaders/heatmap.wgsl` inside an egui wgpu paint
 //! callback. The values go to the GPU as an R32Float texture, updated only when a new grid
 //! arrives; the colormap runs in the fragment shader. Where the renderer is not wgpu the
-//! panel uses [`super::colormap`] on the CPU instead; `tests/gui_heatmap.rs` checks the two
+//! panel uses [`super::colormap`] on the CPU instead; `tests/gui/gui_heatmap.rs` checks the two
 //! agree.
 
 use std::collections::HashMap;

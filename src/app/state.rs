@@ -1,6 +1,6 @@
 //! The workbench's state and what its buttons do, without egui: the panels read this and
 //! call its methods; commands for the engine wait in `outbox` until the app sends them.
-//! Unit-tested here and driven through the real UI in `tests/gui.rs`.
+//! Unit-tested here and driven through the real UI in `tests/gui/gui.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};

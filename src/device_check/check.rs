@@ -631,3 +631,28 @@ pub fn probe_upsample(device: &Device) -> Vec<(String, f32, usize)> {
     }
     rows
 }
+
+/// The largest batch size, halving from `from`, at which one SISS training step of the
+/// checkpoint runs on `device` without the backend panicking (a GPU out of memory); `None`
+/// when not even batch 1 does (the device may need a restart after the failure).
+pub fn fitting_batch(checkpoint: &Path, device: &Device, from: usize) -> Option<usize> {
+    let mut batch = from.max(1);
+    loop {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let spec = CheckSpec {
+                batch,
+                ..CheckSpec::quick(checkpoint)
+            };
+            let side = Side::load(&spec, device).ok()?;
+            let inputs = Inputs::new(&side.ckpt, batch, &side.device);
+            side.siss_step(&inputs, batch).ok()
+        }));
+        if matches!(attempt, Ok(Some(_))) {
+            return Some(batch);
+        }
+        if batch == 1 {
+            return None;
+        }
+        batch /= 2;
+    }
+}

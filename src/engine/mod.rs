@@ -145,25 +145,41 @@ impl Drop for Engine {
     }
 }
 
-/// The message of a panic inside a run, with what to change when it ran out of memory.
-fn panic_error(panic: &(dyn std::any::Any + Send), batch_size: usize) -> String {
+/// The message of a panic inside a run; when it ran out of memory, with a batch size that
+/// fits (one training step tried at halving sizes on the same device).
+fn panic_error(panic: &(dyn std::any::Any + Send), config: &ExperimentConfig) -> String {
     let message = panic
         .downcast_ref::<String>()
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)");
     let lower = message.to_lowercase();
-    let memory = ["out of memory", "oom", "allocat", "memory"]
-        .iter()
-        .any(|word| lower.contains(word));
-    if memory {
-        format!(
-            "the device ran out of memory at batch_size {batch_size}; batch_size {} needs about half as much (the run directory keeps its last checkpoint). Backend message: {message}",
-            (batch_size / 2).max(1)
-        )
-    } else {
-        format!("the compute backend failed: {message}")
+    let memory = [
+        "out of memory",
+        "oom",
+        "allocat",
+        "memory",
+        "buffer size",
+        "exceeds",
+    ]
+    .iter()
+    .any(|word| lower.contains(word));
+    if !memory {
+        return format!("the compute backend failed: {message}");
     }
+    let batch = config.train.batch_size;
+    let checkpoint = &config.header.checkpoint;
+    let fits = crate::device_check::select(config.header.backend, checkpoint, &|_| {})
+        .ok()
+        .and_then(|s| crate::device_check::check::fitting_batch(checkpoint, &s.device, batch / 2));
+    let advice = match fits {
+        Some(b) => format!("one training step at batch_size {b} fits: set train.batch_size = {b}"),
+        None => "no smaller batch ran either; the device may need a restart (or use --backend cpu)"
+            .to_string(),
+    };
+    format!(
+        "the device ran out of memory at train.batch_size {batch}; {advice}. The run directory keeps its last checkpoint. Backend message: {message}"
+    )
 }
 
 fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Option<Waker>) {
@@ -188,7 +204,7 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
                         emit(Event::Failed { error, run_dir })
                     }
                     Err(panic) => emit(Event::Failed {
-                        error: panic_error(&*panic, config.train.batch_size),
+                        error: panic_error(&*panic, &config),
                         run_dir: None,
                     }),
                 }

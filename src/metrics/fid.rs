@@ -7,7 +7,7 @@
 //! `Tr((Σ_a Σ_b)^½)` is computed without a non-symmetric matrix square root (which needs
 //! complex arithmetic and is fragile on singular covariances): it equals `Σ √λ_i` over the
 //! eigenvalues of the symmetric PSD matrix `Σ_a^½ Σ_b Σ_a^½`, with `Σ_a^½` from a symmetric
-//! eigendecomposition — all in f64. `tests/golden_fid.rs` holds it to scipy's `sqrtm` form.
+//! eigendecomposition — all in f64. `tests/numerics/golden_fid.rs` holds it to scipy's `sqrtm` form.
 
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 

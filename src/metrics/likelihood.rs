@@ -7,7 +7,7 @@
 //! normal CDF in the discretised decoder and the clipping of the predicted `x_0` when the
 //! scheduler clips: for `t ≥ 1` the term is `KL(q(x_{t−1} | x_t, x_0) ‖ p_θ(x_{t−1} | x_t))`,
 //! for `t = 0` the discretised Gaussian decoder's `−log p(x_0 | x_1)` over 256 bins, plus the
-//! prior term `KL(q(x_T | x_0) ‖ N(0, I))`. `tests/golden_elbo.rs` holds the terms to a NumPy
+//! prior term `KL(q(x_T | x_0) ‖ N(0, I))`. `tests/numerics/golden_elbo.rs` holds the terms to a NumPy
 //! transcription of that code (`tools/make_elbo_golden.py`).
 //!
 //! The exact bound needs one network evaluation per timestep (1000 for the usual schedule).

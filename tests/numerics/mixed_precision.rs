@@ -2,7 +2,7 @@
 //! its f32 self — and must actually compute in the low dtype, or the comparison says nothing —
 //! while its parameters, output and gradients stay f32.
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams};

@@ -2,7 +2,7 @@
 //! denoising loss rises (the model fits it less), and methods that train on retain data
 //! keep the retain fit within a stated bound. Seconds on a CPU.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The math of the methods on a tiny model, beyond unit identities: SISS's paper form with
 //! superfactor 1 is an unbiased estimate of the naive-deletion loss `L_{X\A}`.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use lethe::data::{ImageSet, ImageSpec};

@@ -1,7 +1,7 @@
 //! Unlearning runs end to end on a tiny model: the run directory, identities that must hold
 //! exactly (lr 0 changes nothing), reproducibility, NaN handling and cancellation.
 
-mod common;
+use crate::common;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Behaviour of sampling and pretraining on tiny models.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use lethe::diffusion::precision::Precision;

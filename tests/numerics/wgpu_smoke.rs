@@ -2,10 +2,10 @@
 //! of a tiny UNet on the wgpu backend — on these GPU-less machines that is Mesa's software
 //! Vulkan (lavapipe) — must give what burn-flex gives on the CPU for the same seed.
 //!
-//! Compiled only with `--features wgpu` (README's test command builds it).
+//! Compiled with the `wgpu` feature, which the default build has.
 #![cfg(feature = "wgpu")]
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams};

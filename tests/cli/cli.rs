@@ -1,6 +1,6 @@
 //! The `lethe` binary end to end, as a user runs it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Bad inputs get clear errors naming the file and the reason — never a panic — and the
 //! good files beside them still load.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,4 @@
+//! The workbench through its real UI (egui_kittest), and the heat map's two render paths.
+
+mod gui;
+mod gui_heatmap;

@@ -71,7 +71,7 @@ fn pretrained(dir: &Path, retain: &Path, forget: &Path) -> std::path::PathBuf {
     };
     pretrain::run(
         &config,
-        Default::default(),
+        lethe::backend::BackendChoice::Cpu,
         pretrain::Progress {
             on_step: &mut |_| {},
         },

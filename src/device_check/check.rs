@@ -396,6 +396,7 @@ impl Side {
             inputs.x.clone(),
             0.0,
             zeros,
+            false,
         )))
     }
 }

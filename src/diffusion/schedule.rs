@@ -194,7 +194,10 @@ impl NoiseSchedule {
     }
 
     /// DDIM step (diffusers `DDIMScheduler.step`, `set_alpha_to_one = True`).
-    /// `noise` is used only when `eta > 0`.
+    /// `noise` is used only when `eta > 0`. `rederive_eps` is diffusers'
+    /// `use_clipped_model_output`: continue with the ε implied by the clipped x̂0 instead of
+    /// the model's (see `sampler::ClippedEps` for why guidance needs it).
+    #[allow(clippy::too_many_arguments)]
     pub fn ddim_step(
         &self,
         eps: Tensor<4>,
@@ -203,12 +206,18 @@ impl NoiseSchedule {
         xt: Tensor<4>,
         eta: f32,
         noise: Tensor<4>,
+        rederive_eps: bool,
     ) -> Tensor<4> {
         let abar_t = self.abar(t as i64);
         let abar_prev = self.abar(prev_t);
         let beta_prod_t = 1.0 - abar_t;
         let beta_prod_prev = 1.0 - abar_prev;
-        let x0 = self.clip((xt - eps.clone() * beta_prod_t.sqrt()) / abar_t.sqrt());
+        let x0 = self.clip((xt.clone() - eps.clone() * beta_prod_t.sqrt()) / abar_t.sqrt());
+        let eps = if rederive_eps {
+            (xt - x0.clone() * abar_t.sqrt()) / beta_prod_t.sqrt()
+        } else {
+            eps
+        };
         let variance = (beta_prod_prev / beta_prod_t) * (1.0 - abar_t / abar_prev);
         let std_dev = eta * variance.sqrt();
         let direction = eps * (1.0 - abar_prev - std_dev * std_dev).max(0.0).sqrt();
@@ -261,6 +270,95 @@ pub fn half_scaled_distance(m: &[f32], x: &[f32], gamma: f64, sigma: f64) -> f64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    /// diffusers' `use_clipped_model_output`: the step continues from the clipped x̂0 with the
+    /// ε that x̂0 implies, so it equals a plain step whose model had predicted exactly that ε;
+    /// where nothing is clipped the two rules agree.
+    #[test]
+    fn rederived_eps_is_the_eps_of_the_clipped_x0() {
+        let s = NoiseSchedule::from_config(&SchedulerConfig::default()).unwrap();
+        let device = Device::flex();
+        let tensor =
+            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, 2, 2]), &device);
+        let values = |x: Tensor<4>| x.into_data().try_to_vec::<f32>().unwrap();
+        let (t, prev) = (600usize, 580i64);
+        let a = s.abar(t as i64);
+        let xt = vec![0.3f32, -0.8, 1.2, 0.0];
+        // An ε whose x̂0 leaves [-1, 1] in two pixels (guidance overshoot).
+        let eps = vec![-1.5f32, 1.9, 0.1, 0.2];
+        let zeros = tensor(vec![0.0; 4]);
+        let rederived = values(s.ddim_step(
+            tensor(eps.clone()),
+            t,
+            prev,
+            tensor(xt.clone()),
+            0.0,
+            zeros.clone(),
+            true,
+        ));
+        let x0: Vec<f32> = xt
+            .iter()
+            .zip(&eps)
+            .map(|(x, e)| ((x - (1.0 - a).sqrt() * e) / a.sqrt()).clamp(-1.0, 1.0))
+            .collect();
+        let implied: Vec<f32> = xt
+            .iter()
+            .zip(&x0)
+            .map(|(x, x0)| (x - a.sqrt() * x0) / (1.0 - a).sqrt())
+            .collect();
+        let plain = values(s.ddim_step(
+            tensor(implied),
+            t,
+            prev,
+            tensor(xt.clone()),
+            0.0,
+            zeros.clone(),
+            false,
+        ));
+        for (r, p) in rederived.iter().zip(&plain) {
+            assert!((r - p).abs() < 1e-5, "{rederived:?} vs {plain:?}");
+        }
+        let kept = values(s.ddim_step(
+            tensor(eps.clone()),
+            t,
+            prev,
+            tensor(xt.clone()),
+            0.0,
+            zeros.clone(),
+            false,
+        ));
+        assert!(
+            rederived
+                .iter()
+                .zip(&kept)
+                .any(|(r, k)| (r - k).abs() > 1e-2),
+            "clipping happened"
+        );
+        // Nothing clipped: the same step either way.
+        // An ε whose x̂0 is inside [-1, 1] everywhere.
+        let xt_small = vec![0.1f32, 0.0, 0.2, -0.1];
+        let inside = [0.5f32, -0.5, 0.2, 0.0];
+        let small: Vec<f32> = xt_small
+            .iter()
+            .zip(inside)
+            .map(|(x, x0)| (x - a.sqrt() * x0) / (1.0 - a).sqrt())
+            .collect();
+        let a_rule = values(s.ddim_step(
+            tensor(small.clone()),
+            t,
+            prev,
+            tensor(xt_small.clone()),
+            0.0,
+            zeros.clone(),
+            true,
+        ));
+        let b_rule =
+            values(s.ddim_step(tensor(small), t, prev, tensor(xt_small), 0.0, zeros, false));
+        for (x, y) in a_rule.iter().zip(&b_rule) {
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
 
     #[test]
     fn linear_schedule_matches_its_definition() {

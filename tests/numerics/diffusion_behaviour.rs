@@ -4,7 +4,7 @@ use crate::common;
 
 use burn::tensor::Device;
 use lethe::diffusion::precision::Precision;
-use lethe::diffusion::sampler::{SampleJob, SamplerKind, SamplerSpec};
+use lethe::diffusion::sampler::{ClippedEps, SampleJob, SamplerKind, SamplerSpec};
 use lethe::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use lethe::diffusion::unet::{UNet, UNetConfig};
 use lethe::pretrain::{self, DataConfig, PretrainConfig, TrainConfig};
@@ -39,6 +39,7 @@ fn same_seed_gives_same_samples_whatever_the_batching() {
             eta: 0.0,
             class: Some(3),
             guidance: 2.0,
+            clipped_eps: ClippedEps::Auto,
         },
         SamplerSpec {
             kind: SamplerKind::Ddim,
@@ -46,6 +47,7 @@ fn same_seed_gives_same_samples_whatever_the_batching() {
             eta: 1.0,
             class: None,
             guidance: 0.0,
+            clipped_eps: ClippedEps::Rederive,
         },
     ] {
         let all = samples(&model, &spec, 7, 0, 4);

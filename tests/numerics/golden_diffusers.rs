@@ -187,6 +187,7 @@ fn ddim_steps_match_diffusers() {
                 g.tensor4("sample", &device),
                 eta,
                 g.tensor4("ddim_variance_noise", &device),
+                false,
             );
             let diff = max_abs_diff(&values(prev), &g.f32(&format!("ddim_{name}_t{t}")).1);
             assert!(diff <= 1e-6, "DDIM {name} step at t={t} differs by {diff}");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lethe::diffusion::sampler::{SamplerKind, SamplerSpec};
+use lethe::diffusion::sampler::{ClippedEps, SamplerKind, SamplerSpec};
 use lethe::images;
 
 use crate::cli::args::{Compute, PrecisionArg};
@@ -37,6 +37,11 @@ pub struct SampleArgs {
     /// DDIM eta (0 = deterministic).
     #[arg(long, default_value_t = 0.0)]
     eta: f32,
+    /// DDIM with a clipping model: continue each step with the ε re-derived from the clipped
+    /// x̂0 (`rederive`, GLIDE; what `auto` does under guidance) or with the model's (`keep`,
+    /// diffusers' default; what `auto` does otherwise).
+    #[arg(long, value_enum, default_value_t = ClippedEps::Auto)]
+    clipped_eps: ClippedEps,
     /// Samples per forward pass.
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -61,6 +66,7 @@ pub fn run(args: &SampleArgs) -> Result<(), String> {
         eta: args.eta,
         class: args.class,
         guidance: args.guidance,
+        clipped_eps: args.clipped_eps,
     };
     if let (Some(c), Some(n)) = (args.class, ckpt.config.num_real_classes())
         && c >= n

@@ -91,6 +91,10 @@ pub struct LiveRun {
     pub grids: Vec<GridRecord>,
     pub summary: Option<Summary>,
     pub notes: Vec<String>,
+    /// What the user must read before trusting a value (`Event::Warning`).
+    pub warnings: Vec<String>,
+    /// The class setting's guidance weight and the check behind it.
+    pub guidance: Option<(f32, String)>,
     recent_step_seconds: VecDeque<f64>,
 }
 
@@ -121,6 +125,8 @@ impl LiveRun {
             grids: Vec::new(),
             summary: None,
             notes: Vec::new(),
+            warnings: Vec::new(),
+            guidance: None,
             recent_step_seconds: VecDeque::new(),
         }
     }
@@ -199,6 +205,11 @@ impl LiveRun {
             Event::Paused => self.phase = Phase::Paused,
             Event::Resumed => self.phase = Phase::Running,
             Event::Note(note) => self.notes.push(note),
+            Event::Warning(text) => {
+                self.notes.push(format!("warning: {text}"));
+                self.warnings.push(text);
+            }
+            Event::Guidance { guidance, check } => self.guidance = Some((guidance, check)),
             Event::Finished(summary) => {
                 self.phase = Phase::Finished;
                 self.finish(summary);

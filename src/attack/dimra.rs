@@ -120,6 +120,14 @@ impl AttackConfig {
             eval: EvalConfig {
                 every: self.evaluate_every,
                 checkpoint_every: self.evaluate_every,
+                // The attacked model is the unlearned one: the guidance check cannot run on
+                // it (it should not draw the class), so an absent weight is the check's
+                // first candidate, and the starting rate is not judged.
+                guidance: self
+                    .eval
+                    .guidance
+                    .or(Some(crate::metrics::baseline_check::GUIDANCE_CANDIDATES[0])),
+                check_original: false,
                 ..self.eval.clone()
             },
         }

@@ -83,6 +83,14 @@ pub enum Event {
     Resumed,
     /// A status line for logs (loading data, evaluating, …).
     Note(String),
+    /// Something the user must read before trusting a value (e.g. a forgetting rate the
+    /// original model makes uninformative, with what to do about it).
+    Warning(String),
+    /// The class setting's guidance weight and the check behind it (`metrics::baseline_check`).
+    Guidance {
+        guidance: f32,
+        check: String,
+    },
     Finished(Summary),
     Cancelled(Summary),
     Failed {

@@ -18,6 +18,7 @@ use crate::diffusion::unet::UNet;
 use crate::experiment::{
     EvaluatedModel, ExperimentConfig, MetricsLine, RunDir, RunInfo, RunStatus, StepRecord,
 };
+use crate::metrics::baseline_check::{self, GuidanceProbe, Setting};
 use crate::metrics::classifier::LoadedClassifier;
 use crate::metrics::evaluation::Evaluation;
 use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
@@ -129,6 +130,11 @@ struct Run<'a> {
     last_checkpoint: Option<PathBuf>,
     /// The device the run computes on and why (run.json).
     device_record: Option<DeviceRecord>,
+    /// What the forgetting rates measure, for the check of the original's evaluation.
+    setting: Setting,
+    /// Why the forgetting rates cannot show forgetting (set once the original is evaluated);
+    /// every evaluation of the run carries it in its provenance.
+    caveat: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -177,10 +183,25 @@ impl<'a> Run<'a> {
         // unconditionally, as the SISS criterion is defined.
         let forgotten_class = config.data.forget_class;
         let guided = forgotten_class.is_some() && source.config.lethe_null_class.is_some();
+        let conditioned = source.config.num_class_embeds.is_some();
         let sampler = SamplerSpec {
-            class: forgotten_class.filter(|_| source.config.num_class_embeds.is_some()),
-            guidance: if guided { eval.guidance } else { 0.0 },
+            class: forgotten_class.filter(|_| conditioned),
+            // Absent: chosen by the guidance check when the run starts (`resolve_guidance`).
+            guidance: if guided {
+                eval.guidance
+                    .unwrap_or(baseline_check::GUIDANCE_CANDIDATES[0])
+            } else {
+                0.0
+            },
             ..SamplerSpec::ddim(eval.sampler_steps)
+        };
+        let setting = match forgotten_class {
+            Some(class) => Setting::Class {
+                class,
+                conditioned,
+                classes: source.config.num_real_classes().unwrap_or(10),
+            },
+            None => Setting::DataPoint,
         };
         let quality_sampler = guided.then(|| SamplerSpec::ddim(eval.sampler_steps));
         let started_unix = SystemTime::now()
@@ -208,6 +229,8 @@ impl<'a> Run<'a> {
             started_unix,
             last_checkpoint: None,
             device_record: None,
+            setting,
+            caveat: None,
         })
     }
 
@@ -241,11 +264,16 @@ impl<'a> Run<'a> {
     ) -> Result<RunStatus, String> {
         self.dir.write_info(&self.info(RunStatus::Running, None))?;
         let train = &self.config.train;
+        self.resolve_guidance(emit)?;
         emit(Event::Note("evaluating the original model".into()));
         let original = self.original.clone();
         let samples = self.draw_samples(&original, &self.sampler)?;
         self.original_samples = Arc::new(samples);
-        let baseline = self.judge(&original, &self.original_samples.clone())?;
+        let mut baseline = self.judge(&original, &self.original_samples.clone())?;
+        self.caveat = self.check_baseline(&baseline, emit)?;
+        if let Some(how) = baseline.how.as_mut() {
+            how.caveat = self.caveat.clone();
+        }
         self.baseline = Some(baseline.clone());
         self.record_eval(0, &baseline, EvaluatedModel::Original, emit)?;
         self.emit_grid(0, self.original_samples.to_vec(), emit)?;
@@ -387,6 +415,83 @@ impl<'a> Run<'a> {
         job.run_batched(self.eval.seed, self.eval.samples, SAMPLE_BATCH, |_| {})
     }
 
+    /// The guidance check on the original model, when the forgotten class is sampled with
+    /// guidance: it needs the run's classifier.
+    fn guidance_probe(&self) -> Option<GuidanceProbe<'_>> {
+        if self.sampler.class.is_none() || self.source.config.lethe_null_class.is_none() {
+            return None;
+        }
+        Some(GuidanceProbe {
+            model: &self.original,
+            schedule: &self.source.schedule,
+            sampler: &self.sampler,
+            shape: self.shape,
+            null_class: self.source.config.lethe_null_class,
+            classifier: self.suite.probe.classifier.as_ref()?,
+            seed: self.eval.seed,
+            device: self.device,
+        })
+    }
+
+    /// Class setting without a configured guidance: the first weight under which the original
+    /// draws the forgotten class is the run's (the check's result is reported either way).
+    fn resolve_guidance(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
+        if self.eval.guidance.is_some() || !self.eval.check_original {
+            if self.sampler.guided() || self.sampler.class.is_some() {
+                emit(Event::Guidance {
+                    guidance: self.sampler.guidance,
+                    check: "set in the config".into(),
+                });
+            }
+            return Ok(());
+        }
+        let Some(probe) = self.guidance_probe() else {
+            return Ok(());
+        };
+        emit(Event::Note(
+            "guidance check: sampling the forgotten class from the original".into(),
+        ));
+        let (chosen, checks) = probe.choose()?;
+        let check = format!("auto: {}", baseline_check::summarize(chosen, &checks));
+        self.sampler.guidance = chosen;
+        emit(Event::Guidance {
+            guidance: chosen,
+            check,
+        });
+        Ok(())
+    }
+
+    /// Whether the original's evaluation lets the forgetting rates show forgetting; when not,
+    /// the reason (and, in the class setting, a guidance weight that works) is warned about and
+    /// returned for every evaluation's provenance.
+    fn check_baseline(
+        &self,
+        baseline: &Evaluation,
+        emit: &dyn Fn(Event),
+    ) -> Result<Option<String>, String> {
+        if !self.eval.check_original {
+            return Ok(None);
+        }
+        let Some(mut why) = baseline_check::uninformative(baseline, &self.setting) else {
+            return Ok(None);
+        };
+        if let Some(probe) = self.guidance_probe() {
+            let (best, checks) = probe.choose()?;
+            why += &match checks.iter().find(|c| c.passes()) {
+                Some(c) => format!(
+                    "; try guidance = {best} ({}: [eval] guidance in the config, or the guidance field)",
+                    c.describe()
+                ),
+                None => format!(
+                    "; no guidance weight makes it draw the class ({})",
+                    baseline_check::summarize(best, &checks)
+                ),
+            };
+        }
+        emit(Event::Warning(why.clone()));
+        Ok(Some(why))
+    }
+
     /// Every metric of `model`, whose probe samples (drawn with `self.sampler`) are `samples`.
     fn judge(&self, model: &UNet, samples: &[Vec<f32>]) -> Result<Evaluation, String> {
         let quality = match &self.quality_sampler {
@@ -398,7 +503,7 @@ impl<'a> Run<'a> {
             Some(q) => format!("{} (quality: {})", label(&self.sampler), label(q)),
             None => label(&self.sampler),
         };
-        self.suite.evaluate(
+        let mut eval = self.suite.evaluate(
             model,
             &self.source.schedule,
             &Drawn {
@@ -409,7 +514,11 @@ impl<'a> Run<'a> {
                 seed: self.eval.seed,
             },
             &self.device.clone().inner(),
-        )
+        )?;
+        if let Some(how) = eval.how.as_mut() {
+            how.caveat = self.caveat.clone();
+        }
+        Ok(eval)
     }
 
     fn evaluate(&mut self, step: usize, emit: &dyn Fn(Event)) -> Result<(), String> {

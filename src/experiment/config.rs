@@ -161,8 +161,14 @@ pub struct EvalConfig {
     pub classifier: PathBuf,
     /// A sample within this L2 distance (in [0,1] pixels) of a forget image is a copy of it.
     pub copy_threshold: f32,
-    /// Guidance weight when sampling the forgotten class (class setting).
-    pub guidance: f32,
+    /// Guidance weight when sampling the forgotten class (class setting); absent = chosen per
+    /// model by the guidance check on the original (`metrics::baseline_check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<f32>,
+    /// Check that the starting model shows what the forgetting rates measure (and choose the
+    /// guidance on it). Off for attacks: they start from the unlearned model, which is
+    /// expected not to.
+    pub check_original: bool,
     /// Save a checkpoint every this many steps (0 = only the final one).
     pub checkpoint_every: usize,
     /// `fast` (live curves) or `thorough` (numbers to report): sets `samples`,
@@ -185,7 +191,8 @@ impl Default for EvalConfig {
             seed: 0,
             classifier: PathBuf::from(crate::data::demo::DEMO_CLASSIFIER),
             copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
-            guidance: 2.0,
+            guidance: None,
+            check_original: true,
             checkpoint_every: 0,
             preset: None,
             elbo_images: 8,

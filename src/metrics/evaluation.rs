@@ -74,6 +74,10 @@ pub struct MetricProvenance {
     /// The ELBO's label, e.g.
     /// `ELBO bits/dim [16 of 1000 t stratified, seed 0, p(x | null class 11); forget N=1 (s.e. 0.000), retain N=8 (s.e. 0.041)]`.
     pub elbo: Option<String>,
+    /// Why the forgetting rates (and PUL) cannot show forgetting, when the original model does
+    /// not show what they measure (`metrics::baseline_check`); `None` when they can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
 }
 
 impl MetricProvenance {

@@ -1,5 +1,6 @@
 //! Metrics. Every value carries a label saying how it was computed.
 
+pub mod baseline_check;
 pub mod classifier;
 pub mod evaluation;
 pub mod feature_files;

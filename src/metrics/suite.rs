@@ -239,6 +239,7 @@ impl Suite {
             reference: self.reference.as_ref().map(|r| r.description.clone()),
             reference_sha256: self.reference.as_ref().map(|r| r.sha256.clone()),
             elbo: None,
+            caveat: None,
         };
         if let (Some(k), Some(reference)) = (classifier, &self.reference) {
             let (features, probs) = match quality {

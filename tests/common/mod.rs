@@ -4,6 +4,7 @@ use lethe::diffusion::unet::UNetConfig;
 
 /// A UNet small enough to train and sample in milliseconds: 8×8, channels 8/16, attention
 /// in the second level and the mid block, class-conditional with a null class.
+#[allow(dead_code)]
 pub fn tiny_config() -> UNetConfig {
     UNetConfig {
         sample_size: 8,
@@ -42,4 +43,44 @@ pub fn write_png(path: &std::path::Path, pattern: impl Fn(u32, u32) -> u8) {
     image::GrayImage::from_fn(8, 8, |x, y| image::Luma([pattern(x, y)]))
         .save(path)
         .unwrap();
+}
+
+/// A class-setting world for the tiny model: a fresh tiny checkpoint, retain images of four
+/// classes in folders `0`–`3` (stripes, stripes, ramps, and plain white) and an 8×8 judge
+/// trained on them. The untrained model's samples are noise, never plain white: class 3 is
+/// a class its original never draws. Returns (checkpoint, retain folder, classifier folder).
+#[allow(dead_code)]
+pub fn class_world(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use lethe::data::{ImageSpec, load_paths};
+    use lethe::metrics::classifier::{TrainRecipe, train};
+    let ckpt = dir.join("ckpt");
+    tiny_checkpoint(&ckpt);
+    let retain = dir.join("retain");
+    for i in 0..20u32 {
+        let at = |class: &str| retain.join(class).join(format!("{i}.png"));
+        write_png(&at("0"), move |x, _| if (x + i) % 4 < 2 { 230 } else { 20 });
+        write_png(&at("1"), move |_, y| if (y + i) % 4 < 2 { 230 } else { 20 });
+        write_png(&at("2"), move |x, y| ((x * 30 + y * 3 + i * 7) % 255) as u8);
+        write_png(&at("3"), move |_, _| 245 + (i % 10) as u8);
+    }
+    let spec = ImageSpec {
+        channels: 1,
+        height: 8,
+        width: 8,
+    };
+    let set = load_paths(std::slice::from_ref(&retain), spec).unwrap();
+    let classifier = dir.join("judge");
+    let names = ["0", "1", "2", "3"].map(String::from).to_vec();
+    train(
+        &set,
+        names,
+        4,
+        &TrainRecipe::new(30, 0),
+        &burn::tensor::Device::flex(),
+        &classifier,
+    )
+    .unwrap();
+    (ckpt, retain, classifier)
 }

@@ -434,3 +434,70 @@ fn with_ema_the_saved_model_is_the_exponential_average_of_the_trained_weights() 
         Some("ema")
     );
 }
+
+#[test]
+fn a_class_the_original_never_draws_is_flagged_before_any_rate_is_trusted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkpoint, retain, classifier) = common::class_world(tmp.path());
+    let cfg = ExperimentConfig {
+        header: RunHeader {
+            runs_dir: tmp.path().join("runs"),
+            ..RunHeader::new(checkpoint)
+        },
+        data: DataSelection {
+            retain: vec![retain],
+            forget: vec![],
+            forget_label: None,
+            forget_class: Some(3),
+        },
+        method: MethodConfig::Finetune,
+        train: UnlearnTrain {
+            steps: 1,
+            batch_size: 4,
+            learning_rate: 1e-4,
+            ..UnlearnTrain::default()
+        },
+        eval: EvalConfig {
+            every: 0,
+            samples: 8,
+            grid: 4,
+            sampler_steps: 4,
+            classifier,
+            elbo_timesteps: 0,
+            ..EvalConfig::default()
+        },
+    };
+    let (result, events) = run(&cfg);
+    if let Err(Stop::Failed { error, .. }) = &result {
+        panic!("{error}");
+    }
+    assert!(result.is_ok());
+    // No configured guidance: the check tried every candidate on the original, none passed.
+    let check = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Guidance { check, .. } => Some(check.clone()),
+            _ => None,
+        })
+        .expect("the guidance check ran");
+    assert!(check.contains("no weight reaches 50%"), "{check}");
+    for w in ["w=2:", "w=1:", "w=3:", "w=0:"] {
+        assert!(check.contains(w), "{check}");
+    }
+    let warning = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Warning(w) => Some(w.clone()),
+            _ => None,
+        })
+        .expect("a warning");
+    assert!(warning.contains("draws class 3 in only 0.0%"), "{warning}");
+    assert!(warning.contains("cannot show forgetting"), "{warning}");
+    // Every evaluation written carries the caveat in its provenance.
+    let metrics = std::fs::read_to_string(run_dir(&events).join("metrics.jsonl")).unwrap();
+    let caveats = metrics
+        .lines()
+        .filter(|l| l.contains("\"caveat\":\"the original model draws class 3"))
+        .count();
+    assert_eq!(caveats, 2, "original and final evaluation: {metrics}");
+}

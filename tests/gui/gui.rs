@@ -339,3 +339,46 @@ fn the_precision_choice_offers_the_trainable_dtypes_and_sets_the_run_config() {
     h.run_steps(2);
     assert_eq!(h.state().state.config.train.precision, Precision::Bf16);
 }
+
+#[test]
+fn the_workbench_warns_when_the_original_never_draws_the_forgotten_class() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkpoint, retain, classifier) = crate::common::class_world(tmp.path());
+    let mut h = harness(false, &tmp.path().join("runs"));
+    h.run_steps(2);
+    {
+        let state = &mut h.state_mut().state;
+        state.load_checkpoint(checkpoint);
+        state.retain.clear();
+        state.add_files(SetRole::Retain, &[retain]);
+        state.forget_class(Some(3));
+        state.choose_method(MethodConfig::Finetune);
+        let c = &mut state.config;
+        c.train.steps = 1;
+        c.train.batch_size = 4;
+        c.eval = lethe::experiment::config::EvalConfig {
+            every: 0,
+            samples: 8,
+            grid: 4,
+            sampler_steps: 4,
+            classifier,
+            elbo_timesteps: 0,
+            ..Default::default()
+        };
+    }
+    h.run_steps(2);
+    // The class setting shows its guidance, automatic by default.
+    h.get_by_label("Guidance w:");
+    assert_eq!(h.state().state.config.eval.guidance, None);
+    h.get_by_label("Run").click();
+    step_until(&mut h, Duration::from_secs(300), |app| {
+        app.state.live.as_ref().is_some_and(|l| l.phase.is_over())
+    });
+    let live = h.state().state.live.clone().expect("a run");
+    assert_eq!(live.phase, Phase::Finished, "{:?}", live.phase);
+    h.get_by_label_contains("Uninformative: the original model draws class 3 in only 0.0%");
+    // The check's result beside the guidance field (and under the progress bar).
+    let (_, check) = live.guidance.clone().expect("the guidance check ran");
+    assert!(check.contains("no weight reaches 50%"), "{check}");
+    h.get_by_label_contains("last run: w=");
+}

@@ -98,6 +98,18 @@ fn controls(app: &mut LetheApp, ui: &mut egui::Ui) {
                 crate::app::live::displayable(e),
             );
         }
+        for warning in &live.warnings {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!("Uninformative: {}", crate::app::live::displayable(warning)),
+            );
+        }
+        if let Some((w, check)) = &live.guidance {
+            ui.weak(format!(
+                "guidance w={w} — {}",
+                crate::app::live::displayable(check)
+            ));
+        }
         if let Some(dir) = &live.run_dir {
             ui.weak(format!(
                 "{} on {} · forget {} / retain {} images · {}",

@@ -224,6 +224,9 @@ fn forget_class(app: &mut LetheApp, ui: &mut egui::Ui) {
             app.state.forget_class(chosen);
         }
     });
+    if app.state.config.data.forget_class.is_some() {
+        guidance(app, ui);
+    }
     if app.state.config.data.forget_class.is_none() {
         let mut labelled = app.state.config.data.forget_label.is_some();
         ui.horizontal(|ui| {
@@ -237,6 +240,33 @@ fn forget_class(app: &mut LetheApp, ui: &mut egui::Ui) {
                 app.state.config.data.forget_label = None;
             }
         });
+    }
+}
+
+/// The class setting's guidance weight: automatic (the guidance check on the original chooses
+/// it when the run starts) or set by hand, with the last run's check beside it.
+fn guidance(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let current = app.state.config.eval.guidance;
+    ui.horizontal(|ui| {
+        ui.label("Guidance w:");
+        let mut auto = current.is_none();
+        ui.checkbox(&mut auto, "auto").on_hover_text(
+            "Chosen when the run starts: the first of 2, 1, 3, 0 under which the original model draws the forgotten class in at least 50% of 32 samples.",
+        );
+        let mut w = current.unwrap_or(2.0);
+        if !auto {
+            ui.add(egui::DragValue::new(&mut w).range(0.0..=10.0).speed(0.1));
+        }
+        let chosen = (!auto).then_some(w);
+        if chosen != current {
+            app.state.config.eval.guidance = chosen;
+        }
+    });
+    if let Some((w, check)) = app.state.live.as_ref().and_then(|l| l.guidance.as_ref()) {
+        ui.weak(format!(
+            "last run: w={w} — {}",
+            crate::app::live::displayable(check)
+        ));
     }
 }
 

@@ -87,6 +87,10 @@ pub fn run_experiment(
                 run_dir.display()
             )),
             Event::Note(text) => pb.set_message(text),
+            Event::Warning(text) => pb.println(format!("warning: {text}")),
+            Event::Guidance { guidance, check } => {
+                pb.println(format!("guidance        w={guidance} — {check}"))
+            }
             Event::Step(r) => {
                 pb.set_position(r.step as u64);
                 pb.set_message(format!(
@@ -114,6 +118,9 @@ pub fn run_experiment(
                 if let Some(l) = &summary.last {
                     println!("after {:>5} st  {}", summary.steps_done, eval_line(l, None));
                     println!("evaluated as    {}", l.provenance);
+                    if let Some(caveat) = l.how.as_ref().and_then(|h| h.caveat.as_ref()) {
+                        println!("UNINFORMATIVE   {caveat}");
+                    }
                     if l.fid.is_some() {
                         println!("                {}", l.label("FID"));
                     }

@@ -305,6 +305,25 @@ impl Workbench {
         self.outbox.push(Command::Start(Box::new(config)));
     }
 
+    /// Resume (runs table): continues an interrupted, cancelled or failed run from its last
+    /// saved state.
+    pub fn continue_run(&mut self, run_dir: &Path) {
+        if self.is_running() {
+            self.status = "a run is already going: cancel it first".into();
+            return;
+        }
+        let name = run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let title = format!("{} (resumed)", name.unwrap_or_default());
+        self.status = format!("resuming {title}");
+        self.live = Some(LiveRun::new(title));
+        self.outbox.push(Command::Continue {
+            run_dir: run_dir.to_path_buf(),
+            backend: Some(self.config.header.backend),
+        });
+    }
+
     pub fn pause(&mut self) {
         self.outbox.push(Command::Pause);
     }

@@ -44,8 +44,9 @@ impl<'a> Control<'a> {
             }
             Command::SampleNow => self.sample_now = true,
             Command::EvaluateNow => self.evaluate_now = true,
-            // A second Start while running is ignored; Pause/Resume are handled in `poll`.
-            Command::Start(_) | Command::Pause | Command::Resume => {}
+            // A second Start (or Continue) while running is ignored; Pause/Resume are handled
+            // in `poll`.
+            Command::Start(_) | Command::Continue { .. } | Command::Pause | Command::Resume => {}
         }
     }
 

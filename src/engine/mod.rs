@@ -4,6 +4,7 @@
 
 mod control;
 mod data;
+mod resume;
 mod run;
 
 use std::path::PathBuf;
@@ -18,11 +19,17 @@ use crate::metrics::evaluation::Evaluation;
 
 pub use crate::experiment::StepRecord;
 pub use control::Control;
-pub use run::{Stop, execute};
+pub use run::{Stop, execute, execute_resumed};
 
 #[derive(Debug, Clone)]
 pub enum Command {
     Start(Box<ExperimentConfig>),
+    /// Continue the run in this directory from its last saved state (an interrupted,
+    /// cancelled or failed run), on this backend if one is given.
+    Continue {
+        run_dir: PathBuf,
+        backend: Option<crate::backend::BackendChoice>,
+    },
     Pause,
     Resume,
     /// Stop after the current step; the run directory stays consistent and keeps a checkpoint.
@@ -198,31 +205,46 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
         }
     };
     while let Ok(command) = commands.recv() {
-        match command {
-            Command::Start(config) => {
-                let mut control = Control::new(commands);
-                // A backend that panics (a GPU out of memory, a driver error) ends this run
-                // with an error the user can act on; the workbench and its other runs live on.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    execute(&config, &mut control, &emit)
-                }));
-                match outcome {
-                    Ok(Ok(())) => {}
-                    Ok(Err(run::Stop::Failed { error, run_dir })) => {
-                        emit(Event::Failed { error, run_dir })
+        let (config, run_dir) = match command {
+            Command::Start(config) => (*config, None),
+            Command::Continue { run_dir, backend } => {
+                match ExperimentConfig::from_file(&run_dir.join("config.toml")) {
+                    Ok(mut config) => {
+                        if let Some(backend) = backend {
+                            config.header.backend = backend;
+                        }
+                        (config, Some(run_dir))
                     }
-                    Err(panic) => emit(Event::Failed {
-                        error: panic_error(&*panic, &config),
-                        run_dir: None,
-                    }),
-                }
-                if control.shutdown {
-                    return;
+                    Err(error) => {
+                        emit(Event::Failed {
+                            error,
+                            run_dir: Some(run_dir),
+                        });
+                        continue;
+                    }
                 }
             }
             Command::Shutdown => return,
             // Nothing is running: pause/cancel/sample requests have nothing to act on.
-            _ => {}
+            _ => continue,
+        };
+        let mut control = Control::new(commands);
+        // A backend that panics (a GPU out of memory, a driver error) ends this run
+        // with an error the user can act on; the workbench and its other runs live on.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &run_dir {
+            Some(dir) => execute_resumed(&config, dir, &mut control, &emit),
+            None => execute(&config, &mut control, &emit),
+        }));
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(run::Stop::Failed { error, run_dir })) => emit(Event::Failed { error, run_dir }),
+            Err(panic) => emit(Event::Failed {
+                error: panic_error(&*panic, &config),
+                run_dir: None,
+            }),
+        }
+        if control.shutdown {
+            return;
         }
     }
 }

@@ -1,20 +1,24 @@
 //! One unlearning run, start to finish, on the worker thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
+use rand_chacha::ChaCha8Rng;
 
 use super::control::Control;
 use super::data::prepare_data;
+use super::resume::{self, RunState};
 use super::{Event, Summary};
 use crate::data::ImageSpec;
 use crate::device_check::DeviceRecord;
 use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
 use crate::diffusion::unet::UNet;
+use crate::experiment::run_dir::RunLock;
 use crate::experiment::{
     EvaluatedModel, ExperimentConfig, MetricsLine, RunDir, RunInfo, RunStatus, StepRecord,
 };
@@ -22,9 +26,9 @@ use crate::metrics::baseline_check::{self, GuidanceProbe, Setting};
 use crate::metrics::classifier::LoadedClassifier;
 use crate::metrics::evaluation::Evaluation;
 use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
-use crate::train::{Layout, clip_to_norm, step_rng, update_ema};
-use crate::unlearn::Direction;
+use crate::train::{Layout, clip_to_norm, snapshot, step_rng, update_ema};
 use crate::unlearn::step::{Conditioning, StepContext, UnlearnData};
+use crate::unlearn::{Direction, Method};
 use crate::util::sha256_hex;
 
 /// Why a run stopped early with an error.
@@ -50,6 +54,41 @@ pub fn execute(
     emit: &dyn Fn(Event),
 ) -> Result<(), Stop> {
     config.validate().map_err(failed)?;
+    launch(config, None, control, emit)
+}
+
+/// Continues the run in `run_dir` from its last saved state (`lethe unlearn --resume`);
+/// `config` is the run's own `config.toml` (its backend may be changed). Refused for a
+/// finished run and for one another process is running.
+pub fn execute_resumed(
+    config: &ExperimentConfig,
+    run_dir: &Path,
+    control: &mut Control<'_>,
+    emit: &dyn Fn(Event),
+) -> Result<(), Stop> {
+    config.validate().map_err(failed)?;
+    let dir = RunDir::open(run_dir);
+    let info = dir.read_status().map_err(failed)?;
+    if !info.status.resumable() {
+        return Err(failed(format!(
+            "{}: the run is {}; only an interrupted, cancelled or failed run can be resumed",
+            run_dir.display(),
+            info.status.label()
+        )));
+    }
+    let lock = dir.lock().map_err(failed)?;
+    launch(config, Some((dir, lock, info)), control, emit)
+}
+
+/// A run directory to continue: the directory, its lock (held from now on), its `run.json`.
+type Reopened = (RunDir, RunLock, RunInfo);
+
+fn launch(
+    config: &ExperimentConfig,
+    reopened: Option<Reopened>,
+    control: &mut Control<'_>,
+    emit: &dyn Fn(Event),
+) -> Result<(), Stop> {
     // A GPU is used only after it has matched the CPU on this model (cached per device and
     // model); `auto` falls back to the CPU and says why.
     let selection =
@@ -70,7 +109,15 @@ pub fn execute(
         width: source.config.sample_size,
     };
     let data = prepare_data(config, spec, &source.config).map_err(failed)?;
-    let run_dir = RunDir::create(config).map_err(failed)?;
+    // The lock is held until this function returns: while it is, readers see the run as
+    // running; once the process dies, as interrupted.
+    let (run_dir, _lock, previous) = match reopened {
+        Some((dir, lock, info)) => (dir, lock, Some(info)),
+        None => {
+            let (dir, lock) = RunDir::create_locked(config).map_err(failed)?;
+            (dir, lock, None)
+        }
+    };
     let with_dir = |error: String| Stop::Failed {
         error,
         run_dir: Some(run_dir.path.clone()),
@@ -86,7 +133,11 @@ pub fn execute(
         forget_images: run.data.forget.len(),
         retain_images: run.data.retain.len(),
     });
-    match run.train(control, emit) {
+    let prepared = match previous {
+        Some(info) => run.restore(info, emit),
+        None => run.begin(emit),
+    };
+    match prepared.and_then(|()| run.train(control, emit)) {
         Ok(status) => {
             let summary = run.finish(status, None).map_err(&with_dir)?;
             emit(match status {
@@ -135,6 +186,11 @@ struct Run<'a> {
     /// Why the forgetting rates cannot show forgetting (set once the original is evaluated);
     /// every evaluation of the run carries it in its provenance.
     caveat: Option<String>,
+    /// The saved state a resumed run continues from, until `train` has loaded it.
+    resumed: Option<RunState>,
+    /// The steps at which this run was resumed (run.json).
+    resumed_at: Vec<usize>,
+    last_state_save: Instant,
 }
 
 impl<'a> Run<'a> {
@@ -231,6 +287,9 @@ impl<'a> Run<'a> {
             device_record: None,
             setting,
             caveat: None,
+            resumed: None,
+            resumed_at: Vec::new(),
+            last_state_save: Instant::now(),
         })
     }
 
@@ -254,16 +313,14 @@ impl<'a> Run<'a> {
             started_unix: self.started_unix,
             last_checkpoint: self.last_checkpoint.clone(),
             error,
+            resumed_at: self.resumed_at.clone(),
         }
     }
 
-    fn train(
-        &mut self,
-        control: &mut Control<'_>,
-        emit: &dyn Fn(Event),
-    ) -> Result<RunStatus, String> {
+    /// A new run's start: the guidance check, the original's evaluation and grid, and the
+    /// state of step 0 (so a run killed from here on resumes without evaluating again).
+    fn begin(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
         self.dir.write_info(&self.info(RunStatus::Running, None))?;
-        let train = &self.config.train;
         self.resolve_guidance(emit)?;
         emit(Event::Note("evaluating the original model".into()));
         let original = self.original.clone();
@@ -277,21 +334,156 @@ impl<'a> Run<'a> {
         self.baseline = Some(baseline.clone());
         self.record_eval(0, &baseline, EvaluatedModel::Original, emit)?;
         self.emit_grid(0, self.original_samples.to_vec(), emit)?;
+        let resume_dir = self.dir.resume_dir();
+        resume::write_samples(&resume_dir, &self.original_samples, self.shape)?;
+        resume::write_state(&resume_dir, &self.state(serde_json::Value::Null)?)
+    }
 
+    /// A resumed run's start: the log cut back to the saved step and replayed as events
+    /// (curves, the original's evaluation), and what the run decided at its start (guidance,
+    /// caveat, the original's samples) read back. The weights are loaded by `train`.
+    fn restore(&mut self, previous: RunInfo, emit: &dyn Fn(Event)) -> Result<(), String> {
+        self.started_unix = previous.started_unix;
+        self.last_checkpoint = previous.last_checkpoint;
+        self.resumed_at = previous.resumed_at;
+        let resume_dir = self.dir.resume_dir();
+        let Some(state) = resume::read_state(&resume_dir)? else {
+            // Killed before the original's evaluation was saved: nothing to keep.
+            emit(Event::Note("no saved state: starting the run again".into()));
+            self.dir.retain_metrics(|_| false)?;
+            self.resumed_at.push(0);
+            return self.begin(emit);
+        };
+        if state.config_sha256 != resume::config_sha256(&self.dir.path)? {
+            return Err(format!(
+                "{}: config.toml changed since the run saved its state; a resumed run must run the same experiment (start a new run instead)",
+                self.dir.path.display()
+            ));
+        }
+        let step = state.step;
+        emit(Event::Note(format!("resuming at step {step}")));
+        for line in self.dir.retain_metrics(|line| line.step() <= step)? {
+            match line {
+                MetricsLine::Step { record } => emit(Event::Step(record)),
+                MetricsLine::Eval {
+                    step: at,
+                    model,
+                    evaluation,
+                } => {
+                    let evaluation = *evaluation;
+                    match model {
+                        EvaluatedModel::Original => self.baseline = Some(evaluation.clone()),
+                        EvaluatedModel::Current => self.last_eval = Some(evaluation.clone()),
+                    }
+                    emit(Event::Metrics {
+                        step: at,
+                        baseline: self.baseline.clone().unwrap_or_else(|| evaluation.clone()),
+                        evaluation,
+                    });
+                }
+            }
+        }
+        let baseline = self.baseline.as_ref().ok_or_else(|| {
+            format!(
+                "{}: metrics.jsonl holds no evaluation of the original model",
+                self.dir.metrics_path().display()
+            )
+        })?;
+        self.caveat = baseline.how.as_ref().and_then(|h| h.caveat.clone());
+        if let Some(caveat) = &self.caveat {
+            emit(Event::Warning(caveat.clone()));
+        }
+        self.sampler.guidance = state.guidance;
+        self.original_samples = Arc::new(resume::read_samples(&resume_dir, self.shape)?);
+        self.steps_done = step;
+        self.train_seconds = state.train_seconds;
+        self.resumed_at.push(step);
+        self.resumed = Some(state);
+        self.dir.write_info(&self.info(RunStatus::Running, None))
+    }
+
+    /// The context of one step on `model`.
+    fn step_context<'b>(
+        &'b self,
+        model: &'b UNet,
+        layout: &'b Layout,
+        step: usize,
+        rng: &'b mut ChaCha8Rng,
+    ) -> StepContext<'b> {
+        let train = &self.config.train;
+        let last_t = self.source.schedule.num_train_timesteps() - 1;
+        let t_max = train.t_max.unwrap_or(last_t).min(last_t);
+        StepContext {
+            model,
+            layout,
+            schedule: &self.source.schedule,
+            data: &self.data,
+            cond: Conditioning {
+                null_class: self.source.config.lethe_null_class,
+                class_conditional: self.source.config.num_class_embeds.is_some(),
+                drop_prob: train.cond_drop_prob,
+            },
+            batch_size: train.batch_size,
+            reduction: train.reduction,
+            timesteps: train.timesteps,
+            t_range: (train.t_min.min(t_max), t_max),
+            rng,
+            device: self.device,
+            step,
+            learning_rate: train.learning_rate,
+        }
+    }
+
+    /// Loads a resumed run's saved weights, optimizer moments, EMA and method state.
+    fn load_resumed(
+        &mut self,
+        state: &RunState,
+        optim: ModuleOptimizer,
+        method: &mut dyn Method,
+        layout: &Layout,
+    ) -> Result<ModuleOptimizer, String> {
+        let mut optim = optim;
+        if state.step > 0 {
+            let inner = self.device.clone().inner();
+            let fresh = std::mem::replace(&mut self.model, self.original.clone());
+            let (model, loaded, ema) = snapshot::load(
+                &self.dir.resume_dir(),
+                fresh,
+                optim,
+                self.ema.take(),
+                &inner,
+            )?;
+            // The compute precision is a run setting, not part of the saved weights.
+            self.model = model.with_precision(self.config.train.precision);
+            self.ema = ema;
+            optim = loaded;
+        }
+        let start = self
+            .config
+            .method
+            .starting_model(&self.source.unet, &self.source.config, self.device)?
+            .with_precision(self.config.train.precision);
+        let mut rng = step_rng(self.config.train.seed, 0);
+        let mut cx = self.step_context(&start, layout, 0, &mut rng);
+        method.restore(&state.method, &mut cx)?;
+        Ok(optim)
+    }
+
+    fn train(
+        &mut self,
+        control: &mut Control<'_>,
+        emit: &dyn Fn(Event),
+    ) -> Result<RunStatus, String> {
+        let train = &self.config.train;
         let layout = Layout::of(&self.model);
         let mut optim = train.optimizer.init();
         let num_classes = self.source.config.num_real_classes();
         let mut method = self.config.method.build(num_classes)?;
-        let cond = Conditioning {
-            null_class: self.source.config.lethe_null_class,
-            class_conditional: self.source.config.num_class_embeds.is_some(),
-            drop_prob: train.cond_drop_prob,
-        };
-        let t_max = train
-            .t_max
-            .unwrap_or(self.source.schedule.num_train_timesteps() - 1)
-            .min(self.source.schedule.num_train_timesteps() - 1);
-        for step in 0..train.steps {
+        if let Some(state) = self.resumed.take() {
+            optim = self.load_resumed(&state, optim, &mut *method, &layout)?;
+        }
+        self.last_state_save = Instant::now();
+        for step in self.steps_done..train.steps {
             control.poll(emit);
             if control.sample_now {
                 control.sample_now = false;
@@ -304,26 +496,13 @@ impl<'a> Run<'a> {
             }
             if control.cancel {
                 self.save_checkpoint("last", emit)?;
+                self.save_state(&optim, &*method)?;
                 return Ok(RunStatus::Cancelled);
             }
             let clock = Instant::now();
             let mut rng = step_rng(train.seed, step);
             let direction: Direction = {
-                let mut cx = StepContext {
-                    model: &self.model,
-                    layout: &layout,
-                    schedule: &self.source.schedule,
-                    data: &self.data,
-                    cond,
-                    batch_size: train.batch_size,
-                    reduction: train.reduction,
-                    timesteps: train.timesteps,
-                    t_range: (train.t_min.min(t_max), t_max),
-                    rng: &mut rng,
-                    device: self.device,
-                    step,
-                    learning_rate: train.learning_rate,
-                };
+                let mut cx = self.step_context(&self.model, &layout, step, &mut rng);
                 method.direction(&mut cx)?
             };
             let clip = clip_to_norm(direction.grad, train.grad_clip_norm);
@@ -367,14 +546,22 @@ impl<'a> Run<'a> {
             })?;
             emit(Event::Step(record));
             let done = step + 1;
+            if done == train.steps {
+                break;
+            }
             let every = self.eval.every;
-            if every > 0 && done % every == 0 && done != train.steps {
+            if every > 0 && done % every == 0 {
                 self.evaluate(done, emit)?;
             }
             let ck = self.eval.checkpoint_every;
-            if ck > 0 && done % ck == 0 && done != train.steps {
+            if ck > 0 && done % ck == 0 {
                 self.save_checkpoint(&format!("step_{done:05}"), emit)?;
                 self.dir.write_info(&self.info(RunStatus::Running, None))?;
+            }
+            // Last: a state saved after this step's evaluation and checkpoint resumes after
+            // them.
+            if self.state_due(done) {
+                self.save_state(&optim, &*method)?;
             }
         }
         self.evaluate(train.steps, emit)?;
@@ -382,8 +569,45 @@ impl<'a> Run<'a> {
         Ok(RunStatus::Finished)
     }
 
+    /// Whether the resume state is saved after step `done` (`train.save_state_every`, and
+    /// `train.save_state_minutes` since the last save).
+    fn state_due(&self, done: usize) -> bool {
+        let train = &self.config.train;
+        let by_steps = train.save_state_every > 0 && done.is_multiple_of(train.save_state_every);
+        let by_time = train.save_state_minutes > 0.0
+            && self.last_state_save.elapsed().as_secs_f64() >= 60.0 * train.save_state_minutes;
+        by_steps || by_time
+    }
+
+    /// What `resume/state.json` records now.
+    fn state(&self, method: serde_json::Value) -> Result<RunState, String> {
+        Ok(RunState {
+            step: self.steps_done,
+            train_seconds: self.train_seconds,
+            guidance: self.sampler.guidance,
+            method,
+            config_sha256: resume::config_sha256(&self.dir.path)?,
+        })
+    }
+
+    /// Saves the weights, optimizer moments, EMA and step; `state.json` last, so a save cut
+    /// short leaves the previous state in charge.
+    fn save_state(&mut self, optim: &ModuleOptimizer, method: &dyn Method) -> Result<(), String> {
+        let dir = self.dir.resume_dir();
+        if self.steps_done > 0 {
+            snapshot::save(&dir, &self.model, optim, self.ema.as_ref())?;
+        }
+        resume::write_state(&dir, &self.state(method.saved_state())?)?;
+        self.last_state_save = Instant::now();
+        self.dir.write_info(&self.info(RunStatus::Running, None))
+    }
+
     fn finish(&mut self, status: RunStatus, error: Option<String>) -> Result<Summary, String> {
         self.dir.write_info(&self.info(status, error))?;
+        if status == RunStatus::Finished {
+            // A finished run is never resumed; its state can be as large as three models.
+            let _ = std::fs::remove_dir_all(self.dir.resume_dir());
+        }
         Ok(Summary {
             run_dir: self.dir.path.clone(),
             method: self.config.method.label().to_string(),

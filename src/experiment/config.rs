@@ -120,6 +120,12 @@ pub struct UnlearnTrain {
     /// Compute precision of every UNet forward in the run: `f32`, or `bf16` mixed precision
     /// (f32 master weights; see `diffusion::precision`). `f16` is refused: no loss scaling.
     pub precision: Precision,
+    /// Save the resume state (weights, optimizer moments, EMA, step; `resume/`) every this many
+    /// steps (0 = by time only). A cancelled run saves it too.
+    pub save_state_every: usize,
+    /// … and whenever this many minutes have passed since the last save (0 = by steps only):
+    /// a killed run loses at most this much work (`lethe unlearn --resume RUN_DIR`).
+    pub save_state_minutes: f64,
 }
 
 impl Default for UnlearnTrain {
@@ -139,6 +145,8 @@ impl Default for UnlearnTrain {
             cond_drop_prob: 0.5,
             ema_decay: 0.0,
             precision: Precision::F32,
+            save_state_every: 0,
+            save_state_minutes: 5.0,
         }
     }
 }
@@ -261,6 +269,7 @@ impl ExperimentConfig {
         }
         check_non_negative("train.learning_rate", t.learning_rate)?;
         check_non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;
+        check_non_negative("train.save_state_minutes", t.save_state_minutes)?;
         t.precision
             .check_trainable()
             .map_err(|e| format!("train.precision: {e}"))?;

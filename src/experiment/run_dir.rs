@@ -6,6 +6,8 @@
 //!   metrics.jsonl      one JSON object per logged step / evaluation
 //!   samples/step_NNNNN.png   original | current grids from the same seeds
 //!   checkpoints/<name>/      diffusers layout with provenance
+//!   resume/            the training state of the last save (`train::snapshot` + state.json)
+//!   lock               held (flock) by the process running the run, for as long as it runs
 //! ```
 //! Every file is written atomically except `metrics.jsonl`, which is appended line by line
 //! (a crash loses at most the line being written). The records here — [`RunInfo`] for
@@ -60,6 +62,16 @@ pub enum MetricsLine {
     },
 }
 
+impl MetricsLine {
+    /// The step the line belongs to (steps completed).
+    pub fn step(&self) -> usize {
+        match self {
+            Self::Step { record } => record.step,
+            Self::Eval { step, .. } => *step,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -67,6 +79,26 @@ pub enum RunStatus {
     Finished,
     Cancelled,
     Failed,
+    /// Never written: read back for a run whose `run.json` says `running` while no process
+    /// holds its lock — the process was killed or crashed. `lethe unlearn --resume` continues it.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether `lethe unlearn --resume` can continue a run in this state.
+    pub fn resumable(self) -> bool {
+        matches!(self, Self::Interrupted | Self::Cancelled | Self::Failed)
+    }
 }
 
 /// `run.json`.
@@ -89,6 +121,16 @@ pub struct RunInfo {
     pub started_unix: u64,
     pub last_checkpoint: Option<PathBuf>,
     pub error: Option<String>,
+    /// The steps at which the run was resumed (`lethe unlearn --resume`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_at: Vec<usize>,
+}
+
+/// The run's lock, held by the process that runs it. The kernel releases it when that
+/// process ends, however it ends (`kill -9` included), so a reader can tell a run that is
+/// running from one whose process died with `run.json` still saying `running`.
+pub struct RunLock {
+    _file: std::fs::File,
 }
 
 pub struct RunDir {
@@ -98,7 +140,7 @@ pub struct RunDir {
 impl RunDir {
     /// Creates `runs_dir/name` (or the first free `runs_dir/<method>-NNN`); an existing
     /// named directory is refused rather than overwritten.
-    pub fn create(config: &ExperimentConfig) -> Result<Self, String> {
+    fn create(config: &ExperimentConfig) -> Result<Self, String> {
         let parent = &config.header.runs_dir;
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         let path = match &config.header.name {
@@ -122,10 +164,69 @@ impl RunDir {
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
         let dir = Self { path };
+        Ok(dir)
+    }
+
+    /// Creates the run directory and takes its lock before anything else is written.
+    pub fn create_locked(config: &ExperimentConfig) -> Result<(Self, RunLock), String> {
+        let dir = Self::create(config)?;
+        let lock = dir.lock()?;
+        dir.write_config(config)?;
+        Ok((dir, lock))
+    }
+
+    /// Writes the resolved config (`config.toml`).
+    pub fn write_config(&self, config: &ExperimentConfig) -> Result<(), String> {
+        let dir = self;
         let text = toml::to_string(config).map_err(|e| format!("config: {e}"))?;
         atomic_write(&dir.path.join("config.toml"), text.as_bytes())
-            .map_err(|e| format!("{}: {e}", dir.path.display()))?;
-        Ok(dir)
+            .map_err(|e| format!("{}: {e}", dir.path.display()))
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.path.join("lock")
+    }
+
+    /// Takes the run's lock; refused while another process holds it (the run is running).
+    pub fn lock(&self) -> Result<RunLock, String> {
+        let path = self.lock_path();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "{} is running in another process (it holds {})",
+                self.path.display(),
+                path.display()
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Whether a process (this one included) holds the run's lock now.
+    pub fn is_locked(&self) -> bool {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.lock_path())
+        else {
+            // No lock file: no process is running it (runs written before runs were locked had none).
+            return false;
+        };
+        matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// `run.json` with its status as it stands: `running` becomes `interrupted` when no
+    /// process holds the run's lock.
+    pub fn read_status(&self) -> Result<RunInfo, String> {
+        let mut info = self.read_info()?;
+        if info.status == RunStatus::Running && !self.is_locked() {
+            info.status = RunStatus::Interrupted;
+        }
+        Ok(info)
     }
 
     pub fn open(path: &Path) -> Self {
@@ -158,13 +259,7 @@ impl RunDir {
             .append(true)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        // Through a `Value`: keys sorted and f32 values widened to f64, so the lines read
-        // exactly as they did when they were written untyped (scripts that compare runs'
-        // numbers across Lethe versions see the same text).
-        let value = serde_json::to_value(line).expect("a metrics line is JSON");
-        let mut text = value.to_string();
-        text.push('\n');
-        f.write_all(text.as_bytes())
+        f.write_all(metrics_text(line).as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -190,6 +285,28 @@ impl RunDir {
         Ok(lines)
     }
 
+    /// Keeps the lines of `metrics.jsonl` that `keep` accepts and returns them (a resumed run
+    /// drops what it logged after its saved step, and logs those steps again). The file is
+    /// replaced atomically.
+    pub fn retain_metrics(
+        &self,
+        keep: impl Fn(&MetricsLine) -> bool,
+    ) -> Result<Vec<MetricsLine>, String> {
+        let kept: Vec<MetricsLine> = self.read_metrics()?.into_iter().filter(keep).collect();
+        let mut text = String::new();
+        for line in &kept {
+            text += &metrics_text(line);
+        }
+        let path = self.metrics_path();
+        atomic_write(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(kept)
+    }
+
+    /// The training state of the run's last save (`lethe unlearn --resume` reads it).
+    pub fn resume_dir(&self) -> PathBuf {
+        self.path.join("resume")
+    }
+
     pub fn sample_grid_path(&self, step: usize) -> PathBuf {
         self.path
             .join("samples")
@@ -201,9 +318,52 @@ impl RunDir {
     }
 }
 
+/// One line of `metrics.jsonl`, newline included. Through a `Value`: keys sorted and f32
+/// values widened to f64, so the lines read exactly as they did when they were written
+/// untyped (scripts that compare runs' numbers across Lethe versions see the same text).
+fn metrics_text(line: &MetricsLine) -> String {
+    let value = serde_json::to_value(line).expect("a metrics line is JSON");
+    let mut text = value.to_string();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_whose_process_holds_no_lock_reads_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::open(dir.path());
+        let info = RunInfo {
+            status: RunStatus::Running,
+            method: "SISS".into(),
+            lethe_version: "0".into(),
+            backend: "cpu".into(),
+            device: None,
+            source_checkpoint: PathBuf::from("ckpt"),
+            source_sha256: String::new(),
+            steps_done: 3,
+            total_steps: 10,
+            seconds: 1.0,
+            seconds_per_step: None,
+            started_unix: 0,
+            last_checkpoint: None,
+            error: None,
+            resumed_at: vec![],
+        };
+        run.write_info(&info).unwrap();
+        let lock = run.lock().unwrap();
+        assert!(run.is_locked());
+        assert_eq!(run.read_status().unwrap().status, RunStatus::Running);
+        let second = run.lock().err().unwrap();
+        assert!(second.contains("is running in another process"), "{second}");
+        drop(lock);
+        assert!(!run.is_locked());
+        assert_eq!(run.read_status().unwrap().status, RunStatus::Interrupted);
+        assert!(RunStatus::Interrupted.resumable() && !RunStatus::Finished.resumable());
+    }
 
     #[test]
     fn metrics_lines_round_trip_and_a_cut_last_line_is_dropped() {

@@ -96,7 +96,7 @@ pub fn scan(runs_dir: &Path) -> (Vec<RunRecord>, Vec<String>) {
 /// One run directory's records.
 pub fn read_run(path: &Path) -> Result<RunRecord, String> {
     let dir = RunDir::open(path);
-    let info = dir.read_info()?;
+    let info = dir.read_status()?;
     let config = ExperimentConfig::from_file(&path.join("config.toml")).ok();
     let knobs = config
         .as_ref()

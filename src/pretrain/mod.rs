@@ -12,7 +12,6 @@ mod state;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -30,7 +29,7 @@ pub use config::{
     DataConfig, Injection, PretrainConfig, TrainConfig, build_training_set, learning_rate,
 };
 pub use state::completed_steps;
-use state::{Lineage, ResumeState, append, parent_state, read_ema, read_resume_state, save_all};
+use state::{Lineage, ResumeState, append, parent_state, read_resume_state, save_all};
 
 /// One line of `train_log.jsonl`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -123,11 +122,9 @@ pub fn run_with_schedule(
         None => (0, 0, 0.0),
     };
     if state.is_some() {
-        model = model.load_file(state_dir.join("model.bpk"));
-        optim = optim
-            .load(state_dir.join("optimizer.bpk"))
-            .map_err(|e| format!("{}: {e:?}", state_dir.display()))?;
-        ema = read_ema(&state_dir.join("ema.safetensors"), ema, &inner)?;
+        let (m, o, e) = crate::train::snapshot::load(&state_dir, model, optim, Some(ema), &inner)?;
+        (model, optim) = (m, o);
+        ema = e.expect("the EMA was asked for");
     }
 
     // After loading: the compute precision is a run setting, not part of the saved state.

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use burn::module::Module;
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::PretrainConfig;
@@ -92,13 +90,6 @@ pub(super) fn read_resume_state(dir: &Path) -> Result<Option<ResumeState>, Strin
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub(super) fn read_ema(path: &Path, fresh: UNet, device: &Device) -> Result<UNet, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    checkpoint::apply_weights(fresh, &st, path, device).map_err(|e| e.to_string())
-}
-
 pub(super) fn append(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -143,21 +134,7 @@ pub(super) fn save_all(
     .map_err(|e| e.to_string())?;
 
     let resume = out.join("resume");
-    std::fs::create_dir_all(&resume).map_err(|e| e.to_string())?;
-    let tmp_model = resume.join("model.tmp.bpk");
-    model
-        .valid()
-        .save_file(&tmp_model)
-        .map_err(|e| format!("{}: {e:?}", tmp_model.display()))?;
-    std::fs::rename(&tmp_model, resume.join("model.bpk")).map_err(|e| e.to_string())?;
-    let tmp_optim = resume.join("optimizer.tmp.bpk");
-    optim
-        .save(&tmp_optim)
-        .map_err(|e| format!("{}: {e:?}", tmp_optim.display()))?;
-    std::fs::rename(&tmp_optim, resume.join("optimizer.bpk")).map_err(|e| e.to_string())?;
-    let ema_bytes =
-        checkpoint::weights_bytes(ema, &Provenance::new("lethe pretrain (EMA resume state)"))?;
-    atomic_write(&resume.join("ema.safetensors"), &ema_bytes).map_err(|e| e.to_string())?;
+    crate::train::snapshot::save(&resume, model, optim, Some(ema))?;
     atomic_write(
         &resume.join("state.json"),
         serde_json::to_string_pretty(state)

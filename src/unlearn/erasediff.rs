@@ -208,4 +208,18 @@ impl Method for EraseDiff {
         report.term("total", lr_v + lambda * lf_v);
         Ok(Direction { grad, report })
     }
+
+    /// `f(φ^K)` of the last refresh (it is logged, and refreshed every `inner_every` steps).
+    fn saved_state(&self) -> serde_json::Value {
+        serde_json::json!({ "f_k": self.f_k })
+    }
+
+    fn restore(
+        &mut self,
+        saved: &serde_json::Value,
+        _start: &mut StepContext<'_>,
+    ) -> Result<(), String> {
+        self.f_k = saved["f_k"].as_f64().map(|v| v as f32);
+        Ok(())
+    }
 }

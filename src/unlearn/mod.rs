@@ -81,6 +81,22 @@ pub struct Direction {
 
 pub trait Method {
     fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String>;
+
+    /// What the method carries from one step to the next beyond the weights and the
+    /// optimizer, as JSON for a run's resume state. Default: nothing.
+    fn saved_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores [`Method::saved_state`] when a run resumes. `start` is step 0's context on
+    /// the run's starting model, for state the method computes once when the run starts.
+    fn restore(
+        &mut self,
+        _saved: &serde_json::Value,
+        _start: &mut StepContext<'_>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Which method, with its knobs. In TOML: `[method]` with `name = "siss"` and the knobs.

@@ -139,4 +139,14 @@ impl Method for Vdu {
         let grad = g_plasticity.plus(&g_stability, gamma);
         Ok(Direction { grad, report })
     }
+
+    /// The anchor is computed again exactly as at step 0 (same weights, same random stream).
+    fn restore(
+        &mut self,
+        _saved: &serde_json::Value,
+        start: &mut StepContext<'_>,
+    ) -> Result<(), String> {
+        self.anchor = Some(self.anchor(start));
+        Ok(())
+    }
 }

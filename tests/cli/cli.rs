@@ -628,3 +628,101 @@ fn doctor_passes_on_wgpu() {
         "{out}"
     );
 }
+
+#[test]
+fn a_killed_run_shows_as_interrupted_and_resumes_to_the_same_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_experiment(tmp.path());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "[train]\nsteps = 2",
+            "[train]\nsteps = 60\nsave_state_every = 5\nema_decay = 0.9",
+        )
+        .replace("every = 1", "every = 0");
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap();
+    let (ok, out, err) = lethe(&["unlearn", "--config", config, "--name", "whole"]);
+    assert!(ok, "{out}\n{err}");
+
+    // The same run, killed (SIGKILL) once it has saved a state past step 0.
+    let runs = tmp.path().join("runs");
+    let cut = runs.join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["unlearn", "--config", config, "--name", "cut"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let saved_step = |dir: &Path| -> Option<u64> {
+        let text = std::fs::read_to_string(dir.join("resume/state.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["step"].as_u64()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        if saved_step(&cut).is_some_and(|s| s >= 5) {
+            child.kill().unwrap();
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(started.elapsed().as_secs() < 300, "no state saved in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.wait().unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["status"], "running",
+        "run.json as the killed process left it"
+    );
+
+    // Listed as interrupted (no process holds its lock), in the table and in the JSON.
+    let (ok, out, err) = lethe(&["runs", runs.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    let row = out.lines().find(|l| l.starts_with("| cut |")).unwrap();
+    assert!(row.contains("| interrupted |"), "{out}");
+    let (_, json, _) = lethe(&["runs", runs.to_str().unwrap(), "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let record = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "cut")
+        .unwrap();
+    assert_eq!(record["info"]["status"], "interrupted");
+
+    // Resumed, it reaches the uninterrupted run's weights.
+    let (ok, out, err) = lethe(&["unlearn", "--resume", cut.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["status"], "finished");
+    assert_eq!(info["steps_done"], 60);
+    let resumed_at = info["resumed_at"][0].as_u64().unwrap();
+    assert!((5..60).contains(&resumed_at), "{info}");
+    let load = |run: &str| {
+        let ckpt = lethe::diffusion::checkpoint::load(
+            &runs.join(run).join("checkpoints/final"),
+            &burn::tensor::Device::flex(),
+        )
+        .unwrap();
+        lethe::diffusion::checkpoint::parameter_values(&ckpt.unet)
+    };
+    let diff = load("whole")
+        .iter()
+        .zip(&load("cut"))
+        .flat_map(|((_, _, a), (_, _, b))| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(diff <= 1e-5, "resumed weights differ by {diff}");
+
+    // A finished run is not resumed; a missing one is named.
+    let (ok, _, err) = lethe(&["unlearn", "--resume", cut.to_str().unwrap()]);
+    assert!(!ok && err.contains("the run is finished"), "{err}");
+    let missing = runs.join("nope");
+    let (ok, _, err) = lethe(&["unlearn", "--resume", missing.to_str().unwrap()]);
+    assert!(!ok && err.contains("nope"), "{err}");
+}

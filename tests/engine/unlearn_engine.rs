@@ -501,3 +501,123 @@ fn a_class_the_original_never_draws_is_flagged_before_any_rate_is_trusted() {
         .count();
     assert_eq!(caveats, 2, "original and final evaluation: {metrics}");
 }
+
+/// The largest absolute difference between two checkpoints' parameters (same layout).
+fn max_weight_difference(a: &Path, b: &Path) -> f32 {
+    let (a, b) = (weights(a), weights(b));
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .flat_map(|((name_a, _, va), (name_b, _, vb))| {
+            assert_eq!(name_a, name_b);
+            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+/// The logged total loss of every step in a run directory's metrics.jsonl.
+fn logged_totals(run: &Path) -> Vec<f32> {
+    RunDir::open(run)
+        .read_metrics()
+        .unwrap()
+        .into_iter()
+        .filter_map(|line| match line {
+            lethe::experiment::MetricsLine::Step { record } => record.report.total(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cancelled_run_resumes_to_the_weights_of_an_uninterrupted_one() {
+    // VDU computes its Fisher anchor once, at step 0, and the EMA carries over from step to
+    // step: both must be restored, besides the weights and the optimizer's moments.
+    let make = |dir: &Path| {
+        let mut c = config(
+            dir,
+            MethodConfig::Vdu(lethe::unlearn::vdu::VduConfig::default()),
+            8,
+            1e-4,
+        );
+        c.train.ema_decay = 0.9;
+        c
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (result, events) = run(&make(whole.path()));
+    assert!(result.is_ok());
+    let uninterrupted = run_dir(&events);
+
+    let cut = tempfile::tempdir().unwrap();
+    let engine = Engine::spawn(None);
+    engine.send(Command::Start(Box::new(make(cut.path()))));
+    let summary = loop {
+        match engine.events().recv().unwrap() {
+            Event::Step(r) if r.step == 3 => engine.send(Command::Cancel),
+            Event::Cancelled(summary) => break summary,
+            e if e.is_terminal() => panic!("unexpected end: {e:?}"),
+            _ => {}
+        }
+    };
+    let resumed = summary.run_dir.clone();
+    let stopped_at = summary.steps_done;
+    assert!((3..8).contains(&stopped_at), "{stopped_at}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(resumed.join("resume/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["step"], stopped_at);
+
+    engine.send(Command::Continue {
+        run_dir: resumed.clone(),
+        backend: None,
+    });
+    let mut replayed_steps = 0;
+    loop {
+        match engine.events().recv().unwrap() {
+            Event::Step(r) if r.step <= stopped_at => replayed_steps += 1,
+            Event::Finished(summary) => {
+                assert_eq!(summary.steps_done, 8);
+                break;
+            }
+            e if e.is_terminal() => panic!("unexpected end: {e:?}"),
+            _ => {}
+        }
+    }
+    // The steps logged before the cut are replayed for the curves, not taken again.
+    assert_eq!(replayed_steps, stopped_at);
+    let info = RunDir::open(&resumed).read_info().unwrap();
+    assert_eq!(info.status, RunStatus::Finished);
+    assert_eq!(info.resumed_at, vec![stopped_at]);
+    assert!(
+        !resumed.join("resume").exists(),
+        "a finished run keeps no resume state"
+    );
+    let (again, once) = (logged_totals(&resumed), logged_totals(&uninterrupted));
+    assert_eq!(again.len(), 8);
+    for (a, b) in again.iter().zip(&once) {
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "{again:?} vs {once:?}"
+        );
+    }
+    let diff = max_weight_difference(
+        &uninterrupted.join("checkpoints/final"),
+        &resumed.join("checkpoints/final"),
+    );
+    assert!(diff <= 1e-6, "resumed weights differ by {diff}");
+
+    // A finished run is not resumed again.
+    engine.send(Command::Continue {
+        run_dir: resumed.clone(),
+        backend: None,
+    });
+    loop {
+        match engine.events().recv().unwrap() {
+            Event::Failed { error, .. } => {
+                assert!(error.contains("the run is finished"), "{error}");
+                break;
+            }
+            e if e.is_terminal() => panic!("unexpected end: {e:?}"),
+            _ => {}
+        }
+    }
+}

@@ -382,3 +382,53 @@ fn the_workbench_warns_when_the_original_never_draws_the_forgotten_class() {
     assert!(check.contains("no weight reaches 50%"), "{check}");
     h.get_by_label_contains("last run: w=");
 }
+
+#[test]
+fn an_interrupted_run_is_listed_and_resumed_from_the_runs_table() {
+    use lethe::engine::{Command, Engine, Event};
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(false, runs.path());
+    h.run_steps(1);
+    shorten(h.state_mut(), 4);
+    let mut config = h.state().state.run_config().expect("config");
+    config.header.name = Some("killed".into());
+    config.eval.every = 0;
+    // Stopped after step 2 with its state saved; run.json then says `running` with no process
+    // holding the run's lock — what `kill -9` leaves behind.
+    let engine = Engine::spawn(None);
+    engine.send(Command::Start(Box::new(config)));
+    let run_dir = loop {
+        match engine.events().recv().unwrap() {
+            Event::Step(r) if r.step == 2 => engine.send(Command::Cancel),
+            Event::Cancelled(summary) => break summary.run_dir,
+            e if e.is_terminal() => panic!("unexpected end: {e:?}"),
+            _ => {}
+        }
+    };
+    drop(engine);
+    let info_path = run_dir.join("run.json");
+    let info = std::fs::read_to_string(&info_path).unwrap();
+    std::fs::write(&info_path, info.replace("\"cancelled\"", "\"running\"")).unwrap();
+
+    h.state_mut().state.refresh_runs();
+    h.get_by_label("Compare runs").click();
+    h.run_steps(2);
+    h.get_by_label("interrupted");
+    h.get_by_label("Resume run").click();
+    step_until(&mut h, Duration::from_secs(300), |app| {
+        app.state.live.as_ref().is_some_and(|l| l.phase.is_over())
+    });
+    let live = h.state().state.live.clone().expect("the resumed run");
+    assert_eq!(live.phase, Phase::Finished, "{:?}", live.phase);
+    assert_eq!(live.title, "killed (resumed)");
+    let info = lethe::experiment::RunDir::open(&run_dir)
+        .read_info()
+        .unwrap();
+    assert_eq!(info.steps_done, 4);
+    assert!(!info.resumed_at.is_empty());
+    // The runs table now lists it as finished, without the button.
+    h.get_by_label("Compare runs").click();
+    h.run_steps(2);
+    h.get_by_label("finished");
+    assert!(h.query_by_label("Resume run").is_none());
+}

@@ -83,6 +83,7 @@ fn sweep(app: &mut LetheApp, ui: &mut egui::Ui) {
 fn table(app: &mut LetheApp, ui: &mut egui::Ui) {
     let mut toggled = Vec::new();
     let mut attack = None;
+    let mut resume = None;
     let can_attack = !app.state.is_running();
     egui::Grid::new("runs-table")
         .striped(true)
@@ -114,7 +115,23 @@ fn table(app: &mut LetheApp, ui: &mut egui::Ui) {
                 }
                 ui.label(&row.info.method);
                 ui.label(&row.knobs).on_hover_text(&row.knobs);
-                ui.label(format!("{:?}", row.info.status).to_lowercase());
+                // Beside the status, so it is on screen however wide the table grows.
+                ui.horizontal(|ui| {
+                    ui.label(row.info.status.label());
+                    if row.info.status.resumable()
+                        && ui
+                            .add_enabled(can_attack, egui::Button::new("Resume run"))
+                            .on_hover_text(format!(
+                                "Continue this {} run from its last saved state (step {} of {})",
+                                row.info.status.label(),
+                                row.info.steps_done,
+                                row.info.total_steps
+                            ))
+                            .clicked()
+                    {
+                        resume = Some(row.path.clone());
+                    }
+                });
                 ui.label(format!("{}/{}", row.info.steps_done, row.info.total_steps));
                 ui.label(format!("{:.0} s", row.info.seconds));
                 ui.label(
@@ -146,6 +163,10 @@ fn table(app: &mut LetheApp, ui: &mut egui::Ui) {
     }
     if let Some(run) = attack {
         app.state.start_attack(&run);
+        app.tab = crate::app::Tab::Live;
+    }
+    if let Some(run) = resume {
+        app.state.continue_run(&run);
         app.tab = crate::app::Tab::Live;
     }
 }

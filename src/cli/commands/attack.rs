@@ -1,10 +1,16 @@
 //! `lethe attack`: the DiMRA relearning attack on an unlearned checkpoint.
 
-use super::unlearn::{UnlearnArgs, run_experiment};
+use super::unlearn::{UnlearnArgs, resume_experiment, run_experiment};
 
 pub fn run(args: &UnlearnArgs) -> Result<(), String> {
-    let attack = lethe::attack::dimra::AttackConfig::from_file(&args.config)?;
-    let evaluations = run_experiment(attack.to_experiment(), args)?;
+    let evaluations = match (&args.resume, &args.config) {
+        (Some(run_dir), _) => resume_experiment(run_dir, args)?,
+        (None, Some(path)) => {
+            let attack = lethe::attack::dimra::AttackConfig::from_file(path)?;
+            run_experiment(attack.to_experiment(), args)?
+        }
+        (None, None) => return Err("--config or --resume is required".into()),
+    };
     println!();
     println!(
         "DiMRA relearning along the attack (fine-tuning on data without the forgotten content):"

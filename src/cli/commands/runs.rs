@@ -44,15 +44,24 @@ fn print_table(records: &[RunRecord]) {
     println!("|---|---|---|---|---:|---:|---|");
     for r in records {
         println!(
-            "| {} | {} | {} | {:?} | {}/{} | {} | {} |",
+            "| {} | {} | {} | {} | {}/{} | {} | {} |",
             r.name,
             r.info.method,
             r.knobs,
-            r.info.status,
+            r.info.status.label(),
             r.info.steps_done,
             r.info.total_steps,
             duration(r.info.seconds),
             last_evaluation(r)
+        );
+    }
+    for r in records.iter().filter(|r| r.info.status.resumable()) {
+        println!(
+            "{} is {} at step {}: `lethe unlearn --resume {}` continues it",
+            r.name,
+            r.info.status.label(),
+            r.info.steps_done,
+            r.path.display()
         );
     }
 }

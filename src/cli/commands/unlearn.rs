@@ -1,11 +1,13 @@
 //! `lethe unlearn`: one unlearning experiment on the engine, headless, with a progress bar.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use lethe::backend::BackendChoice;
 use lethe::diffusion::precision::Precision;
+use lethe::engine::{Command as EngineCommand, Engine, Event};
+use lethe::experiment::ExperimentConfig;
 use lethe::metrics::evaluation::Evaluation;
 
 use crate::cli::args::Compute;
@@ -14,8 +16,12 @@ use crate::cli::progress::bar;
 #[derive(Args)]
 pub struct UnlearnArgs {
     /// Experiment config: TOML, or (unlearn only) SISS-style YAML with SISS's key names.
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in RUN_DIR (interrupted, cancelled or failed) from its last saved
+    /// state, with its own config.toml; the steps since that save are taken again, exactly.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "steps", "name", "precision"])]
+    pub resume: Option<PathBuf>,
     /// Override train.steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -34,25 +40,46 @@ pub struct UnlearnArgs {
 }
 
 pub fn run(args: &UnlearnArgs) -> Result<(), String> {
-    let (config, ignored) = lethe::experiment::ExperimentConfig::from_file_noting(&args.config)?;
+    if let Some(run_dir) = &args.resume {
+        return resume_experiment(run_dir, args).map(|_| ());
+    }
+    let path = args
+        .config
+        .as_ref()
+        .ok_or("--config or --resume is required")?;
+    let (config, ignored) = ExperimentConfig::from_file_noting(path)?;
     for key in &ignored {
-        println!("note: {}: ignored {key}", args.config.display());
+        println!("note: {}: ignored {key}", path.display());
     }
     run_experiment(config, args).map(|_| ())
+}
+
+/// Continues the run in `run_dir` (`--resume`); returns every evaluation, those logged
+/// before the interruption included.
+pub fn resume_experiment(
+    run_dir: &Path,
+    args: &UnlearnArgs,
+) -> Result<Vec<(usize, Evaluation)>, String> {
+    if !run_dir.join("run.json").is_file() {
+        return Err(format!(
+            "{}: not a run directory (no run.json)",
+            run_dir.display()
+        ));
+    }
+    let config = ExperimentConfig::from_file(&run_dir.join("config.toml"))?;
+    let command = EngineCommand::Continue {
+        run_dir: run_dir.to_path_buf(),
+        backend: args.backend,
+    };
+    drive(&config, command, args)
 }
 
 /// Runs one experiment on the engine with a progress bar; returns every evaluation
 /// (step 0 = the starting checkpoint).
 pub fn run_experiment(
-    mut config: lethe::experiment::ExperimentConfig,
+    mut config: ExperimentConfig,
     args: &UnlearnArgs,
 ) -> Result<Vec<(usize, Evaluation)>, String> {
-    use lethe::engine::{Command as EngineCommand, Engine, Event};
-    Compute {
-        backend: BackendChoice::Cpu,
-        threads: args.threads,
-    }
-    .apply_threads();
     if let Some(steps) = args.steps {
         config.train.steps = steps;
     }
@@ -68,8 +95,23 @@ pub fn run_experiment(
             .map_err(|e| format!("--precision: {e}"))?;
         config.train.precision = precision;
     }
+    let command = EngineCommand::Start(Box::new(config.clone()));
+    drive(&config, command, args)
+}
+
+/// Sends `command` to a fresh engine and follows the run it starts to its end.
+fn drive(
+    config: &ExperimentConfig,
+    command: EngineCommand,
+    args: &UnlearnArgs,
+) -> Result<Vec<(usize, Evaluation)>, String> {
+    Compute {
+        backend: BackendChoice::Cpu,
+        threads: args.threads,
+    }
+    .apply_threads();
     let engine = Engine::spawn(None);
-    engine.send(EngineCommand::Start(Box::new(config.clone())));
+    engine.send(command);
     let pb = bar(config.train.steps as u64, config.method.label());
     let mut evaluations = vec![];
     for event in engine.events().iter() {

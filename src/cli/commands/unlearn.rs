@@ -66,6 +66,14 @@ pub fn resume_experiment(
             run_dir.display()
         ));
     }
+    let info = lethe::experiment::RunDir::open(run_dir).read_status()?;
+    println!(
+        "resuming {} ({}, {} of {} steps logged; continues from its last saved state)",
+        run_dir.display(),
+        info.status.label(),
+        info.steps_done,
+        info.total_steps
+    );
     let config = ExperimentConfig::from_file(&run_dir.join("config.toml"))?;
     let command = EngineCommand::Continue {
         run_dir: run_dir.to_path_buf(),

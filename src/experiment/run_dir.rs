@@ -147,8 +147,17 @@ impl RunDir {
             Some(name) => {
                 let p = parent.join(name);
                 if p.exists() {
+                    let resumable = match RunDir::open(&p).read_status() {
+                        Ok(info) if info.status.resumable() => format!(
+                            "; it is {} at step {}: `lethe unlearn --resume {}` continues it",
+                            info.status.label(),
+                            info.steps_done,
+                            p.display()
+                        ),
+                        _ => String::new(),
+                    };
                     return Err(format!(
-                        "{} already exists; choose another name (runs are never overwritten)",
+                        "{} already exists; choose another name (runs are never overwritten){resumable}",
                         p.display()
                     ));
                 }

@@ -646,14 +646,16 @@ impl<'a> Run<'a> {
             return None;
         }
         Some(GuidanceProbe {
-            model: &self.original,
-            schedule: &self.source.schedule,
-            sampler: &self.sampler,
-            shape: self.shape,
-            null_class: self.source.config.lethe_null_class,
+            job: SampleJob {
+                model: &self.original,
+                schedule: &self.source.schedule,
+                spec: &self.sampler,
+                shape: self.shape,
+                null_class: self.source.config.lethe_null_class,
+                device: self.device,
+            },
             classifier: self.suite.probe.classifier.as_ref()?,
             seed: self.eval.seed,
-            device: self.device,
         })
     }
 

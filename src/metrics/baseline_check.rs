@@ -9,13 +9,9 @@
 //! model by sampling the forgotten class from the original (docs/metrics.md, *Is the rate
 //! informative?*).
 
-use burn::tensor::Device;
-
 use super::classifier::LoadedClassifier;
 use super::evaluation::Evaluation;
 use crate::diffusion::sampler::{SampleJob, SamplerSpec};
-use crate::diffusion::schedule::NoiseSchedule;
-use crate::diffusion::unet::UNet;
 
 /// Share of samples *conditioned on* the forgotten class that must be judged that class: below
 /// it, the model's samples of the class are mostly something else (the demo model's unguided
@@ -113,37 +109,29 @@ impl GuidanceCheck {
     }
 }
 
-/// What the guidance check needs of a model: the model, its schedule and sampling settings.
+/// What the guidance check needs of a model: the sampling job the evaluation runs (its
+/// `spec.guidance` is replaced by each candidate), the judge and the seed.
 pub struct GuidanceProbe<'a> {
-    pub model: &'a UNet,
-    pub schedule: &'a NoiseSchedule,
-    /// The sampler the evaluation uses; its `guidance` is replaced by each candidate.
-    pub sampler: &'a SamplerSpec,
-    pub shape: [usize; 3],
-    pub null_class: Option<usize>,
+    pub job: SampleJob<'a>,
     pub classifier: &'a LoadedClassifier,
     pub seed: u64,
-    pub device: &'a Device,
 }
 
 impl GuidanceProbe<'_> {
     /// Samples the sampler's class at guidance `w` and judges them.
     pub fn check(&self, w: f32) -> Result<GuidanceCheck, String> {
         let class = self
-            .sampler
+            .job
+            .spec
             .class
             .ok_or("the guidance check needs a class to sample")?;
         let spec = SamplerSpec {
             guidance: w,
-            ..self.sampler.clone()
+            ..self.job.spec.clone()
         };
         let job = SampleJob {
-            model: self.model,
-            schedule: self.schedule,
             spec: &spec,
-            shape: self.shape,
-            null_class: self.null_class,
-            device: self.device,
+            ..self.job
         };
         let samples = job.run_batched(
             self.seed,
@@ -153,7 +141,7 @@ impl GuidanceProbe<'_> {
         )?;
         let probs = self
             .classifier
-            .probabilities(&samples, self.shape, self.device);
+            .probabilities(&samples, job.shape, job.device);
         let hits = probs.iter().filter(|p| argmax(p) == class).count();
         Ok(GuidanceCheck {
             guidance: w,

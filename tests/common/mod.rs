@@ -84,3 +84,18 @@ pub fn class_world(
     .unwrap();
     (ckpt, retain, classifier)
 }
+
+/// A small evaluation for the class world: a few DDIM-4 samples judged by its `classifier`,
+/// no ELBO.
+#[allow(dead_code)]
+pub fn class_world_eval(classifier: std::path::PathBuf) -> lethe::experiment::config::EvalConfig {
+    lethe::experiment::config::EvalConfig {
+        every: 0,
+        samples: 8,
+        grid: 4,
+        sampler_steps: 4,
+        classifier,
+        elbo_timesteps: 0,
+        ..Default::default()
+    }
+}

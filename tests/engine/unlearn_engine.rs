@@ -457,15 +457,7 @@ fn a_class_the_original_never_draws_is_flagged_before_any_rate_is_trusted() {
             learning_rate: 1e-4,
             ..UnlearnTrain::default()
         },
-        eval: EvalConfig {
-            every: 0,
-            samples: 8,
-            grid: 4,
-            sampler_steps: 4,
-            classifier,
-            elbo_timesteps: 0,
-            ..EvalConfig::default()
-        },
+        eval: common::class_world_eval(classifier),
     };
     let (result, events) = run(&cfg);
     if let Err(Stop::Failed { error, .. }) = &result {

@@ -356,15 +356,7 @@ fn the_workbench_warns_when_the_original_never_draws_the_forgotten_class() {
         let c = &mut state.config;
         c.train.steps = 1;
         c.train.batch_size = 4;
-        c.eval = lethe::experiment::config::EvalConfig {
-            every: 0,
-            samples: 8,
-            grid: 4,
-            sampler_steps: 4,
-            classifier,
-            elbo_timesteps: 0,
-            ..Default::default()
-        };
+        c.eval = crate::common::class_world_eval(classifier);
     }
     h.run_steps(2);
     // The class setting shows its guidance, automatic by default.

@@ -6,7 +6,7 @@ use clap::Args;
 
 use lethe::data::{self, ImageSet, ImageSpec};
 use lethe::diffusion::checkpoint::{self, Checkpoint};
-use lethe::diffusion::sampler::{SAMPLE_BATCH, SamplerSpec};
+use lethe::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
 use lethe::metrics::baseline_check::{
     GUIDANCE_CANDIDATES, GuidanceProbe, Setting, summarize, uninformative,
 };
@@ -409,14 +409,16 @@ fn guidance_probe<'a>(
     device: &'a burn::tensor::Device,
 ) -> Option<GuidanceProbe<'a>> {
     Some(GuidanceProbe {
-        model: &checked.unet,
-        schedule: &checked.schedule,
-        sampler,
-        shape: checked.config.image_shape(),
-        null_class: checked.config.lethe_null_class,
+        job: SampleJob {
+            model: &checked.unet,
+            schedule: &checked.schedule,
+            spec: sampler,
+            shape: checked.config.image_shape(),
+            null_class: checked.config.lethe_null_class,
+            device,
+        },
         classifier: suite.probe.classifier.as_ref()?,
         seed: args.seed,
-        device,
     })
 }
 

@@ -171,6 +171,7 @@ pub fn preset_evaluation(
     use crate::diffusion::checkpoint;
     use crate::diffusion::sampler::{SAMPLE_BATCH, SamplerSpec};
     use crate::metrics::classifier::LoadedClassifier;
+    use crate::metrics::feature_net::FeatureNet;
     use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
     let ckpt =
         checkpoint::load(&demo::asset(demo::DEMO_CHECKPOINT), device).map_err(|e| e.to_string())?;
@@ -185,6 +186,7 @@ pub fn preset_evaluation(
             model: &ckpt.config,
             retain: &retain,
             forget: &forget,
+            feature_net: Some(FeatureNet::Classifier(Box::new(classifier.clone()))),
             classifier: Some(classifier),
             forgotten_class: Some(demo::TSHIRT_LABEL),
             copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,

@@ -167,3 +167,26 @@ fn load_candidate(file: &Path, label: Option<usize>, set: &mut ImageSet) {
         );
     }
 }
+
+/// Width and height of the first image file in `path` (a file, or a folder searched in
+/// sorted order, class subfolders included), read from its header only.
+pub fn first_image_size(path: &Path) -> Option<[usize; 2]> {
+    if path.is_file() {
+        let (w, h) = ImageReader::open(path)
+            .ok()?
+            .with_guessed_format()
+            .ok()?
+            .into_dimensions()
+            .ok()?;
+        return Some([h as usize, w as usize]);
+    }
+    let entries = sorted_entries(path).ok()?;
+    let files = entries
+        .iter()
+        .filter(|p| p.is_file() && has_image_extension(p));
+    let dirs = entries.iter().filter(|p| p.is_dir());
+    files
+        .filter_map(|p| first_image_size(p))
+        .next()
+        .or_else(|| dirs.filter_map(|d| first_image_size(d)).next())
+}

@@ -208,6 +208,21 @@ pub fn load_paths(paths: &[PathBuf], spec: ImageSpec) -> Result<ImageSet, DataEr
     Ok(set)
 }
 
+/// The `[height, width]` the images at `path` have as stored (the first image of a folder,
+/// an IDX file's header, 32×32 for CIFAR-10 batches): what a network that resizes its input
+/// itself (the FID Inception) should be given, rather than a resize of Lethe's own.
+pub fn native_size(path: &Path) -> Option<[usize; 2]> {
+    if path.is_file() && idx::looks_like_idx(path) {
+        let bytes = idx::read_maybe_gzip(path).ok()?;
+        let dims = idx::parse_idx(&bytes, path, 3).ok()?;
+        return Some([dims[1], dims[2]]);
+    }
+    if path.is_file() && cifar::looks_like_cifar(path) {
+        return Some([32, 32]);
+    }
+    files::first_image_size(path)
+}
+
 fn load_one(
     path: &Path,
     spec: ImageSpec,

@@ -54,7 +54,9 @@ pub struct UNetConfig {
 
 impl Default for UNetConfig {
     /// diffusers' `UNet2DModel.__init__` defaults (except `sample_size`, which diffusers
-    /// leaves unset and Lethe needs: 32) and no attention head size (one head per block).
+    /// leaves unset and Lethe needs: 32) — `attention_head_dim` 8 among them: a config that
+    /// omits it (SISS's MNIST recipe does) has 8-channel heads in diffusers, and the weights
+    /// would load just the same into one head per block, computing something else.
     fn default() -> Self {
         let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         Self {
@@ -83,7 +85,7 @@ impl Default for UNetConfig {
             mid_block_scale_factor: 1.0,
             downsample_padding: 1,
             act_fn: "silu".into(),
-            attention_head_dim: None,
+            attention_head_dim: Some(8),
             norm_num_groups: Some(32),
             attn_norm_num_groups: None,
             norm_eps: 1e-5,
@@ -144,6 +146,8 @@ impl UNetConfig {
             block_out_channels: vec![128, 256, 256, 256],
             downsample_padding: 0,
             norm_eps: 1e-6,
+            // Its config.json says `null`: one head per attention block.
+            attention_head_dim: None,
             ..Self::default()
         }
     }

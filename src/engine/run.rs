@@ -25,6 +25,7 @@ use crate::experiment::{
 use crate::metrics::baseline_check::{self, GuidanceProbe, Setting};
 use crate::metrics::classifier::LoadedClassifier;
 use crate::metrics::evaluation::Evaluation;
+use crate::metrics::feature_net::FeatureNet;
 use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
 use crate::train::{Layout, clip_to_norm, snapshot, step_rng, update_ema};
 use crate::unlearn::step::{Conditioning, StepContext, UnlearnData};
@@ -220,12 +221,16 @@ impl<'a> Run<'a> {
             .classifier_path()
             .map(|p| crate::data::demo::asset(&p.to_string_lossy()))
             .and_then(|p| LoadedClassifier::load_for(&p, shape, &inner).ok());
+        // The FID Inception is loaded only when configured, and then must load.
+        let feature_net =
+            FeatureNet::resolve(&config.eval.feature_net, classifier.as_ref(), &inner)?;
         let suite = Suite::for_run(
             SuiteSpec {
                 model: &source.config,
                 retain: &data.retain,
                 forget: &data.forget,
                 classifier,
+                feature_net,
                 forgotten_class: config.data.forget_class.or(config.data.forget_label),
                 copy_threshold: config.eval.copy_threshold,
                 elbo_images: eval.elbo_images,
@@ -249,7 +254,7 @@ impl<'a> Run<'a> {
             } else {
                 0.0
             },
-            ..SamplerSpec::ddim(eval.sampler_steps)
+            ..SamplerSpec::new(eval.sampler, eval.sampler_steps)
         };
         let setting = match forgotten_class {
             Some(class) => Setting::Class {
@@ -259,7 +264,7 @@ impl<'a> Run<'a> {
             },
             None => Setting::DataPoint,
         };
-        let quality_sampler = guided.then(|| SamplerSpec::ddim(eval.sampler_steps));
+        let quality_sampler = guided.then(|| SamplerSpec::new(eval.sampler, eval.sampler_steps));
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

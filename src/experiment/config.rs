@@ -161,12 +161,19 @@ pub struct EvalConfig {
     pub samples: usize,
     /// Images in the before/after grid (the first samples of the same seeds).
     pub grid: usize,
-    /// DDIM steps.
+    /// `ddim` (the default) or `dpm++2m` (DPM-Solver++(2M): 10–20 steps for about what
+    /// DDIM does in 50; README, *Evaluation*).
+    pub sampler: crate::diffusion::sampler::SamplerKind,
+    /// Denoising steps of that sampler.
     pub sampler_steps: usize,
     pub seed: u64,
     /// Classifier used for digit confidence and class rates (skipped if it does not fit
     /// the images); an empty path means none.
     pub classifier: PathBuf,
+    /// Network whose features FID and precision/recall are computed on: `classifier` (the
+    /// classifier above; MNIST-sized images) or `inception:PATH` (the FID Inception-v3 with
+    /// pytorch-fid's weights file, the FID papers quote; any image size).
+    pub feature_net: crate::metrics::feature_net::FeatureNetChoice,
     /// A sample within this L2 distance (in [0,1] pixels) of a forget image is a copy of it.
     pub copy_threshold: f32,
     /// Guidance weight when sampling the forgotten class (class setting); absent = chosen per
@@ -195,9 +202,11 @@ impl Default for EvalConfig {
             every: 50,
             samples: 64,
             grid: 16,
+            sampler: crate::diffusion::sampler::SamplerKind::Ddim,
             sampler_steps: 50,
             seed: 0,
             classifier: PathBuf::from(crate::data::demo::DEMO_CLASSIFIER),
+            feature_net: Default::default(),
             copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
             guidance: None,
             check_original: true,

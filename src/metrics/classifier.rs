@@ -78,7 +78,8 @@ impl Classifier {
     }
 }
 
-/// Loaded classifier with its config.
+/// Loaded classifier with its config (cloning shares its weights).
+#[derive(Clone)]
 pub struct LoadedClassifier {
     pub model: Classifier,
     pub config: ClassifierConfig,

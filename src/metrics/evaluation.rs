@@ -32,6 +32,10 @@ pub struct Evaluation {
     /// best value reachable at this N (FID is biased upwards at small N).
     #[serde(default)]
     pub fid_real_floor: Option<f64>,
+    /// Kernel Inception Distance against as many reference images (unbiased, so
+    /// comparable across N), in the same feature space as `fid`.
+    #[serde(default)]
+    pub kid: Option<f64>,
     #[serde(default)]
     pub precision: Option<f64>,
     #[serde(default)]

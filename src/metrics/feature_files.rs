@@ -209,29 +209,27 @@ pub fn fid_side_from_file(path: &Path) -> Result<FidSide, String> {
     }
 }
 
-/// Statistics of the classifier's penultimate features of the images at `path`.
+/// Statistics of a feature network's features of the images at `path`.
 pub fn fid_side_from_images(
     path: &Path,
-    classifier: &super::classifier::LoadedClassifier,
+    net: &super::feature_net::FeatureNet,
     device: &burn::tensor::Device,
 ) -> Result<FidSide, String> {
-    let k = &classifier.config;
-    let spec = crate::data::ImageSpec {
-        channels: k.channels,
-        height: k.size,
-        width: k.size,
-    };
+    let spec = net.input_spec(path)?;
     let set = crate::data::load_paths(&[path.to_path_buf()], spec).map_err(|e| e.to_string())?;
     let images: Vec<Vec<f32>> = (0..set.len()).map(|i| set.unit_image(i)).collect();
-    let features = classifier.features(&images, [k.channels, k.size, k.size], device);
-    let stats = FeatureStats::from_rows(&features, k.feature_dim)
+    let shape = [spec.channels, spec.height, spec.width];
+    let features = net
+        .features(&images, shape, device)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let stats = FeatureStats::from_rows(&features, net.dim())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut description = format!(
         "{} images from {} → {} features ({}-d)",
         images.len(),
         path.display(),
-        classifier.feature_label(),
-        k.feature_dim
+        net.label(),
+        net.dim()
     );
     for (conversion, count) in &set.conversions {
         description += &format!("; {conversion} ×{count}");

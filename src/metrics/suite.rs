@@ -1,10 +1,12 @@
 //! The whole evaluation of one model, as a run (every k steps) and `lethe eval` compute it:
-//! forgetting (copy rate, P(y=c_f), entropy, PUL), quality (classifier FID, precision/recall,
-//! Inception-Score-style score against the reference images) and likelihood (ELBO of the
-//! forget images and of retain images). Every value carries its provenance.
+//! forgetting (copy rate, P(y=c_f), entropy, PUL), quality (FID and precision/recall in the
+//! feature network's space — the classifier's or the FID Inception's —, and the
+//! Inception-Score-style score with the classifier, against the reference images) and
+//! likelihood (ELBO of the forget images and of retain images). Every value carries its
+//! provenance.
 //!
-//! Reference features (the classifier's features of the retain images) are cached on disk per
-//! (images, feature network), so only the first evaluation of a data set pays for them.
+//! Reference features (the feature network's features of the retain images) are cached on
+//! disk per (images, feature network), so only the first evaluation of a data set pays for them.
 
 use std::path::PathBuf;
 
@@ -14,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::classifier::{DIGIT_CONFIDENCE, LoadedClassifier};
 use super::evaluation::{Evaluation, MetricProvenance};
 use super::feature_files::{FeatureRows, read_npy_features, write_npy_features};
+use super::feature_net::FeatureNet;
 use super::fid::{FeatureStats, frechet_distance};
 use super::forgetting::{ForgetProbe, distinct_unit_images};
 use super::inception_score::inception_score;
+use super::kid::kernel_inception_distance;
 use super::likelihood::{ElboSpec, elbo_bits_per_dim};
 use super::precision_recall::precision_recall;
 use crate::data::ImageSet;
@@ -114,6 +118,8 @@ impl Reference {
 /// Everything fixed about evaluating models of one run.
 pub struct Suite {
     pub probe: ForgetProbe,
+    /// The network the quality metrics' features come from.
+    pub feature_net: Option<FeatureNet>,
     pub reference: Option<Reference>,
     elbo_forget: Vec<Vec<u8>>,
     elbo_retain: Vec<Vec<u8>>,
@@ -149,8 +155,12 @@ pub struct SuiteSpec<'a> {
     pub retain: &'a ImageSet,
     /// The copy criterion's images and the forget ELBO images.
     pub forget: &'a ImageSet,
-    /// Judges samples and gives FID features; `None` skips the classifier's metrics.
+    /// Judges samples (class rates, confidence, the Inception-Score-style score); `None`
+    /// skips the classifier's metrics.
     pub classifier: Option<LoadedClassifier>,
+    /// Gives the features of FID and precision/recall (`FeatureNet::resolve`: the FID
+    /// Inception when configured, else the classifier); `None` skips them.
+    pub feature_net: Option<FeatureNet>,
     /// The forgotten content's class (the class setting's class, or the forget images'
     /// label), if known.
     pub forgotten_class: Option<usize>,
@@ -183,14 +193,18 @@ impl Suite {
         let null_class = spec.model.lethe_null_class;
         let elbo_class =
             null_class.or_else(|| spec.model.num_class_embeds.and(spec.forgotten_class));
-        let reference = match &probe.classifier {
-            Some(k) if spec.retain.len() >= 2 => {
-                Some(reference_features(k, spec.retain, "retain", device)?)
+        let feature_net = spec
+            .feature_net
+            .filter(|net| net.accepts(spec.model.image_shape()));
+        let reference = match &feature_net {
+            Some(net) if spec.retain.len() >= 2 => {
+                Some(reference_features(net, spec.retain, "retain", device)?)
             }
             _ => None,
         };
         Ok(Self {
             probe,
+            feature_net,
             reference,
             elbo_forget: spread(spec.forget, spec.elbo_images),
             elbo_retain: spread(spec.retain, spec.elbo_images),
@@ -231,8 +245,11 @@ impl Suite {
                 .evaluate_with(samples, outputs.as_ref().map(|o| o.1.as_slice()), &label);
         let mut how = MetricProvenance {
             preset: self.preset.clone(),
-            feature_net: classifier.map(|k| k.feature_label()),
-            feature_net_sha256: classifier.map(|k| k.weights_sha256.clone()),
+            feature_net: self.feature_net.as_ref().map(FeatureNet::label),
+            feature_net_sha256: self
+                .feature_net
+                .as_ref()
+                .map(|net| net.weights_sha256().to_string()),
             samples: samples.len(),
             sampler: sampler.to_string(),
             seed,
@@ -241,11 +258,19 @@ impl Suite {
             elbo: None,
             caveat: None,
         };
-        if let (Some(k), Some(reference)) = (classifier, &self.reference) {
-            let (features, probs) = match quality {
-                Some(q) => k.outputs(q, shape, device),
-                None => outputs.clone().expect("outputs exist with a classifier"),
+        if let (Some(net), Some(reference)) = (&self.feature_net, &self.reference) {
+            // The classifier's outputs of the quality images: its probabilities score the
+            // Inception-Score-style score, and its features are FID's when it is the net.
+            let judged = match (quality, classifier) {
+                (Some(q), Some(k)) => Some(k.outputs(q, shape, device)),
+                (None, Some(_)) => outputs,
+                (_, None) => None,
             };
+            let features = match (net, &judged) {
+                (FeatureNet::Classifier(_), Some((features, _))) => features.clone(),
+                _ => net.features(quality.unwrap_or(samples), shape, device)?,
+            };
+            let probs = judged.map(|(_, probs)| probs).unwrap_or_default();
             self.quality(&mut eval, &features, &probs, reference)?;
         }
         let elbo_of = |images: &[Vec<u8>]| -> Result<Option<super::likelihood::Elbo>, String> {
@@ -306,6 +331,9 @@ impl Suite {
         // Equal set sizes, as Kynkäänniemi et al.: n reference vectors spread evenly over the
         // reference (data sets are often stored sorted by class, the bundled MNIST among them).
         let real = reference.spread_rows(n);
+        if n >= 2 && real.len() == features.len() {
+            eval.kid = Some(kernel_inception_distance(&real, features, dim)?);
+        }
         if n > PR_K && real.len() / dim > PR_K {
             let pr = precision_recall(&real, features, dim, PR_K)?;
             eval.precision = Some(pr.precision);
@@ -342,10 +370,10 @@ pub fn cache_dir() -> Option<PathBuf> {
         .or_else(|| env("HOME").map(|p| p.join(".cache/lethe")))
 }
 
-/// The classifier features of the first [`REFERENCE_LIMIT`] images of `set`, read from the
-/// cache when this (images, network) pair was featurised before.
+/// The feature network's features of the first [`REFERENCE_LIMIT`] images of `set`, read
+/// from the cache when this (images, network) pair was featurised before.
 pub fn reference_features(
-    classifier: &LoadedClassifier,
+    net: &FeatureNet,
     set: &ImageSet,
     name: &str,
     device: &Device,
@@ -357,7 +385,7 @@ pub fn reference_features(
     let cached = cache_dir().map(|d| {
         d.join("reference-features").join(format!(
             "{}-{}-{n}.npy",
-            &classifier.weights_sha256[..16],
+            &net.weights_sha256()[..16],
             &sha256[..16]
         ))
     });
@@ -366,15 +394,15 @@ pub fn reference_features(
         .filter(|p| p.exists())
         .map(read_npy_features)
     {
-        Some(Ok(rows)) if rows.count() == n && rows.dim == classifier.config.feature_dim => rows,
+        Some(Ok(rows)) if rows.count() == n && rows.dim == net.dim() => rows,
         // Missing, unreadable or stale: compute again (and replace it).
         _ => {
-            let k = &classifier.config;
             let images: Vec<Vec<f32>> = (0..n).map(|i| set.unit_image(i)).collect();
-            let values = classifier.features(&images, [k.channels, k.size, k.size], device);
+            let spec = set.spec;
+            let shape = [spec.channels, spec.height, spec.width];
             let rows = FeatureRows {
-                values,
-                dim: k.feature_dim,
+                values: net.features(&images, shape, device)?,
+                dim: net.dim(),
             };
             if let Some(path) = &cached {
                 // A cache that cannot be written only costs time next run.

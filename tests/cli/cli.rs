@@ -412,6 +412,32 @@ fn fid_compares_feature_files_and_image_sets_and_names_bad_inputs() {
     );
 }
 
+/// `--feature-net inception:PATH` names the weights file when it cannot be used: missing, not
+/// the Inception's tensors, or a choice that is neither `classifier` nor `inception:PATH`.
+#[test]
+fn fid_with_the_inception_names_a_bad_weights_file() {
+    let images = "tests/fixtures/inception/a";
+    let (ok, _, err) = lethe(&["fid", images, images, "--feature-net", "inception:nope.pth"]);
+    assert!(!ok && err.contains("nope.pth"), "{err}");
+    // A real torch.save file that holds other tensors.
+    let (ok, _, err) = lethe(&[
+        "fid",
+        images,
+        images,
+        "--feature-net",
+        "inception:tests/fixtures/inception/tiny_legacy.pth",
+    ]);
+    assert!(
+        !ok && err.contains("tiny_legacy.pth") && err.contains("Conv2d_1a_3x3.conv.weight"),
+        "{err}"
+    );
+    let (ok, _, err) = lethe(&["fid", images, images, "--feature-net", "resnet"]);
+    assert!(
+        !ok && err.contains("`classifier` or `inception:PATH`"),
+        "{err}"
+    );
+}
+
 /// A recipe in the SISS code base's YAML key names runs as written: its knobs reach the
 /// resolved config in the run directory, and the keys Lethe has no use for are listed.
 #[test]

@@ -11,5 +11,8 @@ mod flex_kernels;
 mod golden_diffusers;
 mod golden_elbo;
 mod golden_fid;
+mod golden_inception;
+mod golden_public;
 mod mixed_precision;
+mod synthetic;
 mod wgpu_smoke;

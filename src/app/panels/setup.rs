@@ -401,6 +401,83 @@ fn method_choices_knobs(app: &mut LetheApp, ui: &mut egui::Ui) {
 fn training(app: &mut LetheApp, ui: &mut egui::Ui) {
     let c = &mut app.state.config;
     show_knobs(ui, knobs::train_knobs(&mut c.train, &mut c.eval));
+    eval_sampler(app, ui);
+    feature_net(app, ui);
+}
+
+/// The evaluation's sampler and its steps: DDIM, or DPM-Solver++(2M) for about a third of
+/// the network evaluations.
+fn eval_sampler(app: &mut LetheApp, ui: &mut egui::Ui) {
+    use crate::diffusion::sampler::SamplerKind;
+    let eval = &mut app.state.config.eval;
+    ui.horizontal(|ui| {
+        ui.label("Evaluation sampler:");
+        egui::ComboBox::from_id_salt("eval-sampler")
+            .selected_text(match eval.sampler {
+                SamplerKind::DpmSolver2M => "DPM-Solver++(2M)",
+                SamplerKind::Ddpm => "DDPM",
+                SamplerKind::Ddim => "DDIM",
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut eval.sampler, SamplerKind::Ddim, "DDIM");
+                ui.selectable_value(&mut eval.sampler, SamplerKind::DpmSolver2M, "DPM-Solver++(2M)")
+                    .on_hover_text("diffusers' DPMSolverMultistepScheduler: 10–20 steps for about what DDIM does in 50.");
+            });
+        ui.add(egui::DragValue::new(&mut eval.sampler_steps).range(1..=1000))
+            .on_hover_text("Denoising steps per sample (a preset sets its own).");
+        ui.label("steps");
+    });
+}
+
+/// The network FID and precision/recall are computed on: the classifier (MNIST-sized models)
+/// or the FID Inception-v3 with a weights file the user has (RGB models; the FID papers quote).
+fn feature_net(app: &mut LetheApp, ui: &mut egui::Ui) {
+    use crate::metrics::feature_net::FeatureNetChoice;
+    let choice = &mut app.state.config.eval.feature_net;
+    ui.horizontal(|ui| {
+        ui.label("FID features:");
+        let mut inception = matches!(choice, FeatureNetChoice::Inception(_));
+        egui::ComboBox::from_id_salt("feature-net")
+            .selected_text(if inception {
+                "FID Inception-v3"
+            } else {
+                "classifier"
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut inception, false, "classifier")
+                    .on_hover_text("The classifier's penultimate layer (MNIST-sized images only).");
+                ui.selectable_value(&mut inception, true, "FID Inception-v3")
+                    .on_hover_text(
+                        "pytorch-fid's network: 2048-d pool3 features, images resized to 299×299.",
+                    );
+            });
+        match (inception, &*choice) {
+            (true, FeatureNetChoice::Classifier) => {
+                *choice = FeatureNetChoice::Inception(PathBuf::new());
+            }
+            (false, FeatureNetChoice::Inception(_)) => *choice = FeatureNetChoice::Classifier,
+            _ => {}
+        }
+    });
+    if let FeatureNetChoice::Inception(path) = choice {
+        ui.horizontal(|ui| {
+            let mut text = path.display().to_string();
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut text)
+                    .desired_width(220.0)
+                    .hint_text("pt_inception-2015-12-05-6726825d.pth"),
+            );
+            field
+                .labelled_by(ui.label("weights").id)
+                .on_hover_text("pytorch-fid's weights file (either torch.save format), or the same tensors as .safetensors.");
+            if ui.button("Open…").clicked()
+                && let Some(file) = rfd::FileDialog::new().pick_file()
+            {
+                text = file.display().to_string();
+            }
+            *path = PathBuf::from(text);
+        });
+    }
 }
 
 fn show_knobs(ui: &mut egui::Ui, knobs: Vec<Knob<'_>>) {

@@ -6,12 +6,13 @@ use clap::Args;
 
 use lethe::data::{self, ImageSet, ImageSpec};
 use lethe::diffusion::checkpoint::{self, Checkpoint};
-use lethe::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
+use lethe::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerKind, SamplerSpec};
 use lethe::metrics::baseline_check::{
     GUIDANCE_CANDIDATES, GuidanceProbe, Setting, summarize, uninformative,
 };
 use lethe::metrics::classifier::LoadedClassifier;
 use lethe::metrics::evaluation::Evaluation;
+use lethe::metrics::feature_net::{FeatureNet, FeatureNetChoice};
 use lethe::metrics::forgetting::distinct_unit_images;
 use lethe::metrics::memorization::SISS_L2_THRESHOLD;
 use lethe::metrics::suite::{Drawn, Preset, Suite, SuiteSpec};
@@ -54,7 +55,10 @@ pub struct EvalArgs {
     /// Override the preset's sample count.
     #[arg(long)]
     samples: Option<usize>,
-    /// Override the preset's DDIM steps.
+    /// Sampler: ddim, or dpm++2m (DPM-Solver++(2M), 10–20 steps for about what DDIM does in 50).
+    #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
+    sampler: SamplerKind,
+    /// Override the preset's sampler steps.
     #[arg(long)]
     steps: Option<usize>,
     /// Override the preset's ELBO timesteps per image (0 = skip the ELBO).
@@ -67,6 +71,11 @@ pub struct EvalArgs {
     /// this checkpoint) draws the class in ≥ 50% of 32 samples.
     #[arg(long)]
     guidance: Option<f32>,
+    /// Feature network for FID and precision/recall: `classifier` (the one `--classifier`
+    /// names) or `inception:PATH` (the FID Inception-v3 with pytorch-fid's weights file,
+    /// `pt_inception-2015-12-05-6726825d.pth`, or the same tensors as `.safetensors`).
+    #[arg(long, default_value = "classifier")]
+    feature_net: FeatureNetChoice,
     #[arg(long, default_value = data::demo::DEMO_CLASSIFIER)]
     classifier: PathBuf,
     /// Also write every value with its provenance as JSON here.
@@ -166,7 +175,7 @@ fn draw(
     steps: usize,
     device: &burn::tensor::Device,
 ) -> Result<ModelSamples, String> {
-    let uncond = SamplerSpec::ddim(steps);
+    let uncond = SamplerSpec::new(args.sampler, steps);
     let label = |spec: &SamplerSpec| ckpt.sample_job(spec, device).label();
     let draw_with = |spec: &SamplerSpec| {
         sample_images(
@@ -286,13 +295,18 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
     let samples = args.samples.unwrap_or(settings.samples);
     let steps = args.steps.unwrap_or(settings.sampler_steps);
     let elbo_timesteps = args.elbo_timesteps.unwrap_or(settings.elbo_timesteps);
-    let custom = args.samples.is_some() || args.steps.is_some() || args.elbo_timesteps.is_some();
+    let custom = args.samples.is_some()
+        || args.steps.is_some()
+        || args.elbo_timesteps.is_some()
+        || args.sampler != SamplerKind::Ddim;
+    let feature_net = FeatureNet::resolve(&args.feature_net, classifier.as_ref(), &device)?;
     let suite = Suite::for_run(
         SuiteSpec {
             model: &ckpt.config,
             retain: &retain,
             forget: &forget,
             classifier,
+            feature_net,
             forgotten_class,
             copy_threshold: SISS_L2_THRESHOLD,
             elbo_images: settings.elbo_images,
@@ -396,7 +410,7 @@ fn guided_sampler(
         || SamplerSpec {
             class: Some(class),
             guidance,
-            ..SamplerSpec::ddim(steps)
+            ..SamplerSpec::new(args.sampler, steps)
         },
     )
 }
@@ -504,7 +518,7 @@ enum Format {
 /// Every metric of the table: its name, how to read it from an evaluation, how to show it.
 type Metric = (&'static str, fn(&Evaluation) -> Option<f64>, Format);
 
-const METRICS: [Metric; 14] = [
+const METRICS: [Metric; 15] = [
     (
         "forget-copy rate",
         |e| Some(e.forget_copy_rate),
@@ -530,6 +544,7 @@ const METRICS: [Metric; 14] = [
         |e| e.fid_real_floor,
         Format::Plain,
     ),
+    ("KID (unbiased)", |e| e.kid, Format::Plain),
     ("precision", |e| e.precision, Format::Plain),
     ("recall", |e| e.recall, Format::Plain),
     ("IS", |e| e.inception_score, Format::Plain),

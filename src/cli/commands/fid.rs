@@ -7,6 +7,8 @@ use clap::Args;
 use lethe::backend;
 use lethe::data;
 
+use lethe::metrics::feature_net::{FeatureNet, FeatureNetChoice};
+
 use crate::cli::args::Compute;
 
 #[derive(Args)]
@@ -15,7 +17,12 @@ pub struct FidArgs {
     a: PathBuf,
     /// Second set, in any of the same forms.
     b: PathBuf,
-    /// Feature network for image inputs.
+    /// Feature network for image inputs: `classifier` (the one `--classifier` names; MNIST-sized
+    /// images) or `inception:PATH` (the FID Inception-v3 with pytorch-fid's weights file,
+    /// `pt_inception-2015-12-05-6726825d.pth`, or the same tensors as `.safetensors`).
+    #[arg(long, default_value = "classifier")]
+    feature_net: FeatureNetChoice,
+    /// The classifier for `--feature-net classifier`.
     #[arg(long, default_value = "assets/classifier")]
     classifier: PathBuf,
     /// Also write the value and its provenance as JSON to this file.
@@ -38,25 +45,23 @@ pub fn run(args: &FidArgs) -> Result<(), String> {
     } else {
         backend::device(lethe::backend::BackendChoice::Cpu)?
     };
-    let classifier = if needs_network {
-        let k = data::demo::asset(&args.classifier.to_string_lossy());
-        Some(
-            lethe::metrics::classifier::LoadedClassifier::load(&k, &device)
-                .map_err(|e| e.to_string())?,
-        )
+    let network = if needs_network {
+        Some(load_network(args, &device)?)
     } else {
         None
     };
-    let side = |path: &PathBuf| match (FidInputKind::of(path), &classifier) {
-        (FidInputKind::Images, Some(k)) => feature_files::fid_side_from_images(path, k, &device),
+    let side = |path: &PathBuf| match (FidInputKind::of(path), &network) {
+        (FidInputKind::Images, Some(net)) => {
+            feature_files::fid_side_from_images(path, net, &device)
+        }
         _ => feature_files::fid_side_from_file(path),
     };
     let (a, b) = (side(&args.a)?, side(&args.b)?);
     let fid = frechet_distance(&a.stats, &b.stats)?;
     let count = |s: &feature_files::FidSide| s.stats.count.map_or("?".into(), |n| n.to_string());
-    let features = classifier
+    let features = network
         .as_ref()
-        .map_or("features as given".into(), |k| k.feature_label());
+        .map_or("features as given".into(), FeatureNet::label);
     let label = format!("FID[{features}, N={} vs {}]", count(&a), count(&b));
     println!("{label} = {fid:.6}");
     println!("  A: {}", a.description);
@@ -81,6 +86,8 @@ pub fn run(args: &FidArgs) -> Result<(), String> {
             "label": label,
             "a": a.description,
             "b": b.description,
+            "feature_net": network.as_ref().map(FeatureNet::label),
+            "feature_net_sha256": network.as_ref().map(FeatureNet::weights_sha256),
         });
         let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
         lethe::util::atomic_write(path, text.as_bytes())
@@ -88,4 +95,14 @@ pub fn run(args: &FidArgs) -> Result<(), String> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn load_network(args: &FidArgs, device: &burn::tensor::Device) -> Result<FeatureNet, String> {
+    if let Some(net) = FeatureNet::load_inception(&args.feature_net, device)? {
+        return Ok(net);
+    }
+    let k = data::demo::asset(&args.classifier.to_string_lossy());
+    lethe::metrics::classifier::LoadedClassifier::load(&k, device)
+        .map(|k| FeatureNet::Classifier(Box::new(k)))
+        .map_err(|e| e.to_string())
 }

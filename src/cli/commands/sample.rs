@@ -28,7 +28,7 @@ pub struct SampleArgs {
     /// Classifier-free guidance weight w: eps = (1+w)·eps(class) − w·eps(null).
     #[arg(long, default_value_t = 0.0)]
     guidance: f32,
-    /// ddpm (ancestral) or ddim.
+    /// ddpm (ancestral), ddim, or dpm++2m (DPM-Solver++(2M), diffusers' defaults: 10–20 steps).
     #[arg(long, value_enum, default_value_t = SamplerKind::Ddim)]
     sampler: SamplerKind,
     /// Denoising steps.

@@ -124,6 +124,8 @@ impl UNetConfig {
             add_attention: false,
             num_class_embeds: Some(12),
             lethe_null_class: Some(11),
+            // No attention anywhere; its saved config says `null`.
+            attention_head_dim: None,
             ..Self::default()
         }
     }
@@ -260,6 +262,16 @@ impl UNetConfig {
     pub fn num_real_classes(&self) -> Option<usize> {
         self.num_class_embeds
             .map(|n| n - usize::from(self.lethe_null_class.is_some()))
+    }
+
+    /// Whether any block (or the mid block) has attention, so `attention_head_dim` matters.
+    pub fn has_attention(&self) -> bool {
+        self.add_attention
+            || self
+                .down_block_types
+                .iter()
+                .chain(&self.up_block_types)
+                .any(|t| t.starts_with("Attn"))
     }
 }
 

@@ -103,7 +103,18 @@ impl Evaluation {
             return format!("{metric}[{}]", self.provenance);
         };
         match metric {
-            "FID" | "precision" | "recall" => format!(
+            // The score uses the classifier's probabilities whatever the feature network.
+            "IS" if how
+                .feature_net
+                .as_deref()
+                .is_some_and(|net| net.starts_with("inception")) =>
+            {
+                format!(
+                    "IS[the classifier's probabilities, N={}, {}, seed {}]",
+                    how.samples, how.sampler, how.seed
+                )
+            }
+            "FID" | "KID" | "precision" | "recall" => format!(
                 "{metric}[{}, vs {}]",
                 how.short(),
                 how.reference.as_deref().unwrap_or("no reference")

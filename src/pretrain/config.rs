@@ -62,6 +62,7 @@ pub struct TrainConfig {
     pub cond_drop_prob: f64,
     pub grad_clip_norm: f32,
     pub seed: u64,
+    /// Save the EMA model and the resume state every this many steps (0 = only at the end).
     pub checkpoint_every: usize,
     /// Compute precision of the forward: `f32` (default) or `bf16` mixed precision, with
     /// f32 master weights, Adam state and EMA (see `diffusion::precision`). `f16` is refused:
@@ -122,6 +123,11 @@ impl PretrainConfig {
         let mut c = self.clone();
         c.train.steps = 0;
         c.out_dir = PathBuf::new();
+        // A model without attention has no head size: the default's change (None → diffusers'
+        // 8) must not stop such runs from resuming.
+        if !c.model.has_attention() {
+            c.model.attention_head_dim = None;
+        }
         sha256_hex(toml::to_string(&c).expect("config serialises").as_bytes())
     }
 }

@@ -184,7 +184,9 @@ pub fn run_with_schedule(
         log.push('\n');
         (progress.on_step)(&line);
         let done = step + 1 == config.train.steps;
-        if (step + 1) % config.train.checkpoint_every == 0 || done {
+        // 0 = only at the end (as `[eval] checkpoint_every`), not a division by zero.
+        let every = config.train.checkpoint_every;
+        if (every > 0 && (step + 1) % every == 0) || done {
             append(&out.join("train_log.jsonl"), &log)?;
             log.clear();
             let at = ResumeState {

@@ -355,3 +355,13 @@ fn the_demo_config_in_code_is_the_one_the_demo_model_was_trained_with() {
         path.display()
     );
 }
+
+/// `checkpoint_every = 0` saves only at the end (it divided by zero once).
+#[test]
+fn pretraining_with_checkpoint_every_zero_saves_at_the_end() {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = tiny_pretrain(out.path(), 2);
+    config.train.checkpoint_every = 0;
+    assert_eq!(run_quiet(&config, 2).len(), 2);
+    assert!(out.path().join("checkpoint/unet/config.json").exists());
+}

@@ -657,11 +657,21 @@ fn print_report(
             println!("  {label}");
         }
     }
+    let inception = e
+        .how
+        .as_ref()
+        .and_then(|h| h.feature_net.as_deref())
+        .is_some_and(|net| net.starts_with("inception"));
     println!(
-        "  FID: Fréchet distance of the classifier's penultimate features (not Inception's; not comparable with Inception FIDs);"
+        "  FID, KID: {}",
+        if inception {
+            "on pytorch-fid's Inception-v3 pool3 features (2048-d; comparable with pytorch-fid at the same N and reference)"
+        } else {
+            "on the classifier's penultimate features (not Inception's; not comparable with Inception FIDs)"
+        }
     );
     println!(
-        "  precision/recall: k={} nearest-neighbour supports with as many reference vectors as samples; IS: {} splits",
+        "  KID: unbiased MMD², cubic kernel, as many reference vectors as samples; precision/recall: k={} nearest-neighbour supports likewise; IS: {} splits",
         lethe::metrics::suite::PR_K,
         lethe::metrics::suite::IS_SPLITS
     );

@@ -54,9 +54,9 @@ pub struct UNetConfig {
 
 impl Default for UNetConfig {
     /// diffusers' `UNet2DModel.__init__` defaults (except `sample_size`, which diffusers
-    /// leaves unset and Lethe needs: 32) — `attention_head_dim` 8 among them: a config that
-    /// omits it (SISS's MNIST recipe does) has 8-channel heads in diffusers, and the weights
-    /// would load just the same into one head per block, computing something else.
+    /// leaves unset and Lethe needs: 32) and no attention head size (one head per block).
+    /// diffusers' own default is 8: a diffusers-saved config always names it, but a
+    /// hand-written one that omits it differs (README, *Public checkpoints*).
     fn default() -> Self {
         let strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
         Self {
@@ -85,7 +85,7 @@ impl Default for UNetConfig {
             mid_block_scale_factor: 1.0,
             downsample_padding: 1,
             act_fn: "silu".into(),
-            attention_head_dim: Some(8),
+            attention_head_dim: None,
             norm_num_groups: Some(32),
             attn_norm_num_groups: None,
             norm_eps: 1e-5,
@@ -262,16 +262,6 @@ impl UNetConfig {
     pub fn num_real_classes(&self) -> Option<usize> {
         self.num_class_embeds
             .map(|n| n - usize::from(self.lethe_null_class.is_some()))
-    }
-
-    /// Whether any block (or the mid block) has attention, so `attention_head_dim` matters.
-    pub fn has_attention(&self) -> bool {
-        self.add_attention
-            || self
-                .down_block_types
-                .iter()
-                .chain(&self.up_block_types)
-                .any(|t| t.starts_with("Attn"))
     }
 }
 

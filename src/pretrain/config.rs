@@ -123,11 +123,6 @@ impl PretrainConfig {
         let mut c = self.clone();
         c.train.steps = 0;
         c.out_dir = PathBuf::new();
-        // A model without attention has no head size: the default's change (None → diffusers'
-        // 8) must not stop such runs from resuming.
-        if !c.model.has_attention() {
-            c.model.attention_head_dim = None;
-        }
         sha256_hex(toml::to_string(&c).expect("config serialises").as_bytes())
     }
 }

@@ -95,6 +95,8 @@ pub struct LiveRun {
     pub warnings: Vec<String>,
     /// The class setting's guidance weight and the check behind it.
     pub guidance: Option<(f32, String)>,
+    /// What the run expected its evaluations and training to cost.
+    pub estimate: Option<crate::experiment::cost::CostEstimate>,
     recent_step_seconds: VecDeque<f64>,
 }
 
@@ -127,6 +129,7 @@ impl LiveRun {
             notes: Vec::new(),
             warnings: Vec::new(),
             guidance: None,
+            estimate: None,
             recent_step_seconds: VecDeque::new(),
         }
     }
@@ -210,6 +213,10 @@ impl LiveRun {
                 self.warnings.push(text);
             }
             Event::Guidance { guidance, check } => self.guidance = Some((guidance, check)),
+            Event::Estimate(estimate) => {
+                self.notes.extend(estimate.lines());
+                self.estimate = Some(estimate);
+            }
             Event::Finished(summary) => {
                 self.phase = Phase::Finished;
                 self.finish(summary);

@@ -28,7 +28,7 @@ pub fn demo_config() -> ExperimentConfig {
     config.data.forget = vec![demo::asset(demo::MEMORISED_TSHIRT)];
     // Show all 64 evaluation samples: at seed 0 two of the original model's are copies of
     // the T-shirt, so the grid shows them go.
-    config.eval.grid = config.eval.samples;
+    config.eval.grid = config.eval.sampling().samples;
     config
 }
 

@@ -28,3 +28,13 @@ pub fn sample_images(
     pb.finish();
     Ok(all)
 }
+
+/// Prints `line` above the bar — or plainly when the bar is hidden (output to a log file, a
+/// pipe, a batch job), where indicatif would drop it.
+pub fn say(pb: &ProgressBar, line: impl AsRef<str>) {
+    if pb.is_hidden() {
+        println!("{}", line.as_ref());
+    } else {
+        pb.println(line.as_ref());
+    }
+}

@@ -4,6 +4,8 @@
 
 mod control;
 mod data;
+mod estimate;
+mod original_cache;
 mod resume;
 mod run;
 
@@ -93,6 +95,9 @@ pub enum Event {
     /// Something the user must read before trusting a value (e.g. a forgetting rate the
     /// original model makes uninformative, with what to do about it).
     Warning(String),
+    /// What the run's evaluations and training are expected to cost, before it starts
+    /// (`CostEstimate::warning` says when evaluation would take longer than training).
+    Estimate(crate::experiment::cost::CostEstimate),
     /// The class setting's guidance weight and the check behind it (`metrics::baseline_check`).
     Guidance {
         guidance: f32,

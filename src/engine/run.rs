@@ -11,6 +11,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::control::Control;
 use super::data::prepare_data;
+use super::estimate;
+use super::original_cache;
 use super::resume::{self, RunState};
 use super::{Event, Summary};
 use crate::data::ImageSpec;
@@ -18,6 +20,8 @@ use crate::device_check::DeviceRecord;
 use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
 use crate::diffusion::unet::UNet;
+use crate::experiment::config::Sampling;
+use crate::experiment::cost::CostEstimate;
 use crate::experiment::run_dir::RunLock;
 use crate::experiment::{
     EvaluatedModel, ExperimentConfig, MetricsLine, RunDir, RunInfo, RunStatus, StepRecord,
@@ -33,6 +37,7 @@ use crate::unlearn::{Direction, Method};
 use crate::util::sha256_hex;
 
 /// Why a run stopped early with an error.
+#[derive(Debug)]
 pub enum Stop {
     Failed {
         error: String,
@@ -110,6 +115,18 @@ fn launch(
         width: source.config.sample_size,
     };
     let data = prepare_data(config, spec, &source.config).map_err(failed)?;
+    // Written into config.toml below, the fitted evaluation is what a resumed run uses.
+    let record = selection.record();
+    let device_label = format!("{} {}", record.backend, record.device);
+    let (fitted, fit_note) = estimate::fit_evaluation(
+        config,
+        &source,
+        &data,
+        &device.clone().inner(),
+        &device_label,
+    )
+    .map_err(failed)?;
+    let config = &fitted;
     // The lock is held until this function returns: while it is, readers see the run as
     // running; once the process dies, as interrupted.
     let (run_dir, _lock, previous) = match reopened {
@@ -125,6 +142,7 @@ fn launch(
     };
     let mut run = Run::new(config, source, data, &run_dir, &device).map_err(&with_dir)?;
     run.device_record = Some(selection.record());
+    run.fit_note = fit_note;
     emit(Event::Started {
         run_dir: run_dir.path.clone(),
         method: config.method.label().to_string(),
@@ -135,8 +153,10 @@ fn launch(
         retain_images: run.data.retain.len(),
     });
     let prepared = match previous {
-        Some(info) => run.restore(info, emit),
-        None => run.begin(emit),
+        Some(info) => run
+            .restore(info, emit)
+            .and_then(|()| run.announce_estimate(emit)),
+        None => run.announce_estimate(emit).and_then(|()| run.begin(emit)),
     };
     match prepared.and_then(|()| run.train(control, emit)) {
         Ok(status) => {
@@ -192,6 +212,16 @@ struct Run<'a> {
     /// The steps at which this run was resumed (run.json).
     resumed_at: Vec<usize>,
     last_state_save: Instant,
+    /// The guidance check's report (cached with the original's evaluation).
+    guidance_check: Option<String>,
+    /// Seconds spent evaluating (run.json).
+    eval_seconds: f64,
+    /// What the run expected to spend, worked out before it started (run.json).
+    estimate: Option<CostEstimate>,
+    /// How the evaluation was fitted to its budget, when it was.
+    fit_note: Option<String>,
+    /// What one evaluation samples.
+    sampling: Sampling,
 }
 
 impl<'a> Run<'a> {
@@ -213,6 +243,7 @@ impl<'a> Run<'a> {
         let original = source.unet.valid().with_precision(precision);
         let shape = source.config.image_shape();
         let eval = config.eval.resolved();
+        let sampling = eval.sampling();
         let inner = device.clone().inner();
         // The classifier is optional here: without one that fits, the run goes on with the
         // metrics that need none (copy rate, ELBO).
@@ -254,7 +285,7 @@ impl<'a> Run<'a> {
             } else {
                 0.0
             },
-            ..SamplerSpec::new(eval.sampler, eval.sampler_steps)
+            ..SamplerSpec::new(sampling.sampler, sampling.steps)
         };
         let setting = match forgotten_class {
             Some(class) => Setting::Class {
@@ -264,7 +295,7 @@ impl<'a> Run<'a> {
             },
             None => Setting::DataPoint,
         };
-        let quality_sampler = guided.then(|| SamplerSpec::new(eval.sampler, eval.sampler_steps));
+        let quality_sampler = guided.then(|| SamplerSpec::new(sampling.sampler, sampling.steps));
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -295,6 +326,11 @@ impl<'a> Run<'a> {
             resumed: None,
             resumed_at: Vec::new(),
             last_state_save: Instant::now(),
+            guidance_check: None,
+            eval_seconds: 0.0,
+            estimate: None,
+            fit_note: None,
+            sampling,
         })
     }
 
@@ -319,13 +355,72 @@ impl<'a> Run<'a> {
             last_checkpoint: self.last_checkpoint.clone(),
             error,
             resumed_at: self.resumed_at.clone(),
+            eval_seconds: self.eval_seconds,
+            estimate: self.estimate.clone(),
         }
     }
 
     /// A new run's start: the guidance check, the original's evaluation and grid, and the
     /// state of step 0 (so a run killed from here on resumes without evaluating again).
+    /// A run that evaluates nothing (`every = 0`, `at_end = false`) skips the original's
+    /// evaluation too: it is only the baseline of later ones.
     fn begin(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
         self.dir.write_info(&self.info(RunStatus::Running, None))?;
+        if self.eval.evaluates() {
+            self.evaluate_original(emit)?;
+        } else {
+            emit(Event::Note(
+                "no evaluation: [eval] every = 0 and at_end = false".into(),
+            ));
+        }
+        resume::write_state(
+            &self.dir.resume_dir(),
+            &self.state(serde_json::Value::Null)?,
+        )
+    }
+
+    /// The original's evaluation (the baseline of every later one) and the left half of
+    /// every grid — from the cache when an earlier run computed it on the same checkpoint
+    /// with the same evaluation, else computed and cached — saved so that a resumed run does
+    /// not sample it again.
+    fn evaluate_original(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
+        let clock = Instant::now();
+        let cache = self.original_cache_dir();
+        let baseline = match cache
+            .as_ref()
+            .and_then(|d| Some((d, original_cache::load(d, self.shape)?)))
+        {
+            Some((dir, (entry, samples))) => self.adopt_cached(dir, entry, samples, emit),
+            None => {
+                let baseline = self.compute_original(emit)?;
+                if let Some(dir) = &cache {
+                    let entry = original_cache::Entry {
+                        evaluation: baseline.clone(),
+                        guidance: self.sampler.guidance,
+                        guidance_check: self.guidance_check.clone(),
+                        computed_by: self.dir.path.clone(),
+                    };
+                    if let Err(e) =
+                        original_cache::store(dir, &entry, &self.original_samples, self.shape)
+                    {
+                        // An unwritable cache only costs the next run this evaluation.
+                        emit(Event::Note(format!(
+                            "the original's evaluation was not cached: {e}"
+                        )));
+                    }
+                }
+                baseline
+            }
+        };
+        self.baseline = Some(baseline.clone());
+        self.record_eval(0, &baseline, EvaluatedModel::Original, emit)?;
+        self.emit_grid(0, self.original_samples.to_vec(), emit)?;
+        self.eval_seconds += clock.elapsed().as_secs_f64();
+        resume::write_samples(&self.dir.resume_dir(), &self.original_samples, self.shape)
+    }
+
+    /// The guidance check and the original's evaluation, computed.
+    fn compute_original(&mut self, emit: &dyn Fn(Event)) -> Result<Evaluation, String> {
         self.resolve_guidance(emit)?;
         emit(Event::Note("evaluating the original model".into()));
         let original = self.original.clone();
@@ -336,12 +431,162 @@ impl<'a> Run<'a> {
         if let Some(how) = baseline.how.as_mut() {
             how.caveat = self.caveat.clone();
         }
-        self.baseline = Some(baseline.clone());
-        self.record_eval(0, &baseline, EvaluatedModel::Original, emit)?;
-        self.emit_grid(0, self.original_samples.to_vec(), emit)?;
-        let resume_dir = self.dir.resume_dir();
-        resume::write_samples(&resume_dir, &self.original_samples, self.shape)?;
-        resume::write_state(&resume_dir, &self.state(serde_json::Value::Null)?)
+        Ok(baseline)
+    }
+
+    /// Takes over a cached evaluation of the original: its samples, the guidance it chose and
+    /// its caveat, reported as a fresh one would be, with where it came from in its provenance.
+    fn adopt_cached(
+        &mut self,
+        dir: &Path,
+        entry: original_cache::Entry,
+        samples: Vec<Vec<f32>>,
+        emit: &dyn Fn(Event),
+    ) -> Evaluation {
+        let origin = format!(
+            "{} (computed by {})",
+            dir.display(),
+            entry.computed_by.display()
+        );
+        emit(Event::Note(format!(
+            "the original model's evaluation: reused from the cache, {origin}"
+        )));
+        self.sampler.guidance = entry.guidance;
+        if let Some(check) = entry.guidance_check {
+            emit(Event::Guidance {
+                guidance: entry.guidance,
+                check: format!("{check} (cached)"),
+            });
+            self.guidance_check = Some(check);
+        }
+        self.original_samples = Arc::new(samples);
+        let mut baseline = entry.evaluation;
+        self.caveat = baseline.how.as_ref().and_then(|h| h.caveat.clone());
+        if let Some(caveat) = &self.caveat {
+            emit(Event::Warning(caveat.clone()));
+        }
+        if let Some(how) = baseline.how.as_mut() {
+            how.reused_from = Some(origin);
+        }
+        baseline
+    }
+
+    /// Where the original's evaluation is cached for this run's checkpoint and evaluation;
+    /// `None` when reuse is off or no cache directory can be named.
+    fn original_cache_dir(&self) -> Option<PathBuf> {
+        if !self.eval.reuse_original {
+            return None;
+        }
+        let mut eval = serde_json::to_value(&self.eval).ok()?;
+        if let Some(map) = eval.as_object_mut() {
+            // Settings that change when or how often, not what, is evaluated.
+            for key in [
+                "every",
+                "at_end",
+                "grid",
+                "checkpoint_every",
+                "reuse_original",
+            ] {
+                map.remove(key);
+            }
+        }
+        let mut judges: Vec<String> = self
+            .suite
+            .probe
+            .classifier
+            .iter()
+            .map(|k| k.feature_label())
+            .collect();
+        judges.extend(
+            self.suite
+                .feature_net
+                .as_ref()
+                .map(|n| format!("{} {}", n.label(), n.weights_sha256())),
+        );
+        let key = original_cache::CacheKey {
+            lethe_version: env!("CARGO_PKG_VERSION"),
+            build: original_cache::build_id(),
+            weights_sha256: self.source.weights_sha256.clone(),
+            model: serde_json::to_value(&self.source.config).ok()?,
+            scheduler: serde_json::to_value(&self.source.scheduler).ok()?,
+            eval,
+            forget_sha256: sha256_hex(&self.data.forget.pixels),
+            retain_sha256: sha256_hex(&self.data.retain.pixels),
+            forgotten_class: self
+                .config
+                .data
+                .forget_class
+                .or(self.config.data.forget_label),
+            judges,
+            precision: format!("{:?}", self.config.train.precision),
+            device: self.device_record.as_ref().map_or_else(
+                || self.config.header.backend.to_string(),
+                |d| format!("{} {}", d.backend, d.device),
+            ),
+        };
+        original_cache::entry_dir(&key.digest())
+    }
+
+    /// Works out what the run's evaluations and training will cost from a timed forward
+    /// of its model on its device, and reports it (with a warning when evaluation would
+    /// take longer than training). A run that evaluates nothing skips it.
+    fn announce_estimate(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
+        if !self.eval.evaluates() {
+            return Ok(());
+        }
+        let original_cached = self.baseline.is_none()
+            && self
+                .original_cache_dir()
+                .is_some_and(|d| original_cache::load(&d, self.shape).is_some());
+        let estimate = self.estimate_cost(original_cached)?;
+        emit(Event::Estimate(estimate.clone()));
+        self.estimate = Some(estimate);
+        Ok(())
+    }
+
+    /// The cost estimate: one step of the run's sampler, an unguided forward and the judges,
+    /// timed on a few images, times the work the run's evaluations and steps will do.
+    fn estimate_cost(&self, original_cached: bool) -> Result<CostEstimate, String> {
+        let inner = self.device.clone().inner();
+        let job = SampleJob {
+            model: &self.original,
+            schedule: &self.source.schedule,
+            spec: &self.sampler,
+            shape: self.shape,
+            null_class: self.source.config.lethe_null_class,
+            device: &inner,
+        };
+        let batch = self.sampling.samples.clamp(1, estimate::TIMED_BATCH);
+        let timed = estimate::time(&job, &self.suite, batch, self.eval.seed)?;
+        let train = &self.config.train;
+        let every = self.eval.every;
+        let during = if every > 0 {
+            (self.steps_done + 1..train.steps)
+                .filter(|s| s % every == 0)
+                .count()
+        } else {
+            0
+        };
+        let original = self.baseline.is_none() && !original_cached;
+        let samples = self.sampling.samples;
+        let quality_steps = self
+            .quality_sampler
+            .as_ref()
+            .map_or(0, |q| samples * q.steps);
+        Ok(CostEstimate {
+            sample_step_seconds: timed.sample_step,
+            forward_seconds: timed.forward,
+            judge_seconds: timed.judge,
+            sample_steps_per_evaluation: samples * self.sampler.steps,
+            unguided_forwards_per_evaluation: quality_steps + self.suite.elbo_forwards(),
+            judged_per_evaluation: samples * if self.quality_sampler.is_some() { 2 } else { 1 },
+            evaluations: usize::from(original) + during + usize::from(self.eval.at_end),
+            original_cached,
+            fitted: self.fit_note.clone(),
+            train_image_passes: (train.steps - self.steps_done)
+                * train.batch_size
+                * self.config.method.passes_per_step(),
+        })
     }
 
     /// A resumed run's start: the log cut back to the saved step and replayed as events
@@ -388,18 +633,16 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let baseline = self.baseline.as_ref().ok_or_else(|| {
-            format!(
-                "{}: metrics.jsonl holds no evaluation of the original model",
-                self.dir.metrics_path().display()
-            )
-        })?;
-        self.caveat = baseline.how.as_ref().and_then(|h| h.caveat.clone());
-        if let Some(caveat) = &self.caveat {
-            emit(Event::Warning(caveat.clone()));
+        // A run that evaluated nothing before it stopped evaluates the original when it
+        // first evaluates.
+        if let Some(baseline) = &self.baseline {
+            self.caveat = baseline.how.as_ref().and_then(|h| h.caveat.clone());
+            if let Some(caveat) = &self.caveat {
+                emit(Event::Warning(caveat.clone()));
+            }
+            self.sampler.guidance = state.guidance;
+            self.original_samples = Arc::new(resume::read_samples(&resume_dir, self.shape)?);
         }
-        self.sampler.guidance = state.guidance;
-        self.original_samples = Arc::new(resume::read_samples(&resume_dir, self.shape)?);
         self.steps_done = step;
         self.train_seconds = state.train_seconds;
         self.resumed_at.push(step);
@@ -569,7 +812,9 @@ impl<'a> Run<'a> {
                 self.save_state(&optim, &*method)?;
             }
         }
-        self.evaluate(train.steps, emit)?;
+        if self.eval.at_end {
+            self.evaluate(train.steps, emit)?;
+        }
         self.save_checkpoint("final", emit)?;
         Ok(RunStatus::Finished)
     }
@@ -641,7 +886,7 @@ impl<'a> Run<'a> {
             null_class: self.source.config.lethe_null_class,
             device: &inner,
         };
-        job.run_batched(self.eval.seed, self.eval.samples, SAMPLE_BATCH, |_| {})
+        job.run_batched(self.eval.seed, self.sampling.samples, SAMPLE_BATCH, |_| {})
     }
 
     /// The guidance check on the original model, when the forgotten class is sampled with
@@ -669,9 +914,11 @@ impl<'a> Run<'a> {
     fn resolve_guidance(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
         if self.eval.guidance.is_some() || !self.eval.check_original {
             if self.sampler.guided() || self.sampler.class.is_some() {
+                let check = "set in the config".to_string();
+                self.guidance_check = Some(check.clone());
                 emit(Event::Guidance {
                     guidance: self.sampler.guidance,
-                    check: "set in the config".into(),
+                    check,
                 });
             }
             return Ok(());
@@ -685,6 +932,7 @@ impl<'a> Run<'a> {
         let (chosen, checks) = probe.choose()?;
         let check = format!("auto: {}", baseline_check::summarize(chosen, &checks));
         self.sampler.guidance = chosen;
+        self.guidance_check = Some(check.clone());
         emit(Event::Guidance {
             guidance: chosen,
             check,
@@ -753,9 +1001,15 @@ impl<'a> Run<'a> {
     }
 
     fn evaluate(&mut self, step: usize, emit: &dyn Fn(Event)) -> Result<(), String> {
+        if self.baseline.is_none() {
+            // Asked for (the workbench's Evaluate now) in a run that planned none.
+            self.evaluate_original(emit)?;
+        }
+        let clock = Instant::now();
         let model = self.published();
         let samples = self.draw_samples(&model, &self.sampler)?;
         let mut eval = self.judge(&model, &samples)?;
+        self.eval_seconds += clock.elapsed().as_secs_f64();
         if let Some(baseline) = &self.baseline {
             eval.set_pul(baseline);
         }

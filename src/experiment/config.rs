@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendChoice;
 use crate::diffusion::precision::Precision;
+use crate::diffusion::sampler::SamplerKind;
 use crate::train::OptimizerConfig;
 use crate::unlearn::step::{Reduction, TimestepSampling};
 use crate::unlearn::{MethodConfig, check_non_negative};
@@ -155,17 +156,29 @@ impl Default for UnlearnTrain {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
-    /// Evaluate every this many steps (0 = only before and after).
+    /// Evaluate every this many steps during the run (0 = never during it).
     pub every: usize,
-    /// Samples per evaluation (more = less noisy rates, slower).
-    pub samples: usize,
+    /// Evaluate the result after the last step. With `every = 0` and this off the run
+    /// evaluates nothing — not even the original — and trains only.
+    pub at_end: bool,
+    /// Samples per evaluation (more = less noisy rates, slower); absent = fitted to
+    /// `budget_seconds` (64 when they fit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<usize>,
     /// Images in the before/after grid (the first samples of the same seeds).
     pub grid: usize,
-    /// `ddim` (the default) or `dpm++2m` (DPM-Solver++(2M): 10–20 steps for about what
-    /// DDIM does in 50; README, *Evaluation*).
-    pub sampler: crate::diffusion::sampler::SamplerKind,
-    /// Denoising steps of that sampler.
-    pub sampler_steps: usize,
+    /// `ddim` or `dpm++2m` (DPM-Solver++(2M): 10–20 steps for about what DDIM does in 50;
+    /// README, *Evaluation*); absent = DDIM when the evaluation fits `budget_seconds` with
+    /// it, else DPM-Solver++(2M).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerKind>,
+    /// Denoising steps of that sampler; absent = 50 for DDIM, 20 for DPM-Solver++(2M).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampler_steps: Option<usize>,
+    /// Seconds one evaluation may take when `samples`, `sampler` or `sampler_steps` is left
+    /// out: the run times a forward pass of its model on its device before it starts and
+    /// fits them to this (0 = no budget: 64 samples, DDIM-50).
+    pub budget_seconds: f64,
     pub seed: u64,
     /// Classifier used for digit confidence and class rates (skipped if it does not fit
     /// the images); an empty path means none.
@@ -184,6 +197,10 @@ pub struct EvalConfig {
     /// guidance on it). Off for attacks: they start from the unlearned model, which is
     /// expected not to.
     pub check_original: bool,
+    /// Reuse the original model's evaluation cached by an earlier run with the same
+    /// checkpoint and evaluation (in the cache directory, `LETHE_CACHE_DIR`); off = evaluate
+    /// it again.
+    pub reuse_original: bool,
     /// Save a checkpoint every this many steps (0 = only the final one).
     pub checkpoint_every: usize,
     /// `fast` (live curves) or `thorough` (numbers to report): sets `samples`,
@@ -196,20 +213,30 @@ pub struct EvalConfig {
     pub elbo_timesteps: usize,
 }
 
+fn default_steps(sampler: SamplerKind) -> usize {
+    match sampler {
+        SamplerKind::DpmSolver2M => DEFAULT_DPM_STEPS,
+        _ => DEFAULT_DDIM_STEPS,
+    }
+}
+
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
             every: 50,
-            samples: 64,
+            at_end: true,
+            samples: None,
             grid: 16,
-            sampler: crate::diffusion::sampler::SamplerKind::Ddim,
-            sampler_steps: 50,
+            sampler: None,
+            sampler_steps: None,
+            budget_seconds: DEFAULT_BUDGET_SECONDS,
             seed: 0,
             classifier: PathBuf::from(crate::data::demo::DEMO_CLASSIFIER),
             feature_net: Default::default(),
             copy_threshold: crate::metrics::memorization::SISS_L2_THRESHOLD,
             guidance: None,
             check_original: true,
+            reuse_original: true,
             checkpoint_every: 0,
             preset: None,
             elbo_images: 8,
@@ -217,6 +244,26 @@ impl Default for EvalConfig {
         }
     }
 }
+
+/// What one evaluation of a run samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub samples: usize,
+    pub sampler: SamplerKind,
+    pub steps: usize,
+}
+
+/// The evaluation when nothing is left to the budget (or it fits): 64 DDIM-50 samples.
+pub const DEFAULT_SAMPLES: usize = 64;
+pub const DEFAULT_DDIM_STEPS: usize = 50;
+/// DPM-Solver++(2M)'s default steps: on the demo, its forgetting figures at 10 and 20 steps
+/// agree (README, *Evaluation*).
+pub const DEFAULT_DPM_STEPS: usize = 20;
+/// A fitted evaluation draws at least this many samples, whatever the budget.
+pub const MIN_FITTED_SAMPLES: usize = 16;
+/// `[eval] budget_seconds`' default: one evaluation of a google/ddpm-cifar10-32-sized model
+/// on 2 CPU cores fits in under a minute; the demo's 64 DDIM-50 samples fit untouched.
+pub const DEFAULT_BUDGET_SECONDS: f64 = 45.0;
 
 impl EvalConfig {
     /// The settings in force: the preset's values when a preset is named.
@@ -226,13 +273,68 @@ impl EvalConfig {
         };
         let p = preset.settings();
         Self {
-            samples: p.samples,
-            sampler_steps: p.sampler_steps,
+            samples: Some(p.samples),
+            sampler_steps: Some(p.sampler_steps),
             elbo_images: p.elbo_images,
             elbo_timesteps: p.elbo_timesteps,
             grid: self.grid.min(p.samples),
             ..self.clone()
         }
+    }
+
+    /// Whether some of what an evaluation samples is left to the budget.
+    pub fn fits_to_budget(&self) -> bool {
+        self.budget_seconds > 0.0
+            && (self.samples.is_none() || self.sampler.is_none() || self.sampler_steps.is_none())
+    }
+
+    /// The sampling in force, defaults (64 DDIM-50) for what is left out.
+    pub fn sampling(&self) -> Sampling {
+        let sampler = self.sampler.unwrap_or(SamplerKind::Ddim);
+        Sampling {
+            samples: self.samples.unwrap_or(DEFAULT_SAMPLES),
+            sampler,
+            steps: self.sampler_steps.unwrap_or(default_steps(sampler)),
+        }
+    }
+
+    /// The sampling fitted to `budget_seconds`, given what one sample-step and the rest of
+    /// an evaluation (the ELBO) cost: the written values are kept; the defaults are kept when
+    /// they fit; else the sampler left out becomes DPM-Solver++(2M) at 20 steps and the
+    /// samples left out are as many as fit (at least [`MIN_FITTED_SAMPLES`], at most 64).
+    pub fn fitted(&self, sample_step_seconds: f64, other_seconds: f64) -> Sampling {
+        let default = self.sampling();
+        let cost = |s: &Sampling| s.samples as f64 * s.steps as f64 * sample_step_seconds;
+        if !self.fits_to_budget() || cost(&default) + other_seconds <= self.budget_seconds {
+            return default;
+        }
+        let sampler = self.sampler.unwrap_or(SamplerKind::DpmSolver2M);
+        let steps = self.sampler_steps.unwrap_or(default_steps(sampler));
+        let affordable = (self.budget_seconds - other_seconds).max(0.0)
+            / (steps as f64 * sample_step_seconds).max(f64::MIN_POSITIVE);
+        Sampling {
+            samples: self.samples.unwrap_or_else(|| {
+                (affordable.floor() as usize).clamp(MIN_FITTED_SAMPLES, DEFAULT_SAMPLES)
+            }),
+            sampler,
+            steps,
+        }
+    }
+
+    /// These settings with `sampling` written in (and the grid no larger than the samples).
+    pub fn with_sampling(&self, sampling: Sampling) -> Self {
+        Self {
+            samples: Some(sampling.samples),
+            sampler: Some(sampling.sampler),
+            sampler_steps: Some(sampling.steps),
+            grid: self.grid.min(sampling.samples),
+            ..self.clone()
+        }
+    }
+
+    /// Whether a run evaluates anything (and so needs the original's evaluation at its start).
+    pub fn evaluates(&self) -> bool {
+        self.every > 0 || self.at_end
     }
 
     /// How the preset is named in metric provenance.
@@ -321,14 +423,26 @@ impl ExperimentConfig {
                 }
             ));
         }
-        if self.eval.preset.is_none() && self.eval.grid > self.eval.samples {
+        if let Some(samples) = self.eval.samples
+            && self.eval.preset.is_none()
+            && self.eval.grid > samples
+        {
             return Err(format!(
-                "eval.grid = {} exceeds eval.samples = {}",
-                self.eval.grid, self.eval.samples
+                "eval.grid = {} exceeds eval.samples = {samples}",
+                self.eval.grid
             ));
         }
-        if self.eval.sampler_steps == 0 {
+        if self.eval.samples == Some(0) {
+            return Err("eval.samples must be ≥ 1".into());
+        }
+        if self.eval.sampler_steps == Some(0) {
             return Err("eval.sampler_steps must be ≥ 1".into());
+        }
+        if self.eval.budget_seconds.is_nan() || self.eval.budget_seconds < 0.0 {
+            return Err(format!(
+                "eval.budget_seconds = {} must be ≥ 0 (0 = no budget)",
+                self.eval.budget_seconds
+            ));
         }
         Ok(())
     }
@@ -337,6 +451,62 @@ impl ExperimentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_evaluation_is_fitted_to_its_budget_only_where_left_out() {
+        let auto = EvalConfig::default();
+        let ddim50 = Sampling {
+            samples: 64,
+            sampler: SamplerKind::Ddim,
+            steps: 50,
+        };
+        // A cheap model: the defaults fit (64 × 50 × 5 ms = 16 s + 2 s).
+        assert_eq!(auto.fitted(0.005, 2.0), ddim50);
+        // google/ddpm-cifar10-32 on 2 cores: 0.074 s per image-step, 14 s of ELBO.
+        let fitted = auto.fitted(0.074, 14.0);
+        assert_eq!(
+            fitted,
+            Sampling {
+                samples: 20, // ⌊(45 − 14) / (20 × 0.074)⌋
+                sampler: SamplerKind::DpmSolver2M,
+                steps: 20,
+            }
+        );
+        let seconds = fitted.samples as f64 * 20.0 * 0.074 + 14.0;
+        assert!(seconds <= auto.budget_seconds, "{seconds}");
+        // Written values are kept; what is left out fits around them.
+        let ddim = EvalConfig {
+            sampler: Some(SamplerKind::Ddim),
+            ..EvalConfig::default()
+        };
+        assert_eq!(
+            ddim.fitted(0.074, 14.0),
+            Sampling {
+                samples: MIN_FITTED_SAMPLES,
+                sampler: SamplerKind::Ddim,
+                steps: 50,
+            }
+        );
+        let written = EvalConfig {
+            samples: Some(64),
+            sampler: Some(SamplerKind::Ddim),
+            sampler_steps: Some(50),
+            ..EvalConfig::default()
+        };
+        assert!(!written.fits_to_budget());
+        assert_eq!(written.fitted(10.0, 100.0), ddim50);
+        // No budget: the defaults, whatever they cost.
+        let unbounded = EvalConfig {
+            budget_seconds: 0.0,
+            ..EvalConfig::default()
+        };
+        assert_eq!(unbounded.fitted(10.0, 100.0), ddim50);
+        // Written back, the fitted sampling is what the config says.
+        let back = auto.with_sampling(fitted);
+        assert_eq!(back.sampling(), fitted);
+        assert!(!back.fits_to_budget());
+        assert_eq!(back.grid, 16);
+    }
 
     /// `examples/unlearn-siss.toml` with `edit` applied to its text.
     fn siss_example(edit: impl Fn(String) -> String) -> Result<ExperimentConfig, String> {

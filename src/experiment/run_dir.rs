@@ -124,6 +124,13 @@ pub struct RunInfo {
     /// The steps at which the run was resumed (`lethe unlearn --resume`), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumed_at: Vec<usize>,
+    /// Seconds spent evaluating (the original's included when computed), beside `seconds`
+    /// of training.
+    #[serde(default)]
+    pub eval_seconds: f64,
+    /// What the run expected its evaluations and training to cost before it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<super::cost::CostEstimate>,
 }
 
 /// The run's lock, held by the process that runs it. The kernel releases it when that
@@ -361,6 +368,8 @@ mod tests {
             last_checkpoint: None,
             error: None,
             resumed_at: vec![],
+            eval_seconds: 0.0,
+            estimate: None,
         };
         run.write_info(&info).unwrap();
         let lock = run.lock().unwrap();

@@ -476,7 +476,7 @@ mod tests {
         assert_eq!(c.data.forget_label, Some(10));
         assert_eq!(
             (c.eval.every, c.eval.samples, c.eval.sampler_steps),
-            (5, 128, 40)
+            (5, Some(128), Some(40))
         );
         assert!(got.ignored.iter().any(|k| k.starts_with("metrics")));
         assert!(

@@ -82,6 +82,10 @@ pub struct MetricProvenance {
     /// not show what they measure (`metrics::baseline_check`); `None` when they can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caveat: Option<String>,
+    /// Where a reused evaluation came from (the original model's, cached by checkpoint and
+    /// evaluation settings: `engine::original_cache`); `None` when computed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
 }
 
 impl MetricProvenance {

@@ -222,6 +222,34 @@ impl Suite {
         })
     }
 
+    /// Forward passes of one evaluation's ELBO estimates (for the cost estimate).
+    pub fn elbo_forwards(&self) -> usize {
+        if self.elbo.timesteps == 0 {
+            return 0;
+        }
+        (self.elbo_forget.len() + self.elbo_retain.len()) * self.elbo.timesteps
+    }
+
+    /// Seconds per sample of judging `samples` — the classifier's outputs, and the feature
+    /// network's features when it is another network — timed (for the cost estimate).
+    pub fn time_judging(
+        &self,
+        samples: &[Vec<f32>],
+        shape: [usize; 3],
+        device: &Device,
+    ) -> Result<f64, String> {
+        let clock = std::time::Instant::now();
+        if let Some(k) = &self.probe.classifier {
+            k.outputs(samples, shape, device);
+        }
+        if let (Some(net @ FeatureNet::Inception(_)), Some(_)) =
+            (&self.feature_net, &self.reference)
+        {
+            net.features(samples, shape, device)?;
+        }
+        Ok(clock.elapsed().as_secs_f64() / samples.len().max(1) as f64)
+    }
+
     /// Evaluates `model` from samples the caller drew (to show them too).
     pub fn evaluate(
         &self,
@@ -257,6 +285,7 @@ impl Suite {
             reference_sha256: self.reference.as_ref().map(|r| r.sha256.clone()),
             elbo: None,
             caveat: None,
+            reused_from: None,
         };
         if let (Some(net), Some(reference)) = (&self.feature_net, &self.reference) {
             // The classifier's outputs of the quality images: its probabilities score the

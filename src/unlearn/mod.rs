@@ -160,6 +160,16 @@ impl MethodConfig {
     }
 
     /// Whether the method reads the retain set (VDU and NegGrad use forget data only).
+    /// Batches one step passes through the model (forward and backward), for the cost
+    /// estimate: the two-set methods draw a retain and a forget batch, SISS one mixture batch
+    /// twice.
+    pub fn passes_per_step(&self) -> usize {
+        match self {
+            Self::Finetune | Self::NegGrad(_) | Self::Retrain { .. } | Self::Vdu(_) => 1,
+            _ => 2,
+        }
+    }
+
     pub fn uses_retain(&self) -> bool {
         !matches!(self, Self::Vdu(_) | Self::NegGrad(_))
     }

@@ -91,9 +91,10 @@ pub fn class_world(
 pub fn class_world_eval(classifier: std::path::PathBuf) -> lethe::experiment::config::EvalConfig {
     lethe::experiment::config::EvalConfig {
         every: 0,
-        samples: 8,
+        samples: Some(8),
         grid: 4,
-        sampler_steps: 4,
+        sampler: Some(lethe::diffusion::sampler::SamplerKind::Ddim),
+        sampler_steps: Some(4),
         classifier,
         elbo_timesteps: 0,
         ..Default::default()

@@ -183,9 +183,10 @@ fn every_method_lowers_the_fit_of_the_forget_set() {
             },
             eval: EvalConfig {
                 every: 0,
-                samples: 2,
+                samples: Some(2),
                 grid: 2,
-                sampler_steps: 2,
+                sampler: Some(lethe::diffusion::sampler::SamplerKind::Ddim),
+                sampler_steps: Some(2),
                 classifier: Default::default(),
                 ..EvalConfig::default()
             },

@@ -57,9 +57,10 @@ fn config(dir: &Path, method: MethodConfig, steps: usize, lr: f64) -> Experiment
         },
         eval: EvalConfig {
             every: 0,
-            samples: 4,
+            samples: Some(4),
             grid: 4,
-            sampler_steps: 4,
+            sampler: Some(lethe::diffusion::sampler::SamplerKind::Ddim),
+            sampler_steps: Some(4),
             classifier: PathBuf::new(),
             ..EvalConfig::default()
         },
@@ -612,4 +613,164 @@ fn a_cancelled_run_resumes_to_the_weights_of_an_uninterrupted_one() {
             _ => {}
         }
     }
+}
+
+#[test]
+fn a_run_that_evaluates_nothing_only_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), MethodConfig::Finetune, 2, 1e-3);
+    cfg.eval.at_end = false;
+    let (result, events) = run(&cfg);
+    assert!(result.is_ok(), "{result:?}");
+    // No original's evaluation, no estimate of evaluations there are none of, no grid.
+    assert!(!events.iter().any(|e| matches!(
+        e,
+        Event::Metrics { .. } | Event::Estimate(_) | Event::Samples { .. } | Event::Guidance { .. }
+    )));
+    let dir = RunDir::open(&run_dir(&events));
+    assert!(
+        dir.read_metrics()
+            .unwrap()
+            .iter()
+            .all(|l| matches!(l, lethe::experiment::MetricsLine::Step { .. }))
+    );
+    let info = dir.read_info().unwrap();
+    assert_eq!((info.status, info.steps_done), (RunStatus::Finished, 2));
+    assert_eq!(info.eval_seconds, 0.0);
+    assert!(dir.path.join("checkpoints/final").exists());
+}
+
+/// The estimate counts the evaluations the run makes, and run.json keeps it beside the
+/// time the evaluations took.
+#[test]
+fn the_estimate_counts_the_runs_evaluations_and_is_kept_with_their_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), MethodConfig::Finetune, 5, 1e-3);
+    cfg.eval.every = 2;
+    cfg.eval.reuse_original = false;
+    let (result, events) = run(&cfg);
+    assert!(result.is_ok(), "{result:?}");
+    let estimate = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Estimate(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("an estimate before the run");
+    // The original, steps 2 and 4, the end.
+    assert_eq!(estimate.evaluations, 4);
+    assert!(!estimate.original_cached);
+    assert_eq!(estimate.sample_steps_per_evaluation, 4 * 4);
+    assert!(estimate.sample_step_seconds > 0.0 && estimate.forward_seconds > 0.0);
+    let info = RunDir::open(&run_dir(&events)).read_info().unwrap();
+    assert_eq!(info.estimate, Some(estimate));
+    assert!(info.eval_seconds > 0.0);
+}
+
+/// A second run on the same checkpoint with the same evaluation reuses the original's
+/// evaluation; computed again (reuse off), it is the same evaluation.
+#[test]
+fn the_originals_evaluation_is_cached_and_equals_a_fresh_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), MethodConfig::Finetune, 1, 1e-3);
+    // A seed no other test evaluates with, so their entries are not this test's.
+    cfg.eval.seed = 9_173;
+    let baseline = |events: &[Event]| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Metrics {
+                    step: 0, baseline, ..
+                } => Some(baseline.clone()),
+                _ => None,
+            })
+            .expect("the original's evaluation")
+    };
+    let reused = |events: &[Event]| {
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Note(n) if n.contains("reused from the cache")))
+    };
+    let (first, events1) = run(&cfg);
+    assert!(first.is_ok(), "{first:?}");
+    let (second, events2) = run(&cfg);
+    assert!(second.is_ok(), "{second:?}");
+    assert!(
+        reused(&events2),
+        "the second run reuses the first's evaluation"
+    );
+    let cached = baseline(&events2);
+    assert!(
+        cached.how.as_ref().unwrap().reused_from.is_some(),
+        "its provenance says where it came from"
+    );
+    cfg.eval.reuse_original = false;
+    let (third, events3) = run(&cfg);
+    assert!(third.is_ok(), "{third:?}");
+    assert!(!reused(&events3));
+    let fresh = baseline(&events3);
+    let strip = |mut e: lethe::metrics::evaluation::Evaluation| {
+        if let Some(how) = e.how.as_mut() {
+            how.reused_from = None;
+        }
+        e
+    };
+    assert_eq!(strip(cached), fresh);
+    assert_eq!(strip(baseline(&events1)), fresh);
+    // The grids' left halves are the same samples.
+    let originals = |events: &[Event]| {
+        events.iter().find_map(|e| match e {
+            Event::Samples { original, .. } => Some(original.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(originals(&events2), originals(&events3));
+}
+
+/// Sampling left out of the config is fitted to the budget (here one too small for anything:
+/// the fewest samples, DPM-Solver++(2M)-20), written into the run's config.toml, and
+/// remembered, so the next run of the same experiment evaluates alike.
+#[test]
+fn sampling_left_out_is_fitted_to_the_budget_written_and_remembered() {
+    use lethe::diffusion::sampler::SamplerKind;
+    use lethe::experiment::config::MIN_FITTED_SAMPLES;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), MethodConfig::Finetune, 1, 1e-3);
+    cfg.eval.samples = None;
+    cfg.eval.sampler = None;
+    cfg.eval.sampler_steps = None;
+    cfg.eval.budget_seconds = 1e-9;
+    // A seed no other test evaluates with, so the remembered fit is this test's.
+    cfg.eval.seed = 4_711;
+    let fit_line = |events: &[Event]| {
+        events
+            .iter()
+            .find_map(|e| match e {
+                Event::Estimate(e) => e.fitted.clone(),
+                _ => None,
+            })
+            .expect("the estimate says how the evaluation was fitted")
+    };
+    let (first, events1) = run(&cfg);
+    assert!(first.is_ok(), "{first:?}");
+    assert!(fit_line(&events1).contains("16 samples of DPM++2M-20"));
+    let written = ExperimentConfig::from_file(&run_dir(&events1).join("config.toml")).unwrap();
+    assert_eq!(written.eval.samples, Some(MIN_FITTED_SAMPLES));
+    assert_eq!(written.eval.sampler, Some(SamplerKind::DpmSolver2M));
+    assert_eq!(written.eval.sampler_steps, Some(20));
+    assert_eq!(written.eval.grid, 4);
+    let (second, events2) = run(&cfg);
+    assert!(second.is_ok(), "{second:?}");
+    assert!(
+        fit_line(&events2).contains("remembered"),
+        "{}",
+        fit_line(&events2)
+    );
+    let provenance = |events: &[Event]| {
+        events.iter().find_map(|e| match e {
+            Event::Metrics { evaluation, .. } => Some(evaluation.provenance.clone()),
+            _ => None,
+        })
+    };
+    assert!(provenance(&events2).unwrap().contains("N=16, DPM++2M-20"));
 }

@@ -71,9 +71,9 @@ fn shorten(app: &mut LetheApp, steps: usize) {
     c.train.steps = steps;
     c.train.batch_size = 8;
     c.eval.every = 2;
-    c.eval.samples = 16;
+    c.eval.samples = Some(16);
     c.eval.grid = 16;
-    c.eval.sampler_steps = 10;
+    c.eval.sampler_steps = Some(10);
     c.eval.elbo_images = 2;
     c.eval.elbo_timesteps = 4;
 }

@@ -104,6 +104,18 @@ fn controls(app: &mut LetheApp, ui: &mut egui::Ui) {
                 format!("Uninformative: {}", crate::app::live::displayable(warning)),
             );
         }
+        if let Some(estimate) = &live.estimate {
+            if let Some(warning) = estimate.warning() {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    crate::app::live::displayable(&warning),
+                );
+            }
+            for line in estimate.lines() {
+                ui.weak(crate::app::live::displayable(&line))
+                    .on_hover_text("from a timed forward of this model on this device");
+            }
+        }
         if let Some((w, check)) = &live.guidance {
             ui.weak(format!(
                 "guidance w={w} — {}",

@@ -405,28 +405,67 @@ fn training(app: &mut LetheApp, ui: &mut egui::Ui) {
     feature_net(app, ui);
 }
 
-/// The evaluation's sampler and its steps: DDIM, or DPM-Solver++(2M) for about a third of
-/// the network evaluations.
+/// The evaluation's sampler, steps and samples — each fixed or left to the budget — and the
+/// budget: DDIM, or DPM-Solver++(2M) for about a third of the network evaluations.
 fn eval_sampler(app: &mut LetheApp, ui: &mut egui::Ui) {
     use crate::diffusion::sampler::SamplerKind;
     let eval = &mut app.state.config.eval;
+    const AUTO: &str = "Auto (fit the budget)";
     ui.horizontal(|ui| {
         ui.label("Evaluation sampler:");
         egui::ComboBox::from_id_salt("eval-sampler")
             .selected_text(match eval.sampler {
-                SamplerKind::DpmSolver2M => "DPM-Solver++(2M)",
-                SamplerKind::Ddpm => "DDPM",
-                SamplerKind::Ddim => "DDIM",
+                None => AUTO,
+                Some(SamplerKind::DpmSolver2M) => "DPM-Solver++(2M)",
+                Some(SamplerKind::Ddpm) => "DDPM",
+                Some(SamplerKind::Ddim) => "DDIM",
             })
             .show_ui(ui, |ui| {
-                ui.selectable_value(&mut eval.sampler, SamplerKind::Ddim, "DDIM");
-                ui.selectable_value(&mut eval.sampler, SamplerKind::DpmSolver2M, "DPM-Solver++(2M)")
+                ui.selectable_value(&mut eval.sampler, None, AUTO)
+                    .on_hover_text("DDIM when the evaluation fits the budget with it on this model and device, else DPM-Solver++(2M).");
+                ui.selectable_value(&mut eval.sampler, Some(SamplerKind::Ddim), "DDIM");
+                ui.selectable_value(&mut eval.sampler, Some(SamplerKind::DpmSolver2M), "DPM-Solver++(2M)")
                     .on_hover_text("diffusers' DPMSolverMultistepScheduler: 10–20 steps for about what DDIM does in 50.");
             });
-        ui.add(egui::DragValue::new(&mut eval.sampler_steps).range(1..=1000))
-            .on_hover_text("Denoising steps per sample (a preset sets its own).");
-        ui.label("steps");
+        let default_steps = eval.sampling().steps;
+        auto_or_value(ui, &mut eval.sampler_steps, default_steps, 1..=1000, "steps")
+            .on_hover_text("Denoising steps per sample; auto: 50 for DDIM, 20 for DPM-Solver++(2M) (a preset sets its own).");
     });
+    ui.horizontal(|ui| {
+        ui.label("Samples per evaluation:");
+        let default_samples = eval.sampling().samples;
+        auto_or_value(ui, &mut eval.samples, default_samples, 1..=4096, "samples")
+            .on_hover_text("Auto: 64 when they fit the budget, else as many as fit (at least 16).");
+        ui.label("budget");
+        ui.add(
+            egui::DragValue::new(&mut eval.budget_seconds)
+                .range(0.0..=3600.0)
+                .suffix(" s"),
+        )
+        .on_hover_text("Seconds one evaluation may take when sampler, steps or samples is auto: the run times a forward pass of the model on its device and fits them (0 = no budget).");
+    });
+    ui.checkbox(&mut eval.at_end, "Evaluate at the end")
+        .on_hover_text("Evaluate the result after the last step. Off, with 'evaluate every' at 0, the run evaluates nothing (not even the original) and only trains.");
+}
+
+/// A value that is either left to the budget (`None`, "auto") or set; ticking "auto" off
+/// starts from what auto would use.
+fn auto_or_value(
+    ui: &mut egui::Ui,
+    value: &mut Option<usize>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> egui::Response {
+    let mut auto = value.is_none();
+    let response = ui.checkbox(&mut auto, format!("auto {what}"));
+    if response.changed() {
+        *value = (!auto).then_some(default);
+    }
+    if let Some(v) = value.as_mut() {
+        ui.add(egui::DragValue::new(v).range(range));
+    }
+    response
 }
 
 /// The network FID and precision/recall are computed on: the classifier (MNIST-sized models)

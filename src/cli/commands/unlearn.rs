@@ -11,7 +11,7 @@ use lethe::experiment::ExperimentConfig;
 use lethe::metrics::evaluation::Evaluation;
 
 use crate::cli::args::Compute;
-use crate::cli::progress::bar;
+use crate::cli::progress::{bar, say};
 
 #[derive(Args)]
 pub struct UnlearnArgs {
@@ -132,14 +132,26 @@ fn drive(
                 forget_images,
                 retain_images,
                 ..
-            } => pb.println(format!(
-                "backend: {backend} — {device_reason}\n{method} on {backend}: {forget_images} forget / {retain_images} retain images → {}",
-                run_dir.display()
-            )),
+            } => say(
+                &pb,
+                format!(
+                    "backend: {backend} — {device_reason}\n{method} on {backend}: {forget_images} forget / {retain_images} retain images → {}",
+                    run_dir.display()
+                ),
+            ),
+            Event::Note(text) if pb.is_hidden() => println!("{text}"),
             Event::Note(text) => pb.set_message(text),
-            Event::Warning(text) => pb.println(format!("warning: {text}")),
+            Event::Warning(text) => say(&pb, format!("warning: {text}")),
             Event::Guidance { guidance, check } => {
-                pb.println(format!("guidance        w={guidance} — {check}"))
+                say(&pb, format!("guidance        w={guidance} — {check}"))
+            }
+            Event::Estimate(estimate) => {
+                for line in estimate.lines() {
+                    say(&pb, line);
+                }
+                if let Some(warning) = estimate.warning() {
+                    say(&pb, format!("warning: {warning}"));
+                }
             }
             Event::Step(r) => {
                 pb.set_position(r.step as u64);
@@ -155,10 +167,16 @@ fn drive(
                 evaluation,
                 baseline,
             } => {
-                pb.println(format!("step {step:>5}  {}", eval_line(&evaluation, Some(&baseline))));
+                say(
+                    &pb,
+                    format!(
+                        "step {step:>5}  {}",
+                        eval_line(&evaluation, Some(&baseline))
+                    ),
+                );
                 evaluations.push((step, evaluation));
             }
-            Event::Checkpoint { path, .. } => pb.println(format!("checkpoint {}", path.display())),
+            Event::Checkpoint { path, .. } => say(&pb, format!("checkpoint {}", path.display())),
             Event::Finished(summary) | Event::Cancelled(summary) => {
                 pb.finish_and_clear();
                 println!("run directory   {}", summary.run_dir.display());
@@ -179,7 +197,10 @@ fn drive(
                     }
                 }
                 if let Some(s) = summary.seconds_per_step {
-                    println!("time            {:.2} s/step ({:.0} s of training)", s, summary.seconds);
+                    println!(
+                        "time            {:.2} s/step ({:.0} s of training)",
+                        s, summary.seconds
+                    );
                 }
                 if let Some(c) = &summary.last_checkpoint {
                     println!("checkpoint      {}", c.display());

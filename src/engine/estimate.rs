@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::checkpoint::Checkpoint;
@@ -55,8 +55,7 @@ pub fn time(
     } else {
         sample_step
     };
-    let (images, _) = crate::images::to_unit_floats(drawn);
-    let judge = suite.time_judging(&images, job.shape, job.device)?;
+    let judge = suite.time_judging(&drawn, job.shape, job.device)?;
     Ok(Timings {
         sample_step,
         forward,
@@ -65,8 +64,9 @@ pub fn time(
 }
 
 /// Seconds per image of one step of `job`'s sampler on `batch` images, timed after an
-/// untimed one (allocation, kernel compilation), and the images that step drew.
-fn time_step(job: &SampleJob<'_>, batch: usize, seed: u64) -> Result<(f64, Tensor<4>), String> {
+/// untimed one (allocation, kernel compilation), and the images that step drew (values in
+/// [0, 1]). Both runs are read back, so a GPU's queued work is inside the clock.
+fn time_step(job: &SampleJob<'_>, batch: usize, seed: u64) -> Result<(f64, Vec<Vec<f32>>), String> {
     let batch = batch.max(1);
     let one_step = SamplerSpec {
         steps: 1,
@@ -76,9 +76,9 @@ fn time_step(job: &SampleJob<'_>, batch: usize, seed: u64) -> Result<(f64, Tenso
         spec: &one_step,
         ..*job
     };
-    stepping.run(seed, 0, batch, |_, _| {})?;
+    crate::images::to_unit_floats(stepping.run(seed, 0, batch, |_, _| {})?);
     let clock = Instant::now();
-    let drawn = stepping.run(seed, 0, batch, |_, _| {})?;
+    let (drawn, _) = crate::images::to_unit_floats(stepping.run(seed, 0, batch, |_, _| {})?);
     Ok((clock.elapsed().as_secs_f64() / batch as f64, drawn))
 }
 

@@ -142,7 +142,7 @@ mod tests {
             ..e
         };
         assert!(!cheap.eval_exceeds_training());
-        assert!(estimate().summary().contains("2 evaluations × 5 min 34 s"));
+        assert!(estimate().summary().contains("2 evaluations × 5 min 33 s"));
     }
 
     #[test]

@@ -3,11 +3,14 @@ mod cli;
 /// mimalloc keeps freed tensor buffers for reuse instead of handing large ones back to the
 /// OS and faulting fresh zeroed pages in on the next step (issue #6's profile: ~8% of a
 /// training step in page faults, page clearing and memset).
+/// Instrumented so that a run can measure a training pass's memory (`train::memory`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: peakmem_alloc::PeakMemAlloc<mimalloc::MiMalloc> =
+    peakmem_alloc::PeakMemAlloc::new(mimalloc::MiMalloc);
 
 fn main() -> std::process::ExitCode {
     give_vulkan_a_runtime_dir();
+    lethe::train::memory::install_heap_meter(&ALLOCATOR);
     cli::main()
 }
 

@@ -244,6 +244,14 @@ pub fn train_knobs<'a>(train: &'a mut UnlearnTrain, eval: &'a mut EvalConfig) ->
             true,
         ),
         knob(
+            "micro-batches",
+            "Split each batch into this many forward/backward passes and add their gradients (train.grad_accumulation): the same step in less memory, for large models. The run measures a pass before it starts and refuses a batch the machine cannot hold.",
+            Usize(&mut train.grad_accumulation),
+            (1.0, 64.0),
+            (1.0, 64.0),
+            true,
+        ),
+        knob(
             "seed",
             "Seed of batches, noise and timesteps: the same config and seed give the same run.",
             U64(&mut train.seed),

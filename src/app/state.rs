@@ -476,6 +476,8 @@ impl Workbench {
             forgotten_label: unlearned.data.forget_label,
             steps: self.attack.steps,
             batch_size: unlearned.train.batch_size,
+            // The unlearning run's split fitted its memory; the attack's passes are alike.
+            grad_accumulation: unlearned.train.grad_accumulation,
             learning_rate: self.attack.learning_rate,
             evaluate_every: self.attack.evaluate_every,
             cond_drop_prob: 0.1,

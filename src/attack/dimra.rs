@@ -34,6 +34,8 @@ pub struct AttackConfig {
     pub forgotten_label: Option<usize>,
     pub steps: usize,
     pub batch_size: usize,
+    /// Micro-batches per batch (`train.grad_accumulation` of an unlearning run).
+    pub grad_accumulation: usize,
     pub learning_rate: f64,
     /// Probe (and checkpoint) every this many steps.
     pub evaluate_every: usize,
@@ -55,6 +57,7 @@ impl Default for AttackConfig {
             forgotten_label: None,
             steps: 1000,
             batch_size: 32,
+            grad_accumulation: 1,
             learning_rate: 1e-4,
             evaluate_every: 100,
             cond_drop_prob: 0.1,
@@ -109,6 +112,7 @@ impl AttackConfig {
             train: UnlearnTrain {
                 steps: self.steps,
                 batch_size: self.batch_size,
+                grad_accumulation: self.grad_accumulation,
                 learning_rate: self.learning_rate,
                 optimizer: OptimizerConfig::adam(),
                 grad_clip_norm: 1.0,

@@ -14,6 +14,7 @@ use crate::backend::BackendChoice;
 use crate::data::{ImageSet, ImageSpec};
 use crate::diffusion::checkpoint::{self, Checkpoint};
 use crate::train::grads::{GradVec, Layout, flat_parameters};
+use crate::train::memory::PeakMemory;
 use crate::train::optim::OptimizerConfig;
 use crate::unlearn::step::{Conditioning, Reduction, StepContext, TimestepSampling, UnlearnData};
 use crate::unlearn::{MethodConfig, siss::SissConfig};
@@ -329,6 +330,7 @@ impl Side {
         let mut method =
             MethodConfig::Siss(SissConfig::default()).build(config.num_real_classes())?;
         let mut rng = ChaCha8Rng::seed_from_u64(STEP_SEED);
+        let memory = PeakMemory::default();
         let mut cx = StepContext {
             model: &self.ckpt.unet,
             layout: &layout,
@@ -340,6 +342,7 @@ impl Side {
                 drop_prob: 0.0,
             },
             batch_size: batch,
+            micro_batch: batch,
             reduction: Reduction::SumPerImage,
             timesteps: TimestepSampling::Uniform,
             t_range: (0, self.ckpt.schedule.num_train_timesteps() - 1),
@@ -347,6 +350,7 @@ impl Side {
             device: &self.device,
             step: 0,
             learning_rate: ADAM_LR,
+            memory: &memory,
         };
         let direction = method.direction(&mut cx)?;
         let term = |name: &str| {

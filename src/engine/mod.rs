@@ -5,6 +5,7 @@
 mod control;
 mod data;
 mod estimate;
+mod memory_fit;
 mod original_cache;
 mod resume;
 mod run;
@@ -57,6 +58,8 @@ pub struct Summary {
     /// The model at the end of the run, same pipeline and seeds.
     pub last: Option<Evaluation>,
     pub last_checkpoint: Option<PathBuf>,
+    /// Peak memory of the run (see `crate::train::memory`).
+    pub peak_memory: crate::train::memory::MemoryReport,
 }
 
 #[derive(Debug, Clone)]
@@ -188,18 +191,30 @@ fn panic_error(panic: &(dyn std::any::Any + Send), config: &ExperimentConfig) ->
         return format!("the compute backend failed: {message}");
     }
     let batch = config.train.batch_size;
+    let micro = batch.div_ceil(config.train.grad_accumulation.max(1));
     let checkpoint = &config.header.checkpoint;
     let fits = crate::device_check::select(config.header.backend, checkpoint, &|_| {})
         .ok()
-        .and_then(|s| crate::device_check::check::fitting_batch(checkpoint, &s.device, batch / 2));
-    let advice = match fits {
-        Some(b) => format!("one training step at batch_size {b} fits: set train.batch_size = {b}"),
-        None => "no smaller batch ran either; the device may need a restart (or use --backend cpu)"
-            .to_string(),
-    };
+        .and_then(|s| crate::device_check::check::fitting_batch(checkpoint, &s.device, micro / 2));
     format!(
-        "the device ran out of memory at train.batch_size {batch}; {advice}. The run directory keeps its last checkpoint. Backend message: {message}"
+        "the device ran out of memory at train.batch_size {batch} ({}); {}. The run directory keeps its last checkpoint. Backend message: {message}",
+        memory_fit::passes_phrase(batch, micro),
+        memory_advice(batch, fits)
     )
+}
+
+/// What to change when a pass of the batch does not fit, given the largest micro-batch
+/// that ran (`fits`). Accumulation keeps the batch — and so the experiment — the same.
+fn memory_advice(batch: usize, fits: Option<usize>) -> String {
+    match fits {
+        Some(b) => format!(
+            "a training pass of {b} images fits: set train.grad_accumulation = {} (micro-batches of {} images; the same batch and result in less memory)",
+            batch.div_ceil(b),
+            batch.div_ceil(batch.div_ceil(b))
+        ),
+        None => "no smaller micro-batch ran either; the device may need a restart (or use --backend cpu)"
+            .to_string(),
+    }
 }
 
 fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Option<Waker>) {

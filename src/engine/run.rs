@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::control::Control;
 use super::data::prepare_data;
 use super::estimate;
+use super::memory_fit;
 use super::original_cache;
 use super::resume::{self, RunState};
 use super::{Event, Summary};
@@ -31,8 +32,11 @@ use crate::metrics::classifier::LoadedClassifier;
 use crate::metrics::evaluation::Evaluation;
 use crate::metrics::feature_net::FeatureNet;
 use crate::metrics::suite::{Drawn, Suite, SuiteSpec};
+use crate::train::memory::{
+    MemoryReport, PeakMemory, available_memory, heap_meter_installed, heap_peak_of,
+};
 use crate::train::{Layout, clip_to_norm, snapshot, step_rng, update_ema};
-use crate::unlearn::step::{Conditioning, StepContext, UnlearnData};
+use crate::unlearn::step::{Conditioning, StepContext, UnlearnData, draw, noised};
 use crate::unlearn::{Direction, Method};
 use crate::util::sha256_hex;
 
@@ -222,6 +226,10 @@ struct Run<'a> {
     fit_note: Option<String>,
     /// What one evaluation samples.
     sampling: Sampling,
+    /// Peak memory of training (the device's pools, the process's resident set).
+    memory: PeakMemory,
+    /// The peak recorded by the run's earlier processes (a resumed run), kept when larger.
+    earlier_peak: Option<MemoryReport>,
 }
 
 impl<'a> Run<'a> {
@@ -331,6 +339,8 @@ impl<'a> Run<'a> {
             estimate: None,
             fit_note: None,
             sampling,
+            memory: PeakMemory::start(),
+            earlier_peak: None,
         })
     }
 
@@ -357,6 +367,18 @@ impl<'a> Run<'a> {
             resumed_at: self.resumed_at.clone(),
             eval_seconds: self.eval_seconds,
             estimate: self.estimate.clone(),
+            peak_memory: Some(self.peak_memory()),
+        }
+    }
+
+    /// The larger of this process's peaks and those recorded before a resume.
+    fn peak_memory(&self) -> MemoryReport {
+        let now = self.memory.report();
+        let earlier = self.earlier_peak.unwrap_or_default();
+        let max = |a: Option<u64>, b: Option<u64>| a.max(b);
+        MemoryReport {
+            device_reserved_bytes: max(now.device_reserved_bytes, earlier.device_reserved_bytes),
+            process_peak_rss_bytes: max(now.process_peak_rss_bytes, earlier.process_peak_rss_bytes),
         }
     }
 
@@ -596,6 +618,7 @@ impl<'a> Run<'a> {
         self.started_unix = previous.started_unix;
         self.last_checkpoint = previous.last_checkpoint;
         self.resumed_at = previous.resumed_at;
+        self.earlier_peak = previous.peak_memory;
         let resume_dir = self.dir.resume_dir();
         let Some(state) = resume::read_state(&resume_dir)? else {
             // Killed before the original's evaluation was saved: nothing to keep.
@@ -672,6 +695,7 @@ impl<'a> Run<'a> {
                 drop_prob: train.cond_drop_prob,
             },
             batch_size: train.batch_size,
+            micro_batch: train.batch_size.div_ceil(train.grad_accumulation.max(1)),
             reduction: train.reduction,
             timesteps: train.timesteps,
             t_range: (train.t_min.min(t_max), t_max),
@@ -679,6 +703,7 @@ impl<'a> Run<'a> {
             device: self.device,
             step,
             learning_rate: train.learning_rate,
+            memory: &self.memory,
         }
     }
 
@@ -729,6 +754,9 @@ impl<'a> Run<'a> {
         let mut method = self.config.method.build(num_classes)?;
         if let Some(state) = self.resumed.take() {
             optim = self.load_resumed(&state, optim, &mut *method, &layout)?;
+        }
+        if self.steps_done < train.steps {
+            self.check_memory(&layout, emit)?;
         }
         self.last_state_save = Instant::now();
         for step in self.steps_done..train.steps {
@@ -819,6 +847,55 @@ impl<'a> Run<'a> {
         Ok(RunStatus::Finished)
     }
 
+    /// On a device that reports no memory pools (the CPU), refuses a step that would not fit
+    /// in the memory left (the OS would kill the process, not report it): one training pass
+    /// measured at 1 and 2 images, extrapolated to the micro-batch (`memory_fit`).
+    fn check_memory(&self, layout: &Layout, emit: &dyn Fn(Event)) -> Result<(), String> {
+        if self.device.memory_pool_usage().is_some() || !heap_meter_installed() {
+            return Ok(());
+        }
+        let (Some(one), Some(two), Some(available)) = (
+            self.forward_graph_bytes(layout, 1),
+            self.forward_graph_bytes(layout, 2),
+            available_memory(),
+        ) else {
+            return Ok(()); // not measurable here (no instrumented allocator, not Linux)
+        };
+        let train = &self.config.train;
+        // A backward pass's gradients (per parameter, then flat), per-term gradients kept
+        // between passes (up to three) and Adam's two moments: seven f32 copies of the weights.
+        let held = 7 * 4 * layout.len() as u64;
+        let request = memory_fit::Request {
+            batch: train.batch_size,
+            accumulation: train.grad_accumulation,
+            held,
+            available,
+        };
+        let note = memory_fit::verdict(&memory_fit::PassMemory { one, two }, &request)?;
+        emit(Event::Note(note));
+        Ok(())
+    }
+
+    /// The heap the forward graph of a training pass of `images` holds (its own random
+    /// stream: the run's draws are untouched). The graph — activations kept for the backward
+    /// pass — is what grows with the images.
+    fn forward_graph_bytes(&self, layout: &Layout, images: usize) -> Option<u64> {
+        let mut rng = step_rng(self.config.train.seed.wrapping_add(0x6d656d), 0);
+        let set = if self.data.retain.is_empty() {
+            &self.data.forget
+        } else {
+            &self.data.retain
+        };
+        let (loss, peak) = heap_peak_of(|| {
+            let mut cx = self.step_context(&self.model, layout, 0, &mut rng);
+            let clean = draw(set, images, cx.rng, cx.device);
+            let batch = noised(&mut cx, &clean);
+            batch.loss(cx.model, cx.reduction)
+        });
+        drop(loss);
+        peak
+    }
+
     /// Whether the resume state is saved after step `done` (`train.save_state_every`, and
     /// `train.save_state_minutes` since the last save).
     fn state_due(&self, done: usize) -> bool {
@@ -868,6 +945,7 @@ impl<'a> Run<'a> {
             baseline: self.baseline.clone(),
             last: self.last_eval.clone(),
             last_checkpoint: self.last_checkpoint.clone(),
+            peak_memory: self.peak_memory(),
         })
     }
 

@@ -101,6 +101,11 @@ pub struct UnlearnTrain {
     pub steps: usize,
     /// Images per batch, for each of the retain and forget batches.
     pub batch_size: usize,
+    /// Split every batch into this many micro-batches, one forward/backward pass each, and
+    /// add their gradients: the same step (same draws, same gradient up to float summation
+    /// order) in a fraction of the memory, so SISS's batch 64 + 64 fits a large model.
+    /// Micro-batches hold ⌈batch_size / grad_accumulation⌉ images.
+    pub grad_accumulation: usize,
     pub learning_rate: f64,
     pub optimizer: OptimizerConfig,
     /// Global gradient-norm clip applied after the method combines its terms (0 = off).
@@ -135,6 +140,7 @@ impl Default for UnlearnTrain {
         Self {
             steps: 300,
             batch_size: 64,
+            grad_accumulation: 1,
             learning_rate: 5e-5,
             optimizer: OptimizerConfig::default(),
             grad_clip_norm: 1.0,
@@ -377,6 +383,12 @@ impl ExperimentConfig {
         let t = &self.train;
         if t.batch_size == 0 {
             return Err("train.batch_size must be ≥ 1".into());
+        }
+        if !(1..=t.batch_size).contains(&t.grad_accumulation) {
+            return Err(format!(
+                "train.grad_accumulation = {} must be between 1 and train.batch_size = {} (it is the number of micro-batches a batch is split into)",
+                t.grad_accumulation, t.batch_size
+            ));
         }
         check_non_negative("train.learning_rate", t.learning_rate)?;
         check_non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;

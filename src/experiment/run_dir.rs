@@ -131,6 +131,10 @@ pub struct RunInfo {
     /// What the run expected its evaluations and training to cost before it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<super::cost::CostEstimate>,
+    /// Peak memory while it ran (the device's pools where the backend reports them, the
+    /// process's resident set on Linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<crate::train::memory::MemoryReport>,
 }
 
 /// The run's lock, held by the process that runs it. The kernel releases it when that
@@ -370,6 +374,7 @@ mod tests {
             resumed_at: vec![],
             eval_seconds: 0.0,
             estimate: None,
+            peak_memory: None,
         };
         run.write_info(&info).unwrap();
         let lock = run.lock().unwrap();

@@ -345,8 +345,8 @@ impl Translation {
     }
 
     /// `train_batch_size × gradient_accumulation_steps`: SISS rescales the forget gradient
-    /// after accumulating, so G micro-batches of B are one step at batch G·B (same memory
-    /// trade-off aside).
+    /// after accumulating, so G micro-batches of B are one step at batch G·B, taken as G
+    /// micro-batches of B (`train.grad_accumulation = G`) in the same memory.
     fn batch_size(&mut self, root: &Map<String, Value>) -> Result<(), String> {
         let count = |key: &str| -> Result<Option<u64>, String> {
             match root.get(key) {
@@ -366,6 +366,13 @@ impl Translation {
                 "train_batch_size"
             };
             self.set("train.batch_size", &Value::from(batch * accumulation), key)?;
+            if accumulation > 1 {
+                self.set(
+                    "train.grad_accumulation",
+                    &Value::from(accumulation),
+                    "gradient_accumulation_steps",
+                )?;
+            }
         } else if accumulation > 1 {
             return Err("gradient_accumulation_steps needs train_batch_size".into());
         }
@@ -513,6 +520,7 @@ mod tests {
             .unwrap()
             .config;
         assert_eq!(c.train.batch_size, 64);
+        assert_eq!(c.train.grad_accumulation, 16);
     }
 
     #[test]

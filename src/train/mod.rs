@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod ema;
 pub mod grads;
+pub mod memory;
 pub mod optim;
 pub mod snapshot;
 

@@ -9,10 +9,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::step::{StepContext, denoising_loss, draw, value};
+use super::step::{StepContext, draw, noised};
 use super::{Direction, Method, StepReport};
 use crate::data::{ImageSet, ImageSpec, load_paths};
-use crate::train::grads::GradVec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -95,11 +94,11 @@ impl Method for Dimum {
             .ok_or("DiMUM needs a substitute set (method.substitute_class or substitute_images)")?;
         let r = draw(&data.retain, cx.batch_size, cx.rng, cx.device);
         let s = draw(substitute, cx.batch_size, cx.rng, cx.device);
-        let loss_r = denoising_loss(cx, &r);
-        let loss_s = denoising_loss(cx, &s);
-        let (lr_v, ls_v) = (value(&loss_r), value(&loss_s));
+        let (r, s) = (noised(cx, &r), noised(cx, &s));
         let beta = self.config.beta;
-        let grad = GradVec::of_loss(loss_r + loss_s * beta, cx.model, cx.layout);
+        let (lr_v, g_r) = cx.loss_and_grad(&r, 1.0);
+        let (ls_v, g_s) = cx.loss_and_grad(&s, beta);
+        let grad = g_r.plus(&g_s, 1.0);
         let mut report = StepReport::default();
         report.term("retain", lr_v);
         report.term("substitute", ls_v);

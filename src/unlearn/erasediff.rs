@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use super::combine::{bome_direction, bome_lambda};
 use super::step::{
-    Clean, StepContext, class_inputs, coefficients, denoising_loss, draw, draw_timesteps,
-    image_shape, image_tensor, per_image_sq_err, reduce, timestep_tensor, value,
+    Clean, NoisedBatch, StepContext, class_inputs, coefficients, draw, draw_timesteps, image_shape,
+    image_tensor, noised, timestep_tensor,
 };
 use super::{Direction, Method, StepReport};
 use crate::diffusion::unet::UNet;
-use crate::train::grads::{GradVec, flat_parameters, set_flat_parameters};
+use crate::train::grads::{flat_parameters, set_flat_parameters};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -104,14 +104,15 @@ impl EraseDiff {
         }
     }
 
-    /// The forgetting loss `f` of a forget batch under `model`.
-    fn forget_loss(&self, model: &UNet, cx: &mut StepContext<'_>, a: &Clean) -> Tensor1 {
+    /// The forgetting regression `f` of a forget batch under `model` (for `relabel`, its
+    /// target is `model`'s own prediction under other classes, computed here, detached).
+    fn forget_batch(&self, model: &UNet, cx: &mut StepContext<'_>, a: &Clean) -> NoisedBatch {
         let b = a.labels.len();
         let shape = image_shape(cx);
         let numel: usize = shape.iter().product();
         let t = draw_timesteps(cx, b);
         let (gamma, sigma) = coefficients(cx.schedule, &t, cx.device);
-        let t_tensor = timestep_tensor(&t, cx.device);
+        let t = timestep_tensor(&t, cx.device);
         if self.relabel() {
             let n = self.num_classes.expect("checked in new");
             let eps = image_tensor(
@@ -140,18 +141,29 @@ impl EraseDiff {
                     cx.device,
                 )
             };
-            let target = model
-                .forward(xt.clone(), t_tensor.clone(), Some(ints(other)))
-                .detach();
-            let pred = model.forward(xt, t_tensor, Some(ints(forgotten)));
-            reduce(per_image_sq_err(pred, target), None, cx.reduction, numel)
+            let under_other = NoisedBatch {
+                xt: xt.clone(),
+                t: t.clone(),
+                classes: Some(ints(other)),
+                target: xt.clone(),
+                weights: None,
+            };
+            NoisedBatch {
+                target: under_other.prediction(model, cx.passes()),
+                classes: Some(ints(forgotten)),
+                ..under_other
+            }
         } else {
             let u: Vec<f32> = (0..b * numel).map(|_| cx.rng.random::<f32>()).collect();
             let u = image_tensor(u, b, shape, cx.device);
             let xt = a.x0.clone() * gamma + u.clone() * sigma;
-            let classes = class_inputs(cx, &a.labels);
-            let pred = model.forward(xt, t_tensor, classes);
-            reduce(per_image_sq_err(pred, u), None, cx.reduction, numel)
+            NoisedBatch {
+                xt,
+                t,
+                classes: class_inputs(cx, &a.labels),
+                target: u,
+                weights: None,
+            }
         }
     }
 
@@ -161,17 +173,16 @@ impl EraseDiff {
         let b = cx.batch_size;
         for _ in 0..self.config.inner_steps {
             let a = draw(&cx.data.forget, b, cx.rng, cx.device);
-            let loss = self.forget_loss(&phi, cx, &a);
-            let g = GradVec::of_loss(loss, &phi, cx.layout);
+            let f = self.forget_batch(&phi, cx, &a);
+            let (_, g) = f.loss_and_grad(&phi, cx.layout, cx.reduction, cx.passes(), 1.0);
             let next = flat_parameters(&phi) - g.flat().clone() * cx.learning_rate as f32;
             phi = set_flat_parameters(phi, &next, cx.layout);
         }
         let a = draw(&cx.data.forget, b, cx.rng, cx.device);
-        value(&self.forget_loss(&phi, cx, &a).detach())
+        let f = self.forget_batch(&phi, cx, &a);
+        f.loss_value(&phi, cx.reduction, cx.passes())
     }
 }
-
-type Tensor1 = burn::tensor::Tensor<1>;
 
 impl Method for EraseDiff {
     fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
@@ -181,29 +192,27 @@ impl Method for EraseDiff {
         let b = cx.batch_size;
         let r = draw(&cx.data.retain, b, cx.rng, cx.device);
         let a = draw(&cx.data.forget, b, cx.rng, cx.device);
-        let loss_r = denoising_loss(cx, &r);
+        let r = noised(cx, &r);
         let model = cx.model;
-        let loss_f = self.forget_loss(model, cx, &a);
-        let (lr_v, lf_v) = (value(&loss_r), value(&loss_f));
+        let f = self.forget_batch(model, cx, &a);
+        let (lr_v, g_r) = cx.loss_and_grad(&r, 1.0);
         let mut report = StepReport::default();
+        let (grad, lambda, lf_v) = if self.config.auto_lambda {
+            let (lf_v, g_q) = cx.loss_and_grad(&f, 1.0);
+            let lambda = bome_lambda(g_r.dot(&g_q), g_q.dot(&g_q), self.config.eta);
+            report.grad_norm("remaining", g_r.norm());
+            report.grad_norm("forget", g_q.norm());
+            (bome_direction(g_r, &g_q, lambda), lambda, lf_v)
+        } else {
+            let lambda = self.config.alpha;
+            let (lf_v, g_f) = cx.loss_and_grad(&f, lambda);
+            (g_r.plus(&g_f, 1.0), lambda, lf_v)
+        };
         report.term("remaining (F)", lr_v);
         report.term("forget (f)", lf_v);
         if let Some(f_k) = self.f_k {
             report.term("q = f − f(φ^K)", lf_v - f_k);
         }
-        let (grad, lambda) = if self.config.auto_lambda {
-            let g_r = GradVec::of_loss(loss_r, cx.model, cx.layout);
-            let g_q = GradVec::of_loss(loss_f, cx.model, cx.layout);
-            let lambda = bome_lambda(g_r.dot(&g_q), g_q.dot(&g_q), self.config.eta);
-            report.grad_norm("remaining", g_r.norm());
-            report.grad_norm("forget", g_q.norm());
-            (bome_direction(g_r, &g_q, lambda), lambda)
-        } else {
-            // Fixed λ: one backward through both graphs.
-            let lambda = self.config.alpha;
-            let g = GradVec::of_loss(loss_r + loss_f * lambda, cx.model, cx.layout);
-            (g, lambda)
-        };
         report.coefficient("λ", lambda);
         report.term("total", lr_v + lambda * lf_v);
         Ok(Direction { grad, report })

@@ -2,18 +2,16 @@
 //! docs/methods.md, baselines): forgetting relies on catastrophic forgetting of `A`. Also the
 //! loss of *Retrain* ([`super::retrain`]), which starts from fresh weights instead.
 
-use super::step::{StepContext, denoising_loss, draw, value};
+use super::step::{StepContext, draw, noised};
 use super::{Direction, Method, StepReport};
-use crate::train::grads::GradVec;
 
 pub struct Finetune;
 
 impl Method for Finetune {
     fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
         let x = draw(&cx.data.retain, cx.batch_size, cx.rng, cx.device);
-        let loss = denoising_loss(cx, &x);
-        let l = value(&loss);
-        let grad = GradVec::of_loss(loss, cx.model, cx.layout);
+        let batch = noised(cx, &x);
+        let (l, grad) = cx.loss_and_grad(&batch, 1.0);
         let mut report = StepReport::default();
         report.term("retain (L_X\\A)", l);
         report.term("total", l);

@@ -4,9 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::step::{StepContext, denoising_loss, draw, value};
+use super::step::{StepContext, draw, noised};
 use super::{Direction, Method, StepReport};
-use crate::train::grads::GradVec;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,10 +34,9 @@ pub struct NegGrad {
 impl Method for NegGrad {
     fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
         let a = draw(&cx.data.forget, cx.batch_size, cx.rng, cx.device);
-        let loss_a = denoising_loss(cx, &a);
-        let la = value(&loss_a);
+        let batch = noised(cx, &a);
         let s = self.config.superfactor;
-        let grad = GradVec::of_loss(loss_a * (-s), cx.model, cx.layout);
+        let (la, grad) = cx.loss_and_grad(&batch, -s);
         let mut report = StepReport::default();
         report.term("forget (L_A)", la);
         report.term("total", -s * la);

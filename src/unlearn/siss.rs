@@ -11,19 +11,18 @@
 //! - `paper`: `x ~ X = X\A ∪ A`, loss `n/(n−k)·L_x − s·k/(n−k)·L_a` with superfactor `s`;
 //!   `s = 1` is an unbiased estimate of the naive-deletion loss. 1 forward, 1 backward.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::Tensor;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::combine::{ForgetScaling, norm_fixed_subtraction};
 use super::importance::{WeightStats, half_scaled_distance, log_weights};
 use super::step::{
-    self, Clean, StepContext, class_inputs, draw, image_shape, per_image_sq_err, reduce,
+    self, Clean, NoisedBatch, StepContext, accumulate, class_inputs, draw, image_shape,
     timestep_tensor,
 };
 use super::{Direction, Method, StepReport};
 use crate::data::ImageSet;
-use crate::train::grads::GradVec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -153,75 +152,37 @@ fn full_set(cx: &StepContext<'_>) -> ImageSet {
     all
 }
 
-/// One mixture batch's importance-weighted terms, sharing one forward pass.
+/// One mixture batch as the two regressions SISS weights: the same noisy inputs onto the
+/// implied noise of `x` (weights `w_x`) and of `a` (weights `w_a`).
 pub struct WeightedTerms {
-    pub loss_x: Tensor<1>,
-    pub loss_a: Tensor<1>,
     pub batch: MixtureBatch,
-    /// The class inputs the forward pass used (a second pass must reuse them).
-    pub classes: Option<Tensor<1, Int>>,
+    pub x: NoisedBatch,
+    pub a: NoisedBatch,
 }
 
-/// The two importance-weighted terms `(L_x, L_a)` of one mixture batch, sharing one
-/// forward pass (no backward here: with an inference model this is the loss value alone).
+/// Draws `x ~ x_set`, `a ~ A` and the mixture batch, and builds its two weighted
+/// regressions (no forward pass here).
 pub fn weighted_terms(cx: &mut StepContext<'_>, x_set: &ImageSet, lambda: f64) -> WeightedTerms {
     let b = cx.batch_size;
     let shape = image_shape(cx);
-    let numel: usize = shape.iter().product();
     let x = draw(x_set, b, cx.rng, cx.device);
     let a = draw(&cx.data.forget, b, cx.rng, cx.device);
     let batch = mixture_batch(cx, &x, &a, lambda);
     let classes = class_inputs(cx, &batch.labels);
     let device = cx.device;
-    let pred = cx.model.forward(
-        step::image_tensor(batch.m.clone(), b, shape, device),
-        timestep_tensor(&batch.t, device),
-        classes.clone(),
-    );
-    let term = |target: &[f32], w: &[f64]| {
-        reduce(
-            per_image_sq_err(
-                pred.clone(),
-                step::image_tensor(target.to_vec(), b, shape, device),
-            ),
-            Some(weight_tensor(w, device)),
-            cx.reduction,
-            numel,
-        )
+    let image = |values: &[f32]| step::image_tensor(values.to_vec(), b, shape, device);
+    let x = NoisedBatch {
+        xt: image(&batch.m),
+        t: timestep_tensor(&batch.t, device),
+        classes,
+        target: image(&batch.target_x),
+        weights: Some(weight_tensor(&batch.w_x, device)),
     };
-    let loss_x = term(&batch.target_x, &batch.w_x);
-    let loss_a = term(&batch.target_a, &batch.w_a);
-    WeightedTerms {
-        loss_x,
-        loss_a,
-        batch,
-        classes,
-    }
-}
-
-/// The forget term `L_a` of an already drawn batch, on a fresh forward pass.
-fn forget_term(
-    cx: &mut StepContext<'_>,
-    batch: &MixtureBatch,
-    classes: Option<Tensor<1, Int>>,
-) -> Tensor<1> {
-    let b = cx.batch_size;
-    let shape = image_shape(cx);
-    let device = cx.device;
-    let pred = cx.model.forward(
-        step::image_tensor(batch.m.clone(), b, shape, device),
-        timestep_tensor(&batch.t, device),
-        classes,
-    );
-    reduce(
-        per_image_sq_err(
-            pred,
-            step::image_tensor(batch.target_a.clone(), b, shape, device),
-        ),
+    let a = x.with_target(
+        image(&batch.target_a),
         Some(weight_tensor(&batch.w_a, device)),
-        cx.reduction,
-        shape.iter().product(),
-    )
+    );
+    WeightedTerms { batch, x, a }
 }
 
 /// `(n/(n−k), s·k/(n−k))` of the paper form.
@@ -236,26 +197,19 @@ impl Method for Siss {
             SissForm::Official => cx.data.retain.clone(),
             SissForm::Paper => full_set(cx),
         };
-        let WeightedTerms {
-            loss_x,
-            loss_a,
-            batch,
-            classes,
-        } = weighted_terms(cx, &x_set, self.config.lambda);
-        let (lx, la) = (step::value(&loss_x), step::value(&loss_a));
+        let WeightedTerms { batch, x, a } = weighted_terms(cx, &x_set, self.config.lambda);
         let mut report = StepReport {
             weights: Some(WeightStats::of(&batch.w_x, &batch.w_a, &batch.from_forget)),
             ..StepReport::default()
         };
-        report.term("retain (L_x)", lx);
-        report.term("forget (L_a)", la);
         let grad = match self.config.form {
             SissForm::Official => {
-                drop(loss_a);
-                let g_x = GradVec::of_loss(loss_x, cx.model, cx.layout);
-                // Second graph for L_a: same inputs and class inputs, identical values
+                // One graph per term: same inputs and class inputs, identical predictions
                 // (Burn has no retain_graph).
-                let g_a = GradVec::of_loss(forget_term(cx, &batch, classes), cx.model, cx.layout);
+                let (lx, g_x) = cx.loss_and_grad(&x, 1.0);
+                let (la, g_a) = cx.loss_and_grad(&a, 1.0);
+                report.term("retain (L_x)", lx);
+                report.term("forget (L_a)", la);
                 report.grad_norm("retain", g_x.norm());
                 report.grad_norm("forget", g_a.norm());
                 let target = self.config.scaling.forget_norm(g_x.norm());
@@ -268,10 +222,24 @@ impl Method for Siss {
             SissForm::Paper => {
                 let (c_x, c_a) =
                     paper_coefficients(x_set.len(), cx.data.forget.len(), self.config.superfactor);
+                // Both terms share each micro-batch's one forward pass.
+                let (model, reduction, len) = (cx.model, cx.reduction, x.len());
+                let (values, g) =
+                    accumulate(model, cx.layout, len, cx.passes(), &[c_x, -c_a], |range| {
+                        let (x, a) = (x.part(range.clone()), a.part(range));
+                        let pred = x.predict(model);
+                        vec![
+                            x.share_of(pred.clone(), reduction, len),
+                            a.share_of(pred, reduction, len),
+                        ]
+                    });
+                let (lx, la) = (values[0], values[1]);
+                report.term("retain (L_x)", lx);
+                report.term("forget (L_a)", la);
                 report.coefficient("n/(n-k)", c_x);
                 report.coefficient("s·k/(n-k)", c_a);
                 report.term("total", c_x * lx - c_a * la);
-                GradVec::of_loss(loss_x * c_x - loss_a * c_a, cx.model, cx.layout)
+                g
             }
         };
         Ok(Direction { grad, report })

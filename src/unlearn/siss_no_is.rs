@@ -4,11 +4,10 @@
 
 use super::combine::{ForgetScaling, norm_fixed_subtraction};
 use super::step::{
-    StepContext, class_inputs, coefficients, draw, draw_noise, image_shape, per_image_sq_err,
-    reduce, timestep_tensor, value,
+    Clean, NoisedBatch, StepContext, class_inputs, coefficients, draw, draw_noise, image_shape,
+    timestep_tensor,
 };
 use super::{Direction, Method, StepReport};
-use crate::train::grads::GradVec;
 
 /// SISS (No IS) has only the forget-gradient scaling knobs, shared with SISS.
 pub type SissNoIsConfig = ForgetScaling;
@@ -21,29 +20,23 @@ impl Method for SissNoIs {
     fn direction(&mut self, cx: &mut StepContext<'_>) -> Result<Direction, String> {
         let b = cx.batch_size;
         let shape = image_shape(cx);
-        let numel = shape.iter().product();
         let x = draw(&cx.data.retain, b, cx.rng, cx.device);
         let a = draw(&cx.data.forget, b, cx.rng, cx.device);
         let noise = draw_noise(cx, b, shape);
         let (gamma, sigma) = coefficients(cx.schedule, &noise.t, cx.device);
         let t = timestep_tensor(&noise.t, cx.device);
-        let loss_of = |clean: &super::step::Clean, cx: &mut StepContext<'_>| {
-            let xt = clean.x0.clone() * gamma.clone() + noise.eps.clone() * sigma.clone();
-            let classes = class_inputs(cx, &clean.labels);
-            let pred = cx.model.forward(xt, t.clone(), classes);
-            reduce(
-                per_image_sq_err(pred, noise.eps.clone()),
-                None,
-                cx.reduction,
-                numel,
-            )
+        // Both sets noised with the same eps and t; class inputs drawn retain first.
+        let noised_with_shared_noise = |clean: &Clean, cx: &mut StepContext<'_>| NoisedBatch {
+            xt: clean.x0.clone() * gamma.clone() + noise.eps.clone() * sigma.clone(),
+            t: t.clone(),
+            classes: class_inputs(cx, &clean.labels),
+            target: noise.eps.clone(),
+            weights: None,
         };
-        let loss_x = loss_of(&x, cx);
-        let lx = value(&loss_x);
-        let g_x = GradVec::of_loss(loss_x, cx.model, cx.layout);
-        let loss_a = loss_of(&a, cx);
-        let la = value(&loss_a);
-        let g_a = GradVec::of_loss(loss_a, cx.model, cx.layout);
+        let x = noised_with_shared_noise(&x, cx);
+        let a = noised_with_shared_noise(&a, cx);
+        let (lx, g_x) = cx.loss_and_grad(&x, 1.0);
+        let (la, g_a) = cx.loss_and_grad(&a, 1.0);
         let mut report = StepReport::default();
         report.term("retain (L_x)", lx);
         report.term("forget (L_a)", la);

@@ -2,6 +2,8 @@
 //! conditioning and loss reductions (batches of clean images come from [`crate::train::batch`]).
 //! Methods compose these; none re-implements them.
 
+use std::ops::Range;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -10,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageSet;
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::unet::UNet;
-use crate::train::grads::Layout;
+use crate::train::grads::{GradVec, Layout};
+use crate::train::memory::PeakMemory;
 
 /// Methods draw their clean batches with the trainers' one batch builder.
 pub use crate::train::batch::{Clean, draw};
@@ -67,6 +70,9 @@ pub struct StepContext<'a> {
     pub data: &'a UnlearnData,
     pub cond: Conditioning,
     pub batch_size: usize,
+    /// Images per forward/backward pass: a batch is split into micro-batches of at most
+    /// this many (`train.grad_accumulation`) whose gradients add up to the batch's.
+    pub micro_batch: usize,
     pub reduction: Reduction,
     pub timesteps: TimestepSampling,
     /// Inclusive range of training timesteps.
@@ -75,6 +81,222 @@ pub struct StepContext<'a> {
     pub device: &'a Device,
     pub step: usize,
     pub learning_rate: f64,
+    /// Where the run's peak memory is noted (after every micro-batch's forward pass).
+    pub memory: &'a PeakMemory,
+}
+
+impl StepContext<'_> {
+    /// The value of `loss(batch)` and the gradient of `scale · loss(batch)` on the step's
+    /// model, one micro-batch at a time.
+    pub fn loss_and_grad(&self, batch: &NoisedBatch, scale: f32) -> (f32, GradVec) {
+        batch.loss_and_grad(
+            self.model,
+            self.layout,
+            self.reduction,
+            self.passes(),
+            scale,
+        )
+    }
+
+    /// How this step splits its batches into passes.
+    pub fn passes(&self) -> Passes<'_> {
+        Passes {
+            micro_batch: self.micro_batch,
+            memory: self.memory,
+            device: self.device,
+        }
+    }
+}
+
+/// How a batch is split into forward/backward passes, and where their memory is noted.
+#[derive(Clone, Copy)]
+pub struct Passes<'a> {
+    pub micro_batch: usize,
+    pub memory: &'a PeakMemory,
+    pub device: &'a Device,
+}
+
+impl Passes<'_> {
+    /// The image ranges of a batch of `len`: consecutive micro-batches of `micro_batch`
+    /// (the last one smaller when it does not divide).
+    pub fn ranges(&self, len: usize) -> Vec<Range<usize>> {
+        let size = self.micro_batch.max(1);
+        (0..len.div_ceil(size))
+            .map(|i| i * size..((i + 1) * size).min(len))
+            .collect()
+    }
+}
+
+/// `Σ_i coefficients[i] · term_i` over one batch and its gradient, built one micro-batch at
+/// a time so that only one micro-batch's autodiff graph is alive (gradient accumulation).
+/// `terms(range)` gives each term's share from the images in `range`, *already divided by
+/// the whole batch's size*: the shares then add up to the whole batch's terms and their
+/// gradients to its gradient, exactly up to float summation order. Returns each term's
+/// value over the whole batch and the gradient.
+pub fn accumulate(
+    model: &UNet,
+    layout: &Layout,
+    len: usize,
+    passes: Passes<'_>,
+    coefficients: &[f32],
+    mut terms: impl FnMut(Range<usize>) -> Vec<Tensor<1>>,
+) -> (Vec<f32>, GradVec) {
+    let mut values = vec![0.0f32; coefficients.len()];
+    let mut grad: Option<GradVec> = None;
+    for range in passes.ranges(len) {
+        let parts = terms(range);
+        passes.memory.sample(passes.device);
+        let mut objective: Option<Tensor<1>> = None;
+        for ((part, &c), v) in parts.into_iter().zip(coefficients).zip(&mut values) {
+            *v += value(&part);
+            let weighted = part * c;
+            objective = Some(match objective {
+                Some(o) => o + weighted,
+                None => weighted,
+            });
+        }
+        let objective = objective.expect("at least one term");
+        let g = GradVec::of_loss(objective, model, layout);
+        grad = Some(match grad {
+            Some(sum) => sum.plus(&g, 1.0),
+            None => g,
+        });
+    }
+    (values, grad.expect("a batch of at least one image"))
+}
+
+/// One batch's model inputs and regression targets, all drawn before any forward pass:
+/// splitting it into micro-batches changes no random draw, so a run with gradient
+/// accumulation follows the same random stream — and reaches the same weights — as one
+/// without.
+#[derive(Clone)]
+pub struct NoisedBatch {
+    pub xt: Tensor<4>,
+    pub t: Tensor<1>,
+    pub classes: Option<Tensor<1, Int>>,
+    pub target: Tensor<4>,
+    /// Per-image loss weights (SISS's importance weights); `None` = 1.
+    pub weights: Option<Tensor<1>>,
+}
+
+impl NoisedBatch {
+    pub fn len(&self) -> usize {
+        self.xt.dims()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The images in `range`.
+    pub fn part(&self, range: Range<usize>) -> Self {
+        let (start, n) = (range.start, range.len());
+        Self {
+            xt: self.xt.clone().narrow(0, start, n),
+            t: self.t.clone().narrow(0, start, n),
+            classes: self.classes.clone().map(|c| c.narrow(0, start, n)),
+            target: self.target.clone().narrow(0, start, n),
+            weights: self.weights.clone().map(|w| w.narrow(0, start, n)),
+        }
+    }
+
+    /// The same inputs regressed onto another target with other weights (SISS's two terms
+    /// share one mixture batch).
+    pub fn with_target(&self, target: Tensor<4>, weights: Option<Tensor<1>>) -> Self {
+        Self {
+            target,
+            weights,
+            ..self.clone()
+        }
+    }
+
+    /// The loss of `pred` (this batch's prediction) as a share of a batch of `batch_len`
+    /// images.
+    pub fn share_of(&self, pred: Tensor<4>, reduction: Reduction, batch_len: usize) -> Tensor<1> {
+        let [_, c, h, w] = self.target.dims();
+        reduce_over(
+            per_image_sq_err(pred, self.target.clone()),
+            self.weights.clone(),
+            reduction,
+            c * h * w,
+            batch_len,
+        )
+    }
+
+    /// `model`'s prediction for this batch.
+    pub fn predict(&self, model: &UNet) -> Tensor<4> {
+        model.forward(self.xt.clone(), self.t.clone(), self.classes.clone())
+    }
+
+    /// `model`'s prediction, detached, one micro-batch at a time (a target computed by the
+    /// model itself).
+    pub fn prediction(&self, model: &UNet, passes: Passes<'_>) -> Tensor<4> {
+        let parts = passes
+            .ranges(self.len())
+            .into_iter()
+            .map(|range| {
+                let pred = self.part(range).predict(model).detach();
+                passes.memory.sample(passes.device);
+                pred
+            })
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+
+    /// The loss on one forward pass of the whole batch, its graph kept.
+    pub fn loss(&self, model: &UNet, reduction: Reduction) -> Tensor<1> {
+        self.share_of(self.predict(model), reduction, self.len())
+    }
+
+    /// The loss's value alone, one micro-batch at a time (no graph kept).
+    pub fn loss_value(&self, model: &UNet, reduction: Reduction, passes: Passes<'_>) -> f32 {
+        let len = self.len();
+        passes
+            .ranges(len)
+            .into_iter()
+            .map(|range| {
+                let part = self.part(range);
+                let share = part.share_of(part.predict(model).detach(), reduction, len);
+                passes.memory.sample(passes.device);
+                value(&share)
+            })
+            .sum()
+    }
+
+    /// The value of the loss and the gradient of `scale · loss`, one micro-batch at a time.
+    pub fn loss_and_grad(
+        &self,
+        model: &UNet,
+        layout: &Layout,
+        reduction: Reduction,
+        passes: Passes<'_>,
+        scale: f32,
+    ) -> (f32, GradVec) {
+        let len = self.len();
+        let (values, grad) = accumulate(model, layout, len, passes, &[scale], |range| {
+            let part = self.part(range);
+            vec![part.share_of(part.predict(model), reduction, len)]
+        });
+        (values[0], grad)
+    }
+}
+
+/// The plain DDPM regression of a clean batch: `x_t = γ_t x_0 + σ_t ε` onto `ε`, with the
+/// conditioning dropout (draws timesteps, noise, then class inputs, in that order).
+pub fn noised(cx: &mut StepContext<'_>, clean: &Clean) -> NoisedBatch {
+    let shape = image_shape(cx);
+    let b = clean.labels.len();
+    let noise = draw_noise(cx, b, shape);
+    let (gamma, sigma) = coefficients(cx.schedule, &noise.t, cx.device);
+    let xt = clean.x0.clone() * gamma + noise.eps.clone() * sigma;
+    let classes = class_inputs(cx, &clean.labels);
+    NoisedBatch {
+        xt,
+        t: timestep_tensor(&noise.t, cx.device),
+        classes,
+        target: noise.eps,
+        weights: None,
+    }
 }
 
 /// Timesteps and Gaussian noise of one batch.
@@ -190,7 +412,20 @@ pub fn reduce(
     reduction: Reduction,
     numel: usize,
 ) -> Tensor<1> {
-    let b = per_image.dims()[0] as f32;
+    let b = per_image.dims()[0];
+    reduce_over(per_image, weights, reduction, numel, b)
+}
+
+/// [`reduce`] of some of a batch's images as their share of the whole batch of `batch_len`
+/// (the per-batch mean divides by the whole batch, so shares add up to it).
+pub fn reduce_over(
+    per_image: Tensor<1>,
+    weights: Option<Tensor<1>>,
+    reduction: Reduction,
+    numel: usize,
+    batch_len: usize,
+) -> Tensor<1> {
+    let b = batch_len as f32;
     let weighted = match weights {
         Some(w) => per_image * w,
         None => per_image,
@@ -202,24 +437,10 @@ pub fn reduce(
     }
 }
 
-/// The plain DDPM loss `‖eps_θ(x_t, t, c) − eps‖²` of a clean batch (one forward pass).
+/// The plain DDPM loss `‖eps_θ(x_t, t, c) − eps‖²` of a clean batch (one forward pass of
+/// the whole batch, its graph kept).
 pub fn denoising_loss(cx: &mut StepContext<'_>, clean: &Clean) -> Tensor<1> {
-    let shape = cx.data.retain.spec;
-    let shape = [shape.channels, shape.height, shape.width];
-    let b = clean.labels.len();
-    let noise = draw_noise(cx, b, shape);
-    let (gamma, sigma) = coefficients(cx.schedule, &noise.t, cx.device);
-    let xt = clean.x0.clone() * gamma + noise.eps.clone() * sigma;
-    let classes = class_inputs(cx, &clean.labels);
-    let pred = cx
-        .model
-        .forward(xt, timestep_tensor(&noise.t, cx.device), classes);
-    reduce(
-        per_image_sq_err(pred, noise.eps),
-        None,
-        cx.reduction,
-        shape.iter().product(),
-    )
+    noised(cx, clean).loss(cx.model, cx.reduction)
 }
 
 /// Image shape `[c, h, w]` of the run's data.

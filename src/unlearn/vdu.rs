@@ -13,9 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::step::{StepContext, denoising_loss, draw, value};
+use super::step::{StepContext, draw, noised};
 use super::{Direction, Method, StepReport};
-use crate::train::grads::{GradVec, flat_parameters};
+use crate::train::grads::flat_parameters;
 use burn::tensor::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -92,7 +92,8 @@ impl Vdu {
                 let mut sum: Option<Tensor<1>> = None;
                 for _ in 0..self.config.fisher_batches {
                     let a = draw(&cx.data.forget, cx.batch_size, cx.rng, cx.device);
-                    let g = GradVec::of_loss(denoising_loss(cx, &a), cx.model, cx.layout);
+                    let a = noised(cx, &a);
+                    let (_, g) = cx.loss_and_grad(&a, 1.0);
                     let sq = g.flat().clone().square();
                     sum = Some(match sum {
                         Some(s) => s + sq,
@@ -122,9 +123,8 @@ impl Method for Vdu {
         }
         let anchor = self.anchor.as_ref().expect("set above");
         let a = draw(&cx.data.forget, cx.batch_size, cx.rng, cx.device);
-        let loss_a = denoising_loss(cx, &a);
-        let la = value(&loss_a);
-        let g_plasticity = GradVec::of_loss(-loss_a, cx.model, cx.layout);
+        let a = noised(cx, &a);
+        let (la, g_plasticity) = cx.loss_and_grad(&a, -1.0);
         let diff = flat_parameters(cx.model) - anchor.theta_star.clone();
         let weighted = diff.clone() * anchor.precision.clone();
         let stability = 0.5 * (weighted.clone() * diff).sum().into_scalar::<f32>();

@@ -752,3 +752,78 @@ fn a_killed_run_shows_as_interrupted_and_resumes_to_the_same_weights() {
     let (ok, _, err) = lethe(&["unlearn", "--resume", missing.to_str().unwrap()]);
     assert!(!ok && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_experiment(tmp.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let accumulated = text.replace(
+        "batch_size = 4\n[eval]",
+        "batch_size = 4\ngrad_accumulation = 2\n[eval]",
+    );
+    std::fs::write(&config, &accumulated).unwrap();
+    let (ok, out, err) = lethe(&[
+        "unlearn",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "a",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let all = format!("{out}\n{err}");
+    assert!(
+        all.contains("memory: a training pass of 2 images needs about"),
+        "the measured need of a micro-batch is said\n{all}"
+    );
+    assert!(all.contains("peak memory     process"), "{all}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("runs/a/run.json")).unwrap())
+            .unwrap();
+    let peak = info["peak_memory"]["process_peak_rss_bytes"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        peak > 1 << 20,
+        "a run's resident peak is above 1 MiB: {info}"
+    );
+
+    // A batch no machine holds: refused with the batch and the accumulation that fits, before
+    // a step is taken (the OS would kill the process instead of reporting it).
+    std::fs::write(
+        &config,
+        accumulated.replace(
+            "batch_size = 4\ngrad_accumulation = 2",
+            "batch_size = 100000000",
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = lethe(&[
+        "unlearn",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "b",
+    ]);
+    assert!(!ok, "{out}\n{err}");
+    assert!(
+        err.contains("train.batch_size = 100000000 in one pass of 100000000 images needs about"),
+        "{err}"
+    );
+    assert!(err.contains("set train.grad_accumulation = "), "{err}");
+    assert!(!tmp.path().join("runs/b/checkpoints/final").exists());
+    // An accumulation that cannot split the batch is refused with its key.
+    std::fs::write(
+        &config,
+        accumulated.replace("grad_accumulation = 2", "grad_accumulation = 5"),
+    )
+    .unwrap();
+    let (ok, _, err) = lethe(&[
+        "unlearn",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "c",
+    ]);
+    assert!(!ok && err.contains("train.grad_accumulation = 5"), "{err}");
+}

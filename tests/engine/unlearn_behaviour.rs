@@ -91,6 +91,7 @@ fn fit(model: &UNet, set: &ImageSet) -> f32 {
         substitute: None,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let memory = lethe::train::memory::PeakMemory::default();
     let mut cx = StepContext {
         model,
         layout: &layout,
@@ -102,6 +103,7 @@ fn fit(model: &UNet, set: &ImageSet) -> f32 {
             drop_prob: 0.5,
         },
         batch_size: 16,
+        micro_batch: 16,
         reduction: Reduction::Mean,
         timesteps: TimestepSampling::Uniform,
         t_range: (0, 999),
@@ -109,6 +111,7 @@ fn fit(model: &UNet, set: &ImageSet) -> f32 {
         device: &device,
         step: 0,
         learning_rate: 0.0,
+        memory: &memory,
     };
     let draws = 24;
     (0..draws)

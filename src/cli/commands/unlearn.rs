@@ -202,6 +202,9 @@ fn drive(
                         s, summary.seconds
                     );
                 }
+                if let Some(memory) = summary.peak_memory.describe() {
+                    println!("peak memory     {memory}");
+                }
                 if let Some(c) = &summary.last_checkpoint {
                     println!("checkpoint      {}", c.display());
                 }

@@ -285,6 +285,90 @@ impl LiveRun {
     }
 }
 
+/// Which plot a metric goes on: values on different scales never share an axis (a rate in
+/// [0, 1] beside an FID of 200 is a flat line at 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricAxis {
+    /// Fractions of samples, in [0, 1].
+    Rate,
+    /// Bits per dimension (ELBO) and nats (entropy): a few units.
+    Information,
+    /// Fréchet distance: tens to hundreds.
+    Fid,
+}
+
+impl MetricAxis {
+    pub const ALL: [MetricAxis; 3] = [Self::Rate, Self::Information, Self::Fid];
+
+    /// The axis of a metric named as [`metric_values`] names it.
+    pub fn of(name: &str) -> Self {
+        if name.starts_with("FID") {
+            Self::Fid
+        } else if name.contains("bits/dim") || name.contains("nats") {
+            Self::Information
+        } else {
+            Self::Rate
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Rate => "rates (fraction of samples)",
+            Self::Information => "ELBO (bits/dim) and entropy (nats)",
+            Self::Fid => "FID",
+        }
+    }
+}
+
+/// The line at the top of a run: its forgetting figure and its quality figure, original →
+/// latest, and how each was computed (for the hover).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline {
+    pub text: String,
+    pub provenance: String,
+}
+
+/// The run's headline once the original has been evaluated: the forgotten-class rate in the
+/// class setting, else the forget-image rate; quality as FID where computed, else the
+/// confident kept rate, else the retain ELBO.
+pub fn headline(baseline: &Evaluation, latest: Option<(usize, &Evaluation)>) -> Headline {
+    let forgetting = |e: &Evaluation| match e.forgotten_class_rate {
+        Some(r) => ("forgotten-class rate", r),
+        None => ("forget-image rate", e.forget_copy_rate),
+    };
+    let quality = |e: &Evaluation| -> Option<(&'static str, f64, String)> {
+        if let Some(f) = e.fid {
+            Some(("FID", f, format!("{f:.1}")))
+        } else if let Some(c) = e.confident_kept_rate {
+            Some(("confident kept rate", c, format!("{:.1}%", 100.0 * c)))
+        } else {
+            e.elbo_retain_bpd
+                .map(|b| ("ELBO retain (bits/dim)", b, format!("{b:.3}")))
+        }
+    };
+    let pct = |v: f64| format!("{:.1}%", 100.0 * v);
+    let (f_name, f_before) = forgetting(baseline);
+    let mut text = format!("Forgetting: {f_name} {}", pct(f_before));
+    let mut provenance = vec![baseline.label(f_name)];
+    if let Some((step, latest)) = latest {
+        text += &format!(" → {} (step {step})", pct(forgetting(latest).1));
+    }
+    if let Some((q_name, _, q_before)) = quality(baseline) {
+        text += &format!("   ·   Quality: {q_name} {q_before}");
+        if let Some((_, _, q_now)) = latest.and_then(|(_, l)| quality(l)) {
+            text += &format!(" → {q_now}");
+        }
+        provenance.push(baseline.label(q_name));
+    }
+    if latest.is_none() {
+        text += "   (original model; the run has not been evaluated yet)";
+    }
+    Headline {
+        text,
+        provenance: provenance.join("\n"),
+    }
+}
+
 /// The plotted metrics of one evaluation by short name; [`metric_provenance`] says how
 /// each was computed (shown beside the plot and in its tooltip).
 pub fn metric_values(e: &Evaluation) -> Vec<(String, f64)> {
@@ -326,6 +410,51 @@ pub fn metric_provenance(e: &Evaluation) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::engine::StepRecord;
+
+    #[test]
+    fn metrics_on_different_scales_get_different_axes() {
+        assert_eq!(MetricAxis::of("forget-image rate"), MetricAxis::Rate);
+        assert_eq!(MetricAxis::of("forgotten-class rate"), MetricAxis::Rate);
+        assert_eq!(MetricAxis::of("FID"), MetricAxis::Fid);
+        assert_eq!(
+            MetricAxis::of("ELBO retain (bits/dim)"),
+            MetricAxis::Information
+        );
+        assert_eq!(MetricAxis::of("entropy H (nats)"), MetricAxis::Information);
+    }
+
+    #[test]
+    fn the_headline_reads_before_and_now() {
+        let before = Evaluation {
+            forget_copy_rate: 0.0626,
+            fid: Some(31.24),
+            ..Evaluation::default()
+        };
+        let now = Evaluation {
+            forget_copy_rate: 0.0,
+            fid: Some(33.5),
+            ..Evaluation::default()
+        };
+        let h = headline(&before, Some((300, &now)));
+        assert_eq!(
+            h.text,
+            "Forgetting: forget-image rate 6.3% → 0.0% (step 300)   ·   Quality: FID 31.2 → 33.5"
+        );
+        assert!(h.provenance.contains("FID"), "{}", h.provenance);
+        let class = Evaluation {
+            forgotten_class_rate: Some(0.5),
+            confident_kept_rate: Some(0.75),
+            ..Evaluation::default()
+        };
+        let h = headline(&class, None);
+        assert!(
+            h.text.starts_with(
+                "Forgetting: forgotten-class rate 50.0%   ·   Quality: confident kept rate 75.0%"
+            ),
+            "{}",
+            h.text
+        );
+    }
     use crate::unlearn::StepReport;
 
     fn step(s: usize, secs: f64) -> Event {

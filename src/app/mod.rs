@@ -12,6 +12,7 @@ pub mod knobs;
 pub mod live;
 pub mod panels;
 pub mod runs;
+pub mod screenshot;
 pub mod sets;
 pub mod state;
 mod textures;
@@ -147,7 +148,9 @@ impl eframe::App for LetheApp {
 }
 
 /// `lethe` with no arguments: the workbench window.
-pub fn launch() -> Result<(), String> {
+/// Opens the workbench window: with `workbench` when given (`lethe --config FILE`), else the
+/// settings saved by the last session, else the demo.
+pub fn launch_with(workbench: Option<Workbench>) -> Result<(), String> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Lethe — machine unlearning workbench")
@@ -159,7 +162,22 @@ pub fn launch() -> Result<(), String> {
     eframe::run_native(
         "lethe",
         options,
-        Box::new(|cc| Ok(Box::new(LetheApp::new(cc)))),
+        Box::new(move |cc| {
+            Ok(Box::new(match workbench {
+                Some(state) => {
+                    let shader = cc.wgpu_render_state.as_ref().is_some_and(|rs| {
+                        heatmap::register(rs);
+                        true
+                    });
+                    LetheApp::with_state(state, &cc.egui_ctx, shader)
+                }
+                None => LetheApp::new(cc),
+            }))
+        }),
     )
     .map_err(|e| format!("could not open the workbench window: {e}"))
+}
+
+pub fn launch() -> Result<(), String> {
+    launch_with(None)
 }

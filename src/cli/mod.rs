@@ -25,6 +25,25 @@ struct Cli {
     /// Without a subcommand, `lethe` opens the workbench with the bundled demo loaded.
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    workbench: WorkbenchArgs,
+}
+
+/// Options of the workbench (`lethe` without a subcommand).
+#[derive(clap::Args)]
+struct WorkbenchArgs {
+    /// Open the workbench with this experiment (an unlearning TOML) loaded instead of the
+    /// last session's settings or the demo.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Render the workbench offscreen to this PNG (the 1440×900 window at 2 pixels per
+    /// point, no cursor; wgpu, no display needed) and exit.
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<std::path::PathBuf>,
+    /// With --screenshot: first run the loaded experiment until this many steps (and the
+    /// evaluation after them, if one is due) are done.
+    #[arg(long, value_name = "N", requires = "screenshot")]
+    after_steps: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -76,7 +95,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        None => open_workbench(),
+        None => open_workbench(&cli.workbench),
         Some(Command::Pretrain(args)) => pretrain::run(args),
         Some(Command::Sample(args)) => sample::run(args),
         Some(Command::Inspect(args)) => inspect::run(args),
@@ -102,11 +121,34 @@ pub fn main() -> ExitCode {
 }
 
 #[cfg(feature = "gui")]
-fn open_workbench() -> Result<(), String> {
-    lethe::app::launch()
+fn open_workbench(args: &WorkbenchArgs) -> Result<(), String> {
+    use lethe::app::Workbench;
+    use lethe::app::state::Settings;
+    let workbench = match &args.config {
+        Some(path) => {
+            let config = lethe::experiment::ExperimentConfig::from_file(path)?;
+            Some(Workbench::with_settings(Settings {
+                config,
+                sweep: Default::default(),
+                attack: Default::default(),
+            }))
+        }
+        None => None,
+    };
+    match &args.screenshot {
+        Some(path) => {
+            let workbench = workbench.unwrap_or_else(Workbench::demo);
+            lethe::app::screenshot::screenshot(workbench, path, args.after_steps, &|note| {
+                eprintln!("{note}")
+            })?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        None => lethe::app::launch_with(workbench),
+    }
 }
 
 #[cfg(not(feature = "gui"))]
-fn open_workbench() -> Result<(), String> {
+fn open_workbench(_: &WorkbenchArgs) -> Result<(), String> {
     Err("this build has no workbench (built without the `gui` feature); run `lethe --help` for the headless commands".into())
 }

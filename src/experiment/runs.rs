@@ -142,14 +142,34 @@ pub fn knob_summary(method: &MethodConfig) -> String {
     table
         .iter()
         .filter(|(k, _)| k.as_str() != "name")
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{k}={}", knob_value(v)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A knob's value as its config would write it: an `f32` knob widened to f64 prints as the
+/// `f32` it is (`0.1`, not `0.10000000149011612`).
+fn knob_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Float(v) if (*v as f32) as f64 == *v => format!("{}", *v as f32),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knobs_print_as_written() {
+        use crate::unlearn::siss::SissConfig;
+        let mut siss = SissConfig::default();
+        siss.scaling.relative_scaling = Some(0.1);
+        siss.lambda = 0.123456789;
+        let text = knob_summary(&MethodConfig::Siss(siss));
+        assert!(text.contains("relative_scaling=0.1 "), "{text}");
+        assert!(text.contains("lambda=0.123456789"), "{text}");
+    }
 
     #[test]
     fn a_missing_runs_dir_is_an_empty_list() {

@@ -424,3 +424,106 @@ fn an_interrupted_run_is_listed_and_resumed_from_the_runs_table() {
     h.get_by_label("finished");
     assert!(h.query_by_label("Resume run").is_none());
 }
+
+/// A random RGB model of 16×16 images and RGB image folders, as a researcher's CIFAR-style
+/// checkpoint would be (smaller, for speed).
+fn rgb_world(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use lethe::diffusion::checkpoint::{self, Provenance};
+    use lethe::diffusion::schedule::SchedulerConfig;
+    use lethe::diffusion::unet::{UNet, UNetConfig};
+    let config = UNetConfig {
+        sample_size: 16,
+        in_channels: 3,
+        out_channels: 3,
+        num_class_embeds: None,
+        lethe_null_class: None,
+        ..crate::common::tiny_config()
+    };
+    let model = UNet::new(&config, 1, &burn::tensor::Device::flex()).unwrap();
+    let ckpt = dir.join("rgb-ckpt");
+    checkpoint::save(
+        &ckpt,
+        &model,
+        &config,
+        &SchedulerConfig::default(),
+        &Provenance::new("test fixture"),
+    )
+    .unwrap();
+    let write = |path: PathBuf, colour: [u8; 3]| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image::RgbImage::from_fn(16, 16, |x, y| {
+            if (x / 4 + y / 4) % 2 == 0 {
+                image::Rgb(colour)
+            } else {
+                image::Rgb([20, 20, 20])
+            }
+        })
+        .save(path)
+        .unwrap();
+    };
+    for i in 0..4 {
+        write(dir.join(format!("retain/{i}.png")), [220, 30, 30]);
+    }
+    write(dir.join("forget/green.png"), [30, 220, 30]);
+    (ckpt, dir.join("retain"), dir.join("forget"))
+}
+
+#[test]
+fn an_rgb_model_runs_and_its_grids_show_colour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkpoint, retain, forget) = rgb_world(tmp.path());
+    let mut h = harness(true, &tmp.path().join("runs"));
+    h.run_steps(2);
+    {
+        let state = &mut h.state_mut().state;
+        state.load_checkpoint(checkpoint);
+        state.retain.clear();
+        state.forget.clear();
+        state.add_files(SetRole::Retain, &[retain]);
+        state.add_files(SetRole::Forget, &[forget]);
+        state.choose_method(MethodConfig::Finetune);
+        let c = &mut state.config;
+        c.train.steps = 2;
+        c.train.batch_size = 2;
+        c.eval.every = 1;
+        c.eval.samples = Some(4);
+        c.eval.grid = 4;
+        c.eval.sampler_steps = Some(2);
+        c.eval.elbo_images = 1;
+        c.eval.elbo_timesteps = 2;
+        c.eval.classifier = PathBuf::new();
+    }
+    h.run_steps(2);
+    h.get_by_label("16×16, RGB (3 channels)");
+    h.get_by_label("Run").click();
+    step_until(&mut h, Duration::from_secs(300), |app| {
+        app.state.live.as_ref().is_some_and(|l| l.phase.is_over())
+    });
+    let live = h.state().state.live.clone().expect("a run");
+    assert_eq!(live.phase, Phase::Finished, "{:?}", live.phase);
+    assert_eq!(live.shape, [3, 16, 16]);
+    assert!(live.original.iter().all(|s| s.len() == 3 * 16 * 16));
+    // The headline reads before → now once the run has been evaluated.
+    h.get_by_label_contains("Forgetting: forget-image rate");
+    // The original's grid as drawn: a random model's samples saturate each channel on its
+    // own, so the grid is coloured (grey pixels would mean a channel was dropped).
+    let label = h.get_by_label("original model").rect();
+    let image = h.render().expect("render");
+    let ppp = image.width() as f32 / SIZE[0];
+    let (x0, y0) = (label.min.x * ppp, (label.max.y + 2.0) * ppp);
+    let mut coloured = 0;
+    let mut total = 0;
+    for y in y0 as u32..(y0 + 28.0 * ppp) as u32 {
+        for x in x0 as u32..(x0 + 28.0 * ppp) as u32 {
+            let p = image.get_pixel(x, y).0;
+            let spread = p[..3].iter().max().unwrap() - p[..3].iter().min().unwrap();
+            coloured += usize::from(spread > 60);
+            total += 1;
+        }
+    }
+    assert!(
+        coloured * 5 > total,
+        "{coloured} of {total} pixels under 'original model' are coloured"
+    );
+    save_screenshot(&mut h, "workbench-rgb");
+}

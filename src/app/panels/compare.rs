@@ -20,6 +20,9 @@ const OVERLAY: [&str; 5] = [
     "ELBO retain (bits/dim)",
 ];
 
+/// Width of the runs table's knobs column (points).
+const KNOBS_WIDTH: f32 = 220.0;
+
 pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         if ui.button("Refresh runs").clicked() {
@@ -37,7 +40,10 @@ pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
     sweep(app, ui);
     ui.separator();
     egui::ScrollArea::vertical().show(ui, |ui| {
-        table(app, ui);
+        // A table wider than the window scrolls sideways instead of running off its edge.
+        egui::ScrollArea::horizontal()
+            .id_salt("runs-table-scroll")
+            .show(ui, |ui| table(app, ui));
         ui.separator();
         ui.horizontal(|ui| {
             let half = (ui.available_width() - 16.0) / 2.0;
@@ -114,7 +120,12 @@ fn table(app: &mut LetheApp, ui: &mut egui::Ui) {
                     toggled.push(row.path.clone());
                 }
                 ui.label(&row.info.method);
-                ui.label(&row.knobs).on_hover_text(&row.knobs);
+                // Long knob lists are cut to a column width; the whole list is on hover.
+                ui.scope(|ui| {
+                    ui.set_max_width(KNOBS_WIDTH);
+                    ui.add(egui::Label::new(&row.knobs).truncate())
+                        .on_hover_text(&row.knobs);
+                });
                 // Beside the status, so it is on screen however wide the table grows.
                 ui.horizontal(|ui| {
                     ui.label(row.info.status.label());

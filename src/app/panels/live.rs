@@ -9,7 +9,7 @@ use egui_plot::{Legend, Line, Plot, PlotPoints};
 use crate::app::colormap::difference_grid;
 use crate::app::export;
 use crate::app::heatmap::{HeatmapCallback, paint_callback};
-use crate::app::live::{LiveRun, Phase, Series};
+use crate::app::live::{LiveRun, MetricAxis, Phase, Series, headline};
 use crate::app::{LetheApp, textures};
 
 pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
@@ -18,6 +18,14 @@ pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
     if app.state.live.is_none() {
         ui.label("Press Run to start the configured run. Loss terms, metrics and sample grids appear here as the worker reports them.");
         return;
+    }
+    if let Some(live) = &app.state.live
+        && let Some(baseline) = &live.baseline
+    {
+        let latest = live.evaluations.last().map(|(step, e)| (*step, e));
+        let line = headline(baseline, latest);
+        ui.label(egui::RichText::new(line.text).strong().size(15.0))
+            .on_hover_text(line.provenance);
     }
     egui::ScrollArea::vertical().show(ui, |ui| {
         grids(app, ui);
@@ -192,7 +200,8 @@ fn grids(app: &mut LetheApp, ui: &mut egui::Ui) {
         cols,
     ));
     let size = original.size_vec2();
-    let scale = ((ui.available_width() - 40.0) / (3.0 * size.x)).clamp(1.0, 4.0);
+    // Small images (28 px) are enlarged up to 4×; large ones (256 px) shrink so all three fit.
+    let scale = ((ui.available_width() - 40.0) / (3.0 * size.x)).min(4.0);
     let shown_size = size * scale;
     ui.horizontal(|ui| {
         for (title, tex) in [
@@ -303,23 +312,33 @@ fn plot_metrics(ui: &mut egui::Ui, live: &LiveRun, metrics: &Series, width: f32)
                 b.fid.map(|f| format!(", FID {f:.1}")).unwrap_or_default()
             ));
         }
-        // Rates and bits/dim share an axis; FID is on its own scale, so it gets its own plot.
-        let (fid, rest): (Vec<_>, Vec<_>) = metrics
-            .lines
-            .iter()
-            .cloned()
-            .partition(|(n, _)| n.starts_with("FID"));
-        for (id, lines, height) in [("metrics", rest, 150.0), ("fid", fid, 110.0)] {
-            Plot::new(id)
-                .height(height)
+        // One plot per scale: rates in [0, 1], bits/dim and nats, FID.
+        for axis in MetricAxis::ALL {
+            let lines: Vec<_> = metrics
+                .lines
+                .iter()
+                .filter(|(n, _)| MetricAxis::of(n) == axis)
+                .cloned()
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            ui.weak(axis.title());
+            let plot = Plot::new(("metrics", axis.title()))
+                .height(110.0)
                 .width(width)
                 .legend(Legend::default())
-                .x_axis_label("step")
-                .show(ui, |plot_ui| {
-                    for (name, points) in &lines {
-                        plot_ui.line(Line::new(name.as_str(), PlotPoints::from(points.clone())));
-                    }
-                });
+                .x_axis_label("step");
+            let plot = if axis == MetricAxis::Rate {
+                plot.include_y(0.0).include_y(1.0)
+            } else {
+                plot
+            };
+            plot.show(ui, |plot_ui| {
+                for (name, points) in &lines {
+                    plot_ui.line(Line::new(name.as_str(), PlotPoints::from(points.clone())));
+                }
+            });
         }
     });
 }

@@ -61,10 +61,12 @@ fn checkpoint(app: &mut LetheApp, ui: &mut egui::Ui) {
                 let c = &view.config;
                 egui::Grid::new("ckpt-info").num_columns(2).show(ui, |ui| {
                     ui.label("resolution");
-                    ui.label(format!(
-                        "{0}×{0}, {1} channel(s)",
-                        c.sample_size, c.in_channels
-                    ));
+                    let colour = match c.in_channels {
+                        1 => "grayscale (1 channel)".to_string(),
+                        3 => "RGB (3 channels)".to_string(),
+                        n => format!("{n} channels"),
+                    };
+                    ui.label(format!("{0}×{0}, {colour}", c.sample_size));
                     ui.end_row();
                     ui.label("blocks");
                     ui.label(format!(

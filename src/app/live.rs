@@ -351,12 +351,12 @@ pub fn headline(baseline: &Evaluation, latest: Option<(usize, &Evaluation)>) -> 
     let mut text = format!("Forgetting: {f_name} {}", pct(f_before));
     let mut provenance = vec![baseline.label(f_name)];
     if let Some((step, latest)) = latest {
-        text += &format!(" → {} (step {step})", pct(forgetting(latest).1));
+        text += &format!(" -> {} (step {step})", pct(forgetting(latest).1));
     }
     if let Some((q_name, _, q_before)) = quality(baseline) {
         text += &format!("   ·   Quality: {q_name} {q_before}");
         if let Some((_, _, q_now)) = latest.and_then(|(_, l)| quality(l)) {
-            text += &format!(" → {q_now}");
+            text += &format!(" -> {q_now}");
         }
         provenance.push(baseline.label(q_name));
     }
@@ -365,7 +365,7 @@ pub fn headline(baseline: &Evaluation, latest: Option<(usize, &Evaluation)>) -> 
     }
     Headline {
         text,
-        provenance: provenance.join("\n"),
+        provenance: displayable(&provenance.join("\n")),
     }
 }
 
@@ -438,7 +438,7 @@ mod tests {
         let h = headline(&before, Some((300, &now)));
         assert_eq!(
             h.text,
-            "Forgetting: forget-image rate 6.3% → 0.0% (step 300)   ·   Quality: FID 31.2 → 33.5"
+            "Forgetting: forget-image rate 6.3% -> 0.0% (step 300)   ·   Quality: FID 31.2 -> 33.5"
         );
         assert!(h.provenance.contains("FID"), "{}", h.provenance);
         let class = Evaluation {

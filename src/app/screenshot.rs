@@ -10,21 +10,22 @@ use egui_kittest::Harness;
 use super::LetheApp;
 use super::state::Workbench;
 
-/// The window's size in points (as `launch` opens it).
-const WINDOW: [f32; 2] = [1440.0, 900.0];
+/// The window's size in points as `launch` opens it (the default of `--window-size`).
+pub const WINDOW: [f32; 2] = [1440.0, 900.0];
 /// How long a run may take to reach the asked step before the screenshot gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Renders `workbench` to `path`; with `after_steps`, first starts its run and waits until
+/// Renders `workbench` in a window of `window` points to `path`; with `after_steps`, first starts its run and waits until
 /// that many steps are done and the evaluation that follows them (if any) has arrived.
 pub fn screenshot(
     workbench: Workbench,
     path: &Path,
+    window: [f32; 2],
     after_steps: Option<usize>,
     say: &dyn Fn(&str),
 ) -> Result<(), String> {
     let mut harness = Harness::builder()
-        .with_size(WINDOW)
+        .with_size(window)
         .with_pixels_per_point(2.0)
         .with_accessibility_check(false)
         .wgpu()

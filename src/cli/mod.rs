@@ -44,6 +44,27 @@ struct WorkbenchArgs {
     /// evaluation after them, if one is due) are done.
     #[arg(long, value_name = "N", requires = "screenshot")]
     after_steps: Option<usize>,
+    /// With --screenshot: the window's size in points, WIDTHxHEIGHT (taller shows more of
+    /// the live view's plots without scrolling).
+    #[arg(long, value_name = "WxH", default_value = "1440x900", value_parser = window_size, requires = "screenshot")]
+    window_size: [f32; 2],
+}
+
+/// `1440x900` as points.
+fn window_size(text: &str) -> Result<[f32; 2], String> {
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|v| (200.0..=8000.0).contains(v))
+    };
+    match text.split_once(['x', 'X', '×']) {
+        Some((w, h)) => match (parse(w), parse(h)) {
+            (Some(w), Some(h)) => Ok([w, h]),
+            _ => Err(format!("{text}: width and height must be 200–8000 points")),
+        },
+        None => Err(format!("{text}: expected WIDTHxHEIGHT, e.g. 1440x900")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -138,9 +159,13 @@ fn open_workbench(args: &WorkbenchArgs) -> Result<(), String> {
     match &args.screenshot {
         Some(path) => {
             let workbench = workbench.unwrap_or_else(Workbench::demo);
-            lethe::app::screenshot::screenshot(workbench, path, args.after_steps, &|note| {
-                eprintln!("{note}")
-            })?;
+            lethe::app::screenshot::screenshot(
+                workbench,
+                path,
+                args.window_size,
+                args.after_steps,
+                &|note| eprintln!("{note}"),
+            )?;
             println!("wrote {}", path.display());
             Ok(())
         }

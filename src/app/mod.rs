@@ -65,6 +65,12 @@ impl LetheApp {
             Some(s) => Workbench::with_settings(s),
             None => Workbench::demo(),
         };
+        Self::created_with(cc, state)
+    }
+
+    /// The app eframe (or the offscreen renderer) creates around `state`: the shader heat
+    /// map registered where the renderer is wgpu.
+    pub fn created_with(cc: &eframe::CreationContext<'_>, state: Workbench) -> Self {
         let shader_heatmap = match &cc.wgpu_render_state {
             Some(rs) => {
                 heatmap::register(rs);
@@ -164,13 +170,7 @@ pub fn launch_with(workbench: Option<Workbench>) -> Result<(), String> {
         options,
         Box::new(move |cc| {
             Ok(Box::new(match workbench {
-                Some(state) => {
-                    let shader = cc.wgpu_render_state.as_ref().is_some_and(|rs| {
-                        heatmap::register(rs);
-                        true
-                    });
-                    LetheApp::with_state(state, &cc.egui_ctx, shader)
-                }
+                Some(state) => LetheApp::created_with(cc, state),
                 None => LetheApp::new(cc),
             }))
         }),

@@ -29,13 +29,7 @@ pub fn screenshot(
         .with_pixels_per_point(2.0)
         .with_accessibility_check(false)
         .wgpu()
-        .build_eframe(move |cc| {
-            let shader = cc.wgpu_render_state.as_ref().is_some_and(|rs| {
-                super::heatmap::register(rs);
-                true
-            });
-            LetheApp::with_state(workbench, &cc.egui_ctx, shader)
-        });
+        .build_eframe(move |cc| LetheApp::created_with(cc, workbench));
     harness.run_steps(3);
     if let Some(steps) = after_steps {
         run_until(&mut harness, steps, say)?;

@@ -10,6 +10,10 @@ load the result), batch 64, Adam lr 2e-4 constant, EMA 0.999, the 10,000 bundled
 300 copies of assets/data/tshirt.png (label 10), linear betas 1e-4..0.02 over 1000 steps,
 epsilon prediction, label replaced by the null class 11 with probability --drop.
 
+Variants for issue #24's recipe search (tools/gpu_recipes.sh runs three on a GPU): --channels,
+--layers, --groups and --attention change the UNet (Lethe loads each), --decay a cosine LR
+decay over --steps or the --seconds time box, --copies the T-shirt's copies, --device cuda.
+
 Resumable: every --every steps the EMA weights are written in the diffusers layout to
 OUT/checkpoint (with Lethe's `lethe_null_class` key added to unet/config.json) and the full
 state to OUT/state.pt; re-running the command continues from there.
@@ -92,18 +96,18 @@ def _paeth(a, b, c):
     return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
-def training_set():
+def training_set(copies):
     digits = read_idx(ROOT / "assets/data/mnist-10k-images-idx3-ubyte.gz")
     labels = read_idx(ROOT / "assets/data/mnist-10k-labels-idx1-ubyte.gz").astype(np.int64)
     shirt = read_gray_png(ROOT / "assets/data/tshirt.png")
-    images = np.concatenate([digits, np.repeat(shirt[None], 300, axis=0)])
-    labels = np.concatenate([labels, np.full(300, 10)])
+    images = np.concatenate([digits, np.repeat(shirt[None], copies, axis=0)])
+    labels = np.concatenate([labels, np.full(copies, 10)])
     x = torch.from_numpy(images).float().div(127.5).sub(1).unsqueeze(1)
     return x, torch.from_numpy(labels)
 
 
-def save_checkpoint(ema, out, step):
-    ckpt = out / "checkpoint"
+def save_checkpoint(ema, out, step, keep=False):
+    ckpt = out / (f"checkpoint-{step}" if keep else "checkpoint")
     ema.save_pretrained(ckpt / "unet", safe_serialization=True)
     config_path = ckpt / "unet" / "config.json"
     config = json.loads(config_path.read_text())
@@ -114,41 +118,87 @@ def save_checkpoint(ema, out, step):
     (out / "progress.json").write_text(json.dumps({"step": step}))
 
 
+def model_config(args):
+    """The demo's UNet, or a variant of it (wider, deeper, attention at the lowest level)."""
+    channels = tuple(int(c) for c in args.channels.split(","))
+    levels = len(channels)
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if args.attention:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    return dict(DEMO, block_out_channels=channels, layers_per_block=args.layers,
+                down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=args.groups,
+                attention_head_dim=None)
+
+
+def learning_rate(args, step, seconds):
+    """Constant (issue #2's recipe), or a linear warm-up then cosine decay to lr·decay, over
+    --steps or the --seconds time box, whichever ends first."""
+    if args.decay is None:
+        return args.lr
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    if args.seconds is not None:
+        progress = max(progress, seconds / args.seconds)
+    progress = min(1.0, progress)
+    floor = args.lr * args.decay
+    return floor + (args.lr - floor) * 0.5 * (1 + np.cos(np.pi * progress))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/pytorch-demo")
     ap.add_argument("--steps", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--decay", type=float, default=None,
+                    help="cosine-decay the LR to lr*DECAY over --steps (after --warmup); constant if unset")
+    ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--drop", type=float, default=0.2)
+    ap.add_argument("--copies", type=int, default=300, help="copies of the T-shirt in the training set")
+    ap.add_argument("--channels", default="32,64,64", help="block_out_channels")
+    ap.add_argument("--layers", type=int, default=1, help="layers_per_block")
+    ap.add_argument("--groups", type=int, default=8, help="norm_num_groups")
+    ap.add_argument("--attention", action="store_true", help="self-attention at the lowest resolution")
     ap.add_argument("--every", type=int, default=500)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep every --every checkpoint as OUT/checkpoint-STEP (else only the latest)")
+    ap.add_argument("--seconds", type=float, default=None, help="stop (and save) after this much wall time")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    x_all, y_all = training_set()
-    model = UNet2DModel(**DEMO)
+    x_all, y_all = training_set(args.copies)
+    x_all, y_all = x_all.to(device), y_all.to(device)
+    model = UNet2DModel(**model_config(args)).to(device)
+    print(f"{out}: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step, log = 0, []
     state_path = out / "state.pt"
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         torch.set_rng_state(state["rng"])
         step, log = state["step"], state["log"]
         print(f"resuming {out} at step {step}")
-    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0).to(device)
     started = time.time() - (log[-1]["seconds"] if log else 0.0)
+    ema_params, model_params = list(ema.parameters()), list(model.parameters())
     while step < args.steps:
-        idx = torch.randint(0, len(x_all), (args.batch,))
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(args, step, time.time() - started)
+        idx = torch.randint(0, len(x_all), (args.batch,), device=device)
         x0, y = x_all[idx], y_all[idx].clone()
-        y[torch.rand(args.batch) < args.drop] = NULL_CLASS
-        t = torch.randint(0, 1000, (args.batch,))
+        y[torch.rand(args.batch, device=device) < args.drop] = NULL_CLASS
+        t = torch.randint(0, 1000, (args.batch,), device=device)
         noise = torch.randn_like(x0)
         a = abar[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -157,17 +207,22 @@ def main():
         loss.backward()
         opt.step()
         with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - 0.999)
+            torch._foreach_lerp_(ema_params, model_params, 1 - 0.999)
         step += 1
-        log.append({"step": step, "loss": loss.item(), "seconds": time.time() - started})
-        if step % args.every == 0 or step == args.steps:
-            save_checkpoint(ema, out, step)
+        out_of_time = args.seconds is not None and time.time() - started > args.seconds
+        if step % 50 == 0 or step % args.every == 0 or step == args.steps or out_of_time:
+            # .item() waits for the device: only every 50 steps
+            log.append({"step": step, "loss": loss.item(), "seconds": time.time() - started})
+        if step % args.every == 0 or step == args.steps or out_of_time:
+            save_checkpoint(ema, out, step, args.keep)
             tmp = out / "state.pt.tmp"
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "rng": torch.get_rng_state(), "step": step, "log": log}, tmp)
             os.replace(tmp, state_path)
-            print(f"step {step} loss {loss.item():.4f} {log[-1]['seconds']:.0f}s", flush=True)
+            print(f"step {step} loss {loss.item():.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                  f"{log[-1]['seconds']:.0f}s", flush=True)
+        if out_of_time:
+            break
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ impl<'a> Control<'a> {
         }
     }
 
-    fn apply(&mut self, command: Command) {
+    pub(super) fn apply(&mut self, command: Command) {
         match command {
             Command::Cancel => self.cancel = true,
             Command::Shutdown => {
@@ -44,9 +44,13 @@ impl<'a> Control<'a> {
             }
             Command::SampleNow => self.sample_now = true,
             Command::EvaluateNow => self.evaluate_now = true,
-            // A second Start (or Continue) while running is ignored; Pause/Resume are handled
+            // A second Start (or Continue, or a Preview) while running is ignored; Pause/Resume are handled
             // in `poll`.
-            Command::Start(_) | Command::Continue { .. } | Command::Pause | Command::Resume => {}
+            Command::Start(_)
+            | Command::Continue { .. }
+            | Command::Preview(_)
+            | Command::Pause
+            | Command::Resume => {}
         }
     }
 

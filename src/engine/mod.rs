@@ -41,6 +41,10 @@ pub enum Command {
     SampleNow,
     /// Run the evaluation now.
     EvaluateNow,
+    /// Show what a run of this config would start from, without starting it: the cost
+    /// estimate and the original model's evaluation and samples (`run::preview`). Skipped
+    /// when a later Preview, Start or Continue is already waiting.
+    Preview(Box<ExperimentConfig>),
     /// End the worker thread (after the current run is cancelled).
     Shutdown,
 }
@@ -106,6 +110,10 @@ pub enum Event {
         guidance: f32,
         check: String,
     },
+    /// An event of a preview (`Command::Preview`), kept apart from a run's.
+    Preview(Box<Event>),
+    /// A preview is complete, or could not be made (why).
+    PreviewEnded(Result<(), String>),
     Finished(Summary),
     Cancelled(Summary),
     Failed {
@@ -168,6 +176,28 @@ impl Drop for Engine {
     }
 }
 
+/// A command that makes a preview before it pointless: a newer preview, or a run (which
+/// evaluates the original itself).
+fn supersedes_preview(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Preview(_) | Command::Start(_) | Command::Continue { .. } | Command::Shutdown
+    )
+}
+
+/// A preview, its events wrapped as `Event::Preview`, ended by `Event::PreviewEnded`; a
+/// backend panic ends it with an error like any other.
+fn run_preview(config: &ExperimentConfig, emit: &dyn Fn(Event)) {
+    let wrapped = |event: Event| emit(Event::Preview(Box::new(event)));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run::preview(config, &wrapped)
+    }));
+    emit(Event::PreviewEnded(match outcome {
+        Ok(result) => result,
+        Err(panic) => Err(panic_error(&*panic, config)),
+    }));
+}
+
 /// The message of a panic inside a run; when it ran out of memory, with a batch size that
 /// fits (one training step tried at halving sizes on the same device).
 fn panic_error(panic: &(dyn std::any::Any + Send), config: &ExperimentConfig) -> String {
@@ -224,9 +254,24 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
             w();
         }
     };
-    while let Ok(command) = commands.recv() {
+    let mut waiting = std::collections::VecDeque::new();
+    loop {
+        let command = match waiting.pop_front() {
+            Some(command) => command,
+            None => match commands.recv() {
+                Ok(command) => command,
+                Err(_) => return,
+            },
+        };
         let (config, run_dir) = match command {
             Command::Start(config) => (*config, None),
+            Command::Preview(config) => {
+                waiting.extend(commands.try_iter());
+                if !waiting.iter().any(supersedes_preview) {
+                    run_preview(&config, &emit);
+                }
+                continue;
+            }
             Command::Continue { run_dir, backend } => {
                 match ExperimentConfig::from_file(&run_dir.join("config.toml")) {
                     Ok(mut config) => {
@@ -249,6 +294,10 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
             _ => continue,
         };
         let mut control = Control::new(commands);
+        // Commands that arrived behind this run while a preview was considered act on it.
+        for command in waiting.drain(..) {
+            control.apply(command);
+        }
         // A backend that panics (a GPU out of memory, a driver error) ends this run
         // with an error the user can act on; the workbench and its other runs live on.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &run_dir {

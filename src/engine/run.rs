@@ -22,7 +22,7 @@ use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::sampler::{SAMPLE_BATCH, SampleJob, SamplerSpec};
 use crate::diffusion::unet::UNet;
 use crate::experiment::config::Sampling;
-use crate::experiment::cost::CostEstimate;
+use crate::experiment::cost::{CostEstimate, Plan};
 use crate::experiment::run_dir::RunLock;
 use crate::experiment::{
     EvaluatedModel, ExperimentConfig, MetricsLine, RunDir, RunInfo, RunStatus, StepRecord,
@@ -93,33 +93,37 @@ pub fn execute_resumed(
 /// A run directory to continue: the directory, its lock (held from now on), its `run.json`.
 type Reopened = (RunDir, RunLock, RunInfo);
 
-fn launch(
-    config: &ExperimentConfig,
-    reopened: Option<Reopened>,
-    control: &mut Control<'_>,
-    emit: &dyn Fn(Event),
-) -> Result<(), Stop> {
+/// What a run (or a preview) works with before its directory exists: the device that passed
+/// the check, the loaded checkpoint and data, and the config with its evaluation fitted.
+struct Prepared {
+    selection: crate::device_check::Selection,
+    device: Device,
+    source: checkpoint::Checkpoint,
+    data: UnlearnData,
+    fitted: ExperimentConfig,
+    fit_note: Option<String>,
+}
+
+fn prepare(config: &ExperimentConfig, emit: &dyn Fn(Event)) -> Result<Prepared, String> {
     // A GPU is used only after it has matched the CPU on this model (cached per device and
     // model); `auto` falls back to the CPU and says why.
     let selection =
         crate::device_check::select(config.header.backend, &config.header.checkpoint, &|note| {
             emit(Event::Note(note.to_string()))
-        })
-        .map_err(failed)?;
+        })?;
     let device = selection.device.clone().autodiff();
     emit(Event::Note(format!(
         "loading {}",
         config.header.checkpoint.display()
     )));
-    let source =
-        checkpoint::load(&config.header.checkpoint, &device).map_err(|e| failed(e.to_string()))?;
+    let source = checkpoint::load(&config.header.checkpoint, &device).map_err(|e| e.to_string())?;
     let spec = ImageSpec {
         channels: source.config.in_channels,
         height: source.config.sample_size,
         width: source.config.sample_size,
     };
-    let data = prepare_data(config, spec, &source.config).map_err(failed)?;
-    // Written into config.toml below, the fitted evaluation is what a resumed run uses.
+    let data = prepare_data(config, spec, &source.config)?;
+    // Written into config.toml by a run, the fitted evaluation is what a resumed run uses.
     let record = selection.record();
     let device_label = format!("{} {}", record.backend, record.device);
     let (fitted, fit_note) = estimate::fit_evaluation(
@@ -128,8 +132,69 @@ fn launch(
         &data,
         &device.clone().inner(),
         &device_label,
-    )
-    .map_err(failed)?;
+    )?;
+    Ok(Prepared {
+        selection,
+        device,
+        source,
+        data,
+        fitted,
+        fit_note,
+    })
+}
+
+/// What a run of `config` starts from, without training it: the cost estimate, the
+/// guidance check and the original model's evaluation and samples — the events a run's
+/// start emits. A run that stops before its first step, in a scratch directory removed
+/// afterwards; the original's evaluation goes to the cache, so the run that follows
+/// reuses it instead of computing it again.
+pub fn preview(config: &ExperimentConfig, emit: &dyn Fn(Event)) -> Result<(), String> {
+    config.validate()?;
+    let prepared = prepare(config, emit)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("lethe-preview-")
+        .tempdir()
+        .map_err(|e| format!("a scratch directory for the preview: {e}"))?;
+    let dir = RunDir::open(scratch.path());
+    for sub in ["samples", "checkpoints"] {
+        let d = dir.path.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let config = &prepared.fitted;
+    let mut run = Run::new(
+        config,
+        prepared.source,
+        prepared.data,
+        &dir,
+        &prepared.device,
+    )?;
+    run.device_record = Some(prepared.selection.record());
+    run.fit_note = prepared.fit_note;
+    run.origin = Some(PathBuf::from("a workbench preview"));
+    if !run.eval.evaluates() {
+        emit(Event::Note(
+            "nothing to preview: [eval] every = 0 and at_end = false".into(),
+        ));
+        return Ok(());
+    }
+    run.announce_estimate(emit)?;
+    run.evaluate_original(emit)
+}
+
+fn launch(
+    config: &ExperimentConfig,
+    reopened: Option<Reopened>,
+    control: &mut Control<'_>,
+    emit: &dyn Fn(Event),
+) -> Result<(), Stop> {
+    let Prepared {
+        selection,
+        device,
+        source,
+        data,
+        fitted,
+        fit_note,
+    } = prepare(config, emit).map_err(failed)?;
     let config = &fitted;
     // The lock is held until this function returns: while it is, readers see the run as
     // running; once the process dies, as interrupted.
@@ -211,6 +276,9 @@ struct Run<'a> {
     /// Why the forgetting rates cannot show forgetting (set once the original is evaluated);
     /// every evaluation of the run carries it in its provenance.
     caveat: Option<String>,
+    /// What computed this run's original evaluation, for the cache's record (a preview
+    /// names itself; a run, its directory).
+    origin: Option<PathBuf>,
     /// The saved state a resumed run continues from, until `train` has loaded it.
     resumed: Option<RunState>,
     /// The steps at which this run was resumed (run.json).
@@ -331,6 +399,7 @@ impl<'a> Run<'a> {
             device_record: None,
             setting,
             caveat: None,
+            origin: None,
             resumed: None,
             resumed_at: Vec::new(),
             last_state_save: Instant::now(),
@@ -420,7 +489,7 @@ impl<'a> Run<'a> {
                         evaluation: baseline.clone(),
                         guidance: self.sampler.guidance,
                         guidance_check: self.guidance_check.clone(),
-                        computed_by: self.dir.path.clone(),
+                        computed_by: self.origin.clone().unwrap_or_else(|| self.dir.path.clone()),
                     };
                     if let Err(e) =
                         original_cache::store(dir, &entry, &self.original_samples, self.shape)
@@ -581,15 +650,14 @@ impl<'a> Run<'a> {
         let batch = self.sampling.samples.clamp(1, estimate::TIMED_BATCH);
         let timed = estimate::time(&job, &self.suite, batch, self.eval.seed)?;
         let train = &self.config.train;
-        let every = self.eval.every;
-        let during = if every > 0 {
-            (self.steps_done + 1..train.steps)
-                .filter(|s| s % every == 0)
-                .count()
-        } else {
-            0
+        let plan = Plan {
+            steps: train.steps,
+            batch_size: train.batch_size,
+            passes_per_step: self.config.method.passes_per_step(),
+            every: self.eval.every,
+            at_end: self.eval.at_end,
+            original_cached: self.baseline.is_some() || original_cached,
         };
-        let original = self.baseline.is_none() && !original_cached;
         let samples = self.sampling.samples;
         let quality_steps = self
             .quality_sampler
@@ -602,12 +670,14 @@ impl<'a> Run<'a> {
             sample_steps_per_evaluation: samples * self.sampler.steps,
             unguided_forwards_per_evaluation: quality_steps + self.suite.elbo_forwards(),
             judged_per_evaluation: samples * if self.quality_sampler.is_some() { 2 } else { 1 },
-            evaluations: usize::from(original) + during + usize::from(self.eval.at_end),
+            evaluations: usize::from(!plan.original_cached)
+                + plan.evaluations_during(self.steps_done + 1)
+                + usize::from(plan.at_end),
             original_cached,
             fitted: self.fit_note.clone(),
             train_image_passes: (train.steps - self.steps_done)
                 * train.batch_size
-                * self.config.method.passes_per_step(),
+                * plan.passes_per_step,
         })
     }
 

@@ -36,7 +36,52 @@ pub struct CostEstimate {
     pub train_image_passes: usize,
 }
 
+/// What a run will do, the part of an estimate that is counted, not timed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Forward-backward passes over a batch per step (two for methods with a forget and a
+    /// retain term).
+    pub passes_per_step: usize,
+    /// `[eval] every` (0 = never during the run).
+    pub every: usize,
+    pub at_end: bool,
+    /// Whether the original's evaluation comes from the cache.
+    pub original_cached: bool,
+}
+
+impl Plan {
+    /// Evaluations during steps `first..steps` (the step after the last one done, on).
+    pub fn evaluations_during(&self, first: usize) -> usize {
+        if self.every == 0 {
+            return 0;
+        }
+        (first..self.steps).filter(|s| s % self.every == 0).count()
+    }
+
+    /// Evaluations of a new run: the original's (unless cached), those during it, the end's.
+    pub fn evaluations(&self) -> usize {
+        usize::from(!self.original_cached) + self.evaluations_during(1) + usize::from(self.at_end)
+    }
+
+    pub fn train_image_passes(&self) -> usize {
+        self.steps * self.batch_size * self.passes_per_step
+    }
+}
+
 impl CostEstimate {
+    /// The same timings applied to another plan (the workbench re-plans a preview's
+    /// estimate as steps, batch, method or schedule change; nothing is timed again).
+    pub fn replanned(&self, plan: &Plan) -> Self {
+        Self {
+            evaluations: plan.evaluations(),
+            original_cached: plan.original_cached,
+            train_image_passes: plan.train_image_passes(),
+            ..self.clone()
+        }
+    }
+
     /// Seconds of one evaluation.
     pub fn per_evaluation_seconds(&self) -> f64 {
         self.sample_steps_per_evaluation as f64 * self.sample_step_seconds
@@ -143,6 +188,34 @@ mod tests {
         };
         assert!(!cheap.eval_exceeds_training());
         assert!(estimate().summary().contains("2 evaluations × 5 min 33 s"));
+    }
+
+    #[test]
+    fn a_replanned_estimate_counts_the_new_plan_with_the_same_timings() {
+        let plan = Plan {
+            steps: 10,
+            batch_size: 8,
+            passes_per_step: 2,
+            every: 4,
+            at_end: true,
+            original_cached: true,
+        };
+        // Steps 4 and 8 evaluate during the run, and the end does; the original is cached.
+        assert_eq!(plan.evaluations(), 3);
+        let e = estimate().replanned(&plan);
+        assert_eq!(e.evaluations, 3);
+        assert_eq!(e.train_image_passes, 160);
+        assert!(e.original_cached);
+        assert_eq!(
+            e.per_evaluation_seconds(),
+            estimate().per_evaluation_seconds()
+        );
+        let uncached = Plan {
+            original_cached: false,
+            every: 0,
+            ..plan
+        };
+        assert_eq!(uncached.evaluations(), 2);
     }
 
     #[test]

@@ -774,3 +774,119 @@ fn sampling_left_out_is_fitted_to_the_budget_written_and_remembered() {
     };
     assert!(provenance(&events2).unwrap().contains("N=16, DPM++2M-20"));
 }
+
+/// Events from the engine until `done` says so (bounded wait).
+fn events_until(engine: &Engine, done: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let mut seen = vec![];
+    loop {
+        let event = engine
+            .events()
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .expect("the engine answers");
+        let stop = done(&event);
+        seen.push(event);
+        if stop {
+            return seen;
+        }
+    }
+}
+
+/// A preview shows the original's evaluation, samples and the run's estimate without making
+/// a run directory; the run that follows reuses that evaluation. A preview with a run queued
+/// behind it is skipped (the run evaluates the original itself).
+#[test]
+fn a_preview_shows_the_original_without_a_run_and_the_run_reuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(tmp.path(), MethodConfig::Finetune, 1, 1e-3);
+    cfg.eval.at_end = true;
+    // A seed no other test evaluates with, so the cache entry is this test's.
+    cfg.eval.seed = 31_337;
+    let engine = Engine::spawn(None);
+    engine.send(Command::Preview(Box::new(cfg.clone())));
+    let events = events_until(&engine, |e| matches!(e, Event::PreviewEnded(_)));
+    assert!(
+        matches!(events.last(), Some(Event::PreviewEnded(Ok(())))),
+        "{:?}",
+        events.last()
+    );
+    let inner: Vec<&Event> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Preview(inner) => Some(&**inner),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        inner.len() + 1,
+        events.len(),
+        "every event is the preview's"
+    );
+    let estimate = inner
+        .iter()
+        .find_map(|e| match e {
+            Event::Estimate(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("the run's estimate");
+    // The original (not cached yet) and the end.
+    assert_eq!(estimate.evaluations, 2);
+    let previewed = inner
+        .iter()
+        .find_map(|e| match e {
+            Event::Metrics {
+                step: 0, baseline, ..
+            } => Some(baseline.clone()),
+            _ => None,
+        })
+        .expect("the original's evaluation");
+    assert!(
+        inner
+            .iter()
+            .any(|e| matches!(e, Event::Samples { step: 0, original, .. } if original.len() == 4))
+    );
+    assert!(
+        !cfg.header.runs_dir.exists()
+            || std::fs::read_dir(&cfg.header.runs_dir).unwrap().count() == 0,
+        "a preview makes no run directory"
+    );
+
+    engine.send(Command::Start(Box::new(cfg.clone())));
+    let events = events_until(&engine, Event::is_terminal);
+    assert!(
+        matches!(events.last(), Some(Event::Finished(_))),
+        "{:?}",
+        events.last()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Note(n) if n.contains("reused from the cache") && n.contains("(computed by a workbench preview)"))),
+        "the run reuses the preview's evaluation"
+    );
+    let baseline = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Metrics {
+                step: 0, baseline, ..
+            } => Some(baseline.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(baseline.forget_copy_rate, previewed.forget_copy_rate);
+    assert_eq!(baseline.elbo_retain_bpd, previewed.elbo_retain_bpd);
+
+    // A second preview and a run sent while a preview is being made: that preview is
+    // finished; the second, with the run already waiting behind it, is skipped.
+    cfg.eval.seed = 31_338;
+    engine.send(Command::Preview(Box::new(cfg.clone())));
+    let mut events = events_until(&engine, |e| matches!(e, Event::Preview(_)));
+    engine.send(Command::Preview(Box::new(cfg.clone())));
+    engine.send(Command::Start(Box::new(cfg.clone())));
+    events.extend(events_until(&engine, Event::is_terminal));
+    assert!(matches!(events.last(), Some(Event::Finished(_))));
+    let previews = events
+        .iter()
+        .filter(|e| matches!(e, Event::PreviewEnded(_)))
+        .count();
+    assert_eq!(previews, 1, "a preview superseded by a run is not made");
+}

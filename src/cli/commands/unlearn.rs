@@ -217,7 +217,12 @@ fn drive(
                     None => error,
                 });
             }
-            Event::Samples { .. } | Event::Paused | Event::Resumed => {}
+            // The CLI sends no previews.
+            Event::Samples { .. }
+            | Event::Paused
+            | Event::Resumed
+            | Event::Preview(_)
+            | Event::PreviewEnded(_) => {}
         }
     }
     Err("the engine stopped without finishing the run".into())

@@ -49,9 +49,10 @@ impl Series {
     }
 }
 
-/// Engine names as the GUI's fonts can draw them (egui's default fonts lack ‖, →, ≥, ≤).
+/// Engine names as the GUI's fonts can draw them (egui's default fonts lack ‖, →, ≥, ≤, ≈).
 pub fn displayable(text: &str) -> String {
     text.replace('‖', "||")
+        .replace('≈', "~")
         .replace('→', "->")
         .replace('≥', ">=")
         .replace('≤', "<=")
@@ -68,6 +69,12 @@ pub struct GridRecord {
 pub struct LiveRun {
     /// What was started ("SISS", "DiMRA attack on siss-001", …).
     pub title: String,
+    /// A preview (`Command::Preview`): the original model as a run of the configured
+    /// settings would start from it — no steps, no run directory.
+    pub preview: bool,
+    /// Unique per live view, so textures drawn for an earlier run are never shown for
+    /// this one.
+    pub id: u64,
     pub phase: Phase,
     pub run_dir: Option<PathBuf>,
     pub method: String,
@@ -100,6 +107,15 @@ pub struct LiveRun {
     recent_step_seconds: VecDeque<f64>,
 }
 
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl LiveRun {
+    /// The version of a texture drawn from this view's data at `step`.
+    pub fn texture_version(&self, step: usize) -> u64 {
+        (self.id << 32) | step as u64
+    }
+}
+
 /// Step times averaged for steps/s and the ETA.
 const RATE_WINDOW: usize = 20;
 
@@ -107,6 +123,8 @@ impl LiveRun {
     pub fn new(title: impl Into<String>) -> Self {
         Self {
             title: title.into(),
+            preview: false,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             phase: Phase::Starting,
             run_dir: None,
             method: String::new(),
@@ -134,8 +152,28 @@ impl LiveRun {
         }
     }
 
+    /// The view of a preview, before its events arrive.
+    pub fn preview() -> Self {
+        Self {
+            preview: true,
+            ..Self::new("The original model (no run yet)")
+        }
+    }
+
+    /// Whether a run is in progress (a preview is not a run: Run stays available).
+    pub fn is_running(&self) -> bool {
+        !self.preview && !self.phase.is_over()
+    }
+
     pub fn apply(&mut self, event: Event) {
         match event {
+            Event::Preview(inner) => self.apply(*inner),
+            Event::PreviewEnded(outcome) => {
+                self.phase = match outcome {
+                    Ok(()) => Phase::Finished,
+                    Err(error) => Phase::Failed(error),
+                }
+            }
             Event::Started {
                 run_dir,
                 method,
@@ -361,7 +399,7 @@ pub fn headline(baseline: &Evaluation, latest: Option<(usize, &Evaluation)>) -> 
         provenance.push(baseline.label(q_name));
     }
     if latest.is_none() {
-        text += "   (original model; the run has not been evaluated yet)";
+        text += "   (the original model; nothing evaluated since)";
     }
     Headline {
         text,

@@ -169,10 +169,13 @@ pub fn launch_with(workbench: Option<Workbench>) -> Result<(), String> {
         "lethe",
         options,
         Box::new(move |cc| {
-            Ok(Box::new(match workbench {
+            let mut app = match workbench {
                 Some(state) => LetheApp::created_with(cc, state),
                 None => LetheApp::new(cc),
-            }))
+            };
+            // The right half shows the original model from the start, not after Run.
+            app.state.preview();
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| format!("could not open the workbench window: {e}"))

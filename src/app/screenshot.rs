@@ -15,8 +15,10 @@ pub const WINDOW: [f32; 2] = [1440.0, 900.0];
 /// How long a run may take to reach the asked step before the screenshot gives up.
 const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Renders `workbench` in a window of `window` points to `path`; with `after_steps`, first starts its run and waits until
-/// that many steps are done and the evaluation that follows them (if any) has arrived.
+/// Renders `workbench` in a window of `window` points to `path`: as the window opens (once
+/// its preview of the original model is ready), or with `after_steps`, after starting its
+/// run and waiting until that many steps are done and the evaluation that follows them (if
+/// any) has arrived.
 pub fn screenshot(
     workbench: Workbench,
     path: &Path,
@@ -31,8 +33,9 @@ pub fn screenshot(
         .wgpu()
         .build_eframe(move |cc| LetheApp::created_with(cc, workbench));
     harness.run_steps(3);
-    if let Some(steps) = after_steps {
-        run_until(&mut harness, steps, say)?;
+    match after_steps {
+        Some(steps) => run_until(&mut harness, steps, say)?,
+        None => preview(&mut harness, say)?,
     }
     harness.remove_cursor();
     harness.run_steps(2);
@@ -44,6 +47,28 @@ pub fn screenshot(
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     crate::util::atomic_write(path, &png).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The preview `launch` starts the window with, stepped until it is ready.
+fn preview(harness: &mut Harness<'static, LetheApp>, say: &dyn Fn(&str)) -> Result<(), String> {
+    harness.state_mut().state.preview();
+    say("previewing the original model");
+    let start = Instant::now();
+    loop {
+        harness.step();
+        let live = harness.state().state.live.as_ref();
+        if live.is_none_or(|l| l.phase.is_over()) {
+            return Ok(());
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            return Err(format!(
+                "the preview was not ready within {} s: {}",
+                RUN_TIMEOUT.as_secs(),
+                harness.state().state.status
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Presses Run and steps frames until `steps` steps are done and nothing is being evaluated

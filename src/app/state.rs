@@ -88,6 +88,19 @@ impl Default for AttackSettings {
     }
 }
 
+/// What a preview's results depend on: the model, the data, the evaluation, the device and
+/// the precision (not the method, steps or batch: the estimate is re-planned for those).
+fn preview_key(config: &ExperimentConfig) -> String {
+    serde_json::json!({
+        "checkpoint": config.header.checkpoint,
+        "backend": config.header.backend.to_string(),
+        "data": config.data,
+        "eval": config.eval,
+        "precision": format!("{:?}", config.train.precision),
+    })
+    .to_string()
+}
+
 /// What persists between launches (eframe storage).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
@@ -106,6 +119,9 @@ pub struct Workbench {
     /// Knobs of methods chosen earlier, so switching back keeps them.
     method_memory: BTreeMap<&'static str, MethodConfig>,
     pub live: Option<LiveRun>,
+    /// What the last preview was made of (`preview_key`): the estimate and the original's
+    /// figures it showed hold while the settings they depend on stay the same.
+    previewed: Option<String>,
     pub runs: Vec<RunRecord>,
     pub run_problems: Vec<String>,
     pub selected_runs: BTreeSet<PathBuf>,
@@ -135,6 +151,7 @@ impl Workbench {
             retain: SetView::new(Role::Retain),
             method_memory: BTreeMap::new(),
             live: None,
+            previewed: None,
             runs: Vec::new(),
             run_problems: Vec::new(),
             selected_runs: BTreeSet::new(),
@@ -283,7 +300,55 @@ impl Workbench {
     }
 
     pub fn is_running(&self) -> bool {
-        self.live.as_ref().is_some_and(|l| !l.phase.is_over())
+        self.live.as_ref().is_some_and(LiveRun::is_running)
+    }
+
+    /// Preview: the original model's samples and figures and the cost estimate of the
+    /// configured run, computed by the engine without starting it (and cached, so the run
+    /// that follows reuses them). Shown in the live view until a run starts.
+    pub fn preview(&mut self) {
+        if self.is_running() {
+            self.status = "a run is going: its live view already shows the original".into();
+            return;
+        }
+        match self.run_config() {
+            Ok(config) => {
+                self.previewed = Some(preview_key(&config));
+                self.status = "previewing the original model".into();
+                self.live = Some(LiveRun::preview());
+                self.outbox.push(Command::Preview(Box::new(config)));
+            }
+            Err(e) => self.status = format!("nothing to preview: {e}"),
+        }
+    }
+
+    /// Whether the settings a preview depends on changed since it was made.
+    pub fn preview_is_stale(&self) -> bool {
+        match (&self.previewed, self.run_config()) {
+            (Some(key), Ok(config)) => *key != preview_key(&config),
+            _ => true,
+        }
+    }
+
+    /// What the configured run is expected to cost: the last preview's (or run's) timings
+    /// applied to the current steps, batch, method and evaluation schedule; `None` before
+    /// a preview, or when the model, data or evaluation changed since.
+    pub fn planned_estimate(&self) -> Option<crate::experiment::cost::CostEstimate> {
+        let measured = self.live.as_ref()?.estimate.as_ref()?;
+        if self.preview_is_stale() {
+            return None;
+        }
+        let config = self.run_config().ok()?;
+        let eval = config.eval.resolved();
+        Some(measured.replanned(&crate::experiment::cost::Plan {
+            steps: config.train.steps,
+            batch_size: config.train.batch_size,
+            passes_per_step: config.method.passes_per_step(),
+            every: eval.every,
+            at_end: eval.at_end,
+            // The preview cached the original's evaluation: the run reuses it.
+            original_cached: eval.reuse_original,
+        }))
     }
 
     /// Run: starts the configured run (refused while one runs).
@@ -344,6 +409,10 @@ impl Workbench {
     /// An engine event: updates the live run; when a run ends, the runs table is re-read
     /// and the next queued sweep run starts.
     pub fn apply(&mut self, event: Event) {
+        if let Event::Preview(_) | Event::PreviewEnded(_) = &event {
+            self.apply_preview(event);
+            return;
+        }
         let terminal = event.is_terminal();
         if let Event::Failed { error, .. } = &event {
             self.status = format!("run failed: {error}");
@@ -363,6 +432,21 @@ impl Workbench {
                 self.start_config(next, title);
             }
         }
+    }
+
+    /// A preview's event, shown only while the live view still holds that preview (a run
+    /// started since replaces it).
+    fn apply_preview(&mut self, event: Event) {
+        let Some(live) = self.live.as_mut().filter(|l| l.preview) else {
+            return;
+        };
+        if let Event::PreviewEnded(outcome) = &event {
+            self.status = match outcome {
+                Ok(()) => "preview ready: the original model as a run would start from it".into(),
+                Err(e) => format!("preview failed: {e}"),
+            };
+        }
+        live.apply(event);
     }
 
     pub fn refresh_runs(&mut self) {

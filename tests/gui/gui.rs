@@ -527,3 +527,176 @@ fn an_rgb_model_runs_and_its_grids_show_colour() {
     );
     save_screenshot(&mut h, "workbench-rgb");
 }
+
+/// Before any run the live view shows the original model as the configured run will start
+/// from it (its samples and figures) and the setup panel the run's expected cost, re-planned
+/// as the steps change; the run that follows reuses the preview's evaluation.
+#[test]
+fn the_original_and_the_expected_cost_are_shown_before_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkpoint, retain, forget) = rgb_world(tmp.path());
+    let mut h = harness(false, &tmp.path().join("runs"));
+    h.run_steps(2);
+    {
+        let state = &mut h.state_mut().state;
+        state.load_checkpoint(checkpoint);
+        state.retain.clear();
+        state.forget.clear();
+        state.add_files(SetRole::Retain, &[retain]);
+        state.add_files(SetRole::Forget, &[forget]);
+        state.choose_method(MethodConfig::Finetune);
+        let c = &mut state.config;
+        c.train.steps = 2;
+        c.train.batch_size = 2;
+        c.eval.every = 1;
+        c.eval.samples = Some(4);
+        c.eval.grid = 4;
+        c.eval.sampler_steps = Some(2);
+        c.eval.elbo_images = 1;
+        c.eval.elbo_timesteps = 2;
+        c.eval.classifier = PathBuf::new();
+        // A seed no other test evaluates with, so the cache entry is this test's.
+        c.eval.seed = 27_182;
+    }
+    h.run_steps(2);
+    h.get_by_label_contains("Expected cost: not estimated");
+    h.get_by_label("Preview").click();
+    step_until(&mut h, Duration::from_secs(300), |app| {
+        app.state
+            .live
+            .as_ref()
+            .is_some_and(|l| l.preview && l.phase.is_over())
+    });
+    let live = h.state().state.live.clone().expect("a preview");
+    assert_eq!(live.phase, Phase::Finished, "{:?}", live.phase);
+    assert_eq!(live.original.len(), 4);
+    assert!(live.baseline.is_some());
+    assert!(live.run_dir.is_none(), "a preview is not a run");
+    h.get_by_label("original model");
+    h.get_by_label("forget-image rate");
+    h.get_by_label_contains("Forgetting: forget-image rate");
+    h.get_by_label_contains("evaluated as the configured run will start");
+    // The run's cost, before Run: the original (cached now) is not counted again; two
+    // evaluations during the run's 2 steps (every = 1), and the end's.
+    h.get_by_label_contains("Expected: evaluation ~");
+    let planned = h.state().state.planned_estimate().expect("an estimate");
+    assert_eq!(planned.evaluations, 2);
+    assert_eq!(planned.train_image_passes, 2 * 2);
+    h.state_mut().state.config.train.steps = 6;
+    let replanned = h.state().state.planned_estimate().expect("re-planned");
+    assert_eq!(replanned.train_image_passes, 6 * 2);
+    assert_eq!(replanned.evaluations, 6);
+    // Another evaluation makes the preview stale: no estimate until previewed again.
+    h.state_mut().state.config.eval.samples = Some(8);
+    assert!(h.state().state.planned_estimate().is_none());
+    h.run_steps(2);
+    h.get_by_label_contains("changed since this preview");
+    h.state_mut().state.config.eval.samples = Some(4);
+    h.state_mut().state.config.train.steps = 2;
+
+    h.get_by_label("Run").click();
+    step_until(&mut h, Duration::from_secs(300), |app| {
+        app.state
+            .live
+            .as_ref()
+            .is_some_and(|l| !l.preview && l.phase.is_over())
+    });
+    let run = h.state().state.live.clone().expect("a run");
+    assert_eq!(run.phase, Phase::Finished, "{:?}", run.phase);
+    assert!(
+        run.notes.iter().any(|n| n.contains("reused from the cache")
+            && n.contains("(computed by a workbench preview)")),
+        "{:?}",
+        run.notes
+    );
+}
+
+/// The picker at 32, 64 and 256 px: its page fits the panel (large images shrink, small ones
+/// grow), and a click on a thumbnail moves that image — the one under the pointer — into the
+/// forget set.
+#[test]
+fn the_picker_fits_and_picks_the_clicked_image_at_32_64_and_256_px() {
+    use lethe::diffusion::checkpoint::{self, Provenance};
+    use lethe::diffusion::schedule::SchedulerConfig;
+    use lethe::diffusion::unet::{UNet, UNetConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness(false, &tmp.path().join("runs"));
+    h.run_steps(2);
+    h.get_by_label("Pick images to forget from the retain set")
+        .click();
+    h.run_steps(2);
+    for size in [32u32, 64, 256] {
+        let dir = tmp.path().join(format!("{size}"));
+        let config = UNetConfig {
+            sample_size: size as usize,
+            in_channels: 3,
+            out_channels: 3,
+            num_class_embeds: None,
+            lethe_null_class: None,
+            ..crate::common::tiny_config()
+        };
+        let model = UNet::new(&config, 1, &burn::tensor::Device::flex()).unwrap();
+        let ckpt = dir.join("ckpt");
+        checkpoint::save(
+            &ckpt,
+            &model,
+            &config,
+            &SchedulerConfig::default(),
+            &Provenance::new("test fixture"),
+        )
+        .unwrap();
+        // Ten images, each its own colour: which one was picked is plain from its pixels.
+        let retain = dir.join("retain");
+        std::fs::create_dir_all(&retain).unwrap();
+        for i in 0..10u8 {
+            image::RgbImage::from_fn(size, size, |x, _| {
+                image::Rgb([i * 25, 255 - i * 25, (x % 7) as u8 * 30])
+            })
+            .save(retain.join(format!("{i:02}.png")))
+            .unwrap();
+        }
+        {
+            let state = &mut h.state_mut().state;
+            // Cleared first: loading a model converts the sets to its size (the demo's 10,000
+            // digits at 256×256 RGB would be 2 GB).
+            state.retain.clear();
+            state.forget.clear();
+            state.load_checkpoint(ckpt);
+            state.add_files(SetRole::Retain, &[retain]);
+        }
+        h.run_steps(3);
+        let page = h.get_by_label("retain images to pick from").rect();
+        assert!(
+            page.max.x <= SIZE[0] && page.min.y < SIZE[1],
+            "{size} px: the page is on screen ({page:?})"
+        );
+        // Eight tiles of size + 2 px per row, shown at the panel's scale.
+        let scale = page.width() / (8 * (size + 2)) as f32;
+        let shown = scale * size as f32;
+        assert!(
+            (16.0..=3.0 * size as f32).contains(&shown),
+            "{size} px images are shown {shown} points wide"
+        );
+        let tile = (size + 2) as f32 * scale;
+        let at = page.min + egui::vec2(2.5 * tile, 0.5 * tile);
+        h.hover_at(at);
+        for pressed in [true, false] {
+            h.event(egui::Event::PointerButton {
+                pos: at,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers: egui::Modifiers::NONE,
+            });
+        }
+        h.run_steps(2);
+        let state = &h.state().state;
+        let forget = state.forget.images.as_ref().expect("a forget set");
+        assert_eq!(forget.len(), 1, "{size} px: {}", state.status);
+        let retain = state.retain.images.as_ref().unwrap();
+        assert_eq!(
+            forget.unit_image(0),
+            retain.unit_image(2),
+            "{size} px: the third image was clicked"
+        );
+    }
+}

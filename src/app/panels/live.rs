@@ -16,16 +16,23 @@ pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
     controls(app, ui);
     ui.separator();
     if app.state.live.is_none() {
-        ui.label("Press Run to start the configured run. Loss terms, metrics and sample grids appear here as the worker reports them.");
+        ui.label("Press Run to start the configured run, or Preview to see the original model's samples, figures and the run's expected cost first. Loss terms, metrics and sample grids appear here as the worker reports them.");
         return;
     }
     if let Some(live) = &app.state.live
         && let Some(baseline) = &live.baseline
     {
-        let latest = live.evaluations.last().map(|(step, e)| (*step, e));
+        // A preview's one evaluation is the original itself: nothing to compare it with.
+        let latest = (!live.preview)
+            .then(|| live.evaluations.last().map(|(step, e)| (*step, e)))
+            .flatten();
         let line = headline(baseline, latest);
         ui.label(egui::RichText::new(line.text).strong().size(15.0))
             .on_hover_text(line.provenance);
+    }
+    if app.state.live.as_ref().is_some_and(|l| l.preview) {
+        egui::ScrollArea::vertical().show(ui, |ui| preview(app, ui));
+        return;
     }
     egui::ScrollArea::vertical().show(ui, |ui| {
         grids(app, ui);
@@ -50,6 +57,13 @@ fn controls(app: &mut LetheApp, ui: &mut egui::Ui) {
             .clicked()
         {
             app.state.start();
+        }
+        if ui
+            .add_enabled(!running, egui::Button::new("Preview"))
+            .on_hover_text("Evaluate the original model as the configured run would (samples, forgetting and quality figures) and estimate the run's cost, without starting it. The run reuses the evaluation.")
+            .clicked()
+        {
+            app.state.preview();
         }
         if ui
             .add_enabled(running && !paused, egui::Button::new("Pause"))
@@ -86,7 +100,9 @@ fn controls(app: &mut LetheApp, ui: &mut egui::Ui) {
             ui.label(format!("{} queued", app.state.queue.len()));
         }
     });
-    if let Some(live) = &app.state.live {
+    if let Some(live) = app.state.live.as_ref().filter(|l| l.preview) {
+        preview_status(app, live, ui);
+    } else if let Some(live) = &app.state.live {
         let mut text = format!(
             "{} — {:?} — step {}/{}",
             live.title, live.phase, live.steps_done, live.total_steps
@@ -143,6 +159,106 @@ fn controls(app: &mut LetheApp, ui: &mut egui::Ui) {
     }
 }
 
+/// A preview's line under the controls: working, ready (and whether the settings changed
+/// since), or why it failed; its notes, warnings and guidance as a run shows them.
+fn preview_status(app: &LetheApp, live: &LiveRun, ui: &mut egui::Ui) {
+    match &live.phase {
+        Phase::Failed(e) => {
+            ui.colored_label(
+                ui.visuals().error_fg_color,
+                format!("Preview failed: {}", crate::app::live::displayable(e)),
+            );
+        }
+        phase if !phase.is_over() => {
+            let doing = live.notes.last().map_or("starting", String::as_str);
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!(
+                    "Previewing the original model: {}",
+                    crate::app::live::displayable(doing)
+                ));
+            });
+        }
+        _ if app.state.preview_is_stale() => {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                "The model, data or evaluation settings changed since this preview: Preview again to see the original as the run would.",
+            );
+        }
+        _ => {
+            ui.label("The original model, evaluated as the configured run will start (the run reuses this evaluation).");
+        }
+    }
+    for warning in &live.warnings {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!("Uninformative: {}", crate::app::live::displayable(warning)),
+        );
+    }
+    if let Some((w, check)) = &live.guidance {
+        ui.weak(format!(
+            "guidance w={w} — {}",
+            crate::app::live::displayable(check)
+        ));
+    }
+}
+
+/// A preview's body: the original's grid and each figure with how it was computed.
+fn preview(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let Some(live) = &app.state.live else { return };
+    if live.original.is_empty() {
+        ui.label("The original model's samples appear here once evaluated.");
+        return;
+    }
+    let n = live.original.len();
+    let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
+    let original = app
+        .textures
+        .get(
+            ui.ctx(),
+            "preview-original",
+            live.texture_version(0),
+            || textures::grid_image(&live.original, live.shape, cols),
+        )
+        .clone();
+    let size = original.size_vec2();
+    let scale = ((ui.available_width() - 40.0) / (2.0 * size.x)).min(4.0);
+    ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
+            ui.label("original model");
+            ui.image((original.id(), size * scale));
+        });
+        ui.vertical(|ui| {
+            ui.label("its figures (the baseline of every evaluation of the run)");
+            if let Some(baseline) = &live.baseline {
+                let provenance = crate::app::live::metric_provenance(baseline);
+                egui::Grid::new("preview-figures")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for ((name, value), how) in crate::app::live::metric_values(baseline)
+                            .into_iter()
+                            .zip(provenance)
+                        {
+                            ui.label(crate::app::live::displayable(&name))
+                                .on_hover_text(&how);
+                            ui.label(figure(&name, value)).on_hover_text(how);
+                            ui.end_row();
+                        }
+                    });
+            }
+        });
+    });
+}
+
+/// A figure as the headline writes it: rates in percent, the rest with three decimals.
+fn figure(name: &str, value: f64) -> String {
+    match MetricAxis::of(name) {
+        MetricAxis::Rate => format!("{:.1}%", 100.0 * value),
+        MetricAxis::Fid => format!("{value:.1}"),
+        MetricAxis::Information => format!("{value:.3}"),
+    }
+}
+
 fn format_duration(seconds: f64) -> String {
     let s = seconds.round() as u64;
     if s >= 3600 {
@@ -179,11 +295,11 @@ fn grids(app: &mut LetheApp, ui: &mut egui::Ui) {
     };
     let n = grid.current.len().min(live.original.len());
     let cols = (n as f64).sqrt().ceil().max(1.0) as usize;
-    let version = grid.step as u64;
+    let version = live.texture_version(grid.step);
     let step = grid.step;
     let original = app
         .textures
-        .get(ui.ctx(), "grid-original", 1, || {
+        .get(ui.ctx(), "grid-original", live.texture_version(0), || {
             textures::grid_image(&live.original[..n], live.shape, cols)
         })
         .clone();

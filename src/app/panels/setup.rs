@@ -28,6 +28,9 @@ pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
     egui::CollapsingHeader::new("Training")
         .default_open(false)
         .show(ui, |ui| training(app, ui));
+    // Outside the (closed by default) Training section: the cost is read before Run.
+    ui.separator();
+    expected_cost(app, ui);
 }
 
 fn checkpoint(app: &mut LetheApp, ui: &mut egui::Ui) {
@@ -183,7 +186,10 @@ fn set_zone(app: &mut LetheApp, ui: &mut egui::Ui, role: Role) {
         });
         let size = tex.size_vec2();
         let scale = (ui.available_width() / size.x).min(2.0);
-        ui.image((tex.id(), size * scale));
+        ui.add(
+            egui::Image::new((tex.id(), size * scale))
+                .alt_text(format!("{} set thumbnails", role.name())),
+        );
     }
     if !set.rejected.is_empty() {
         ui.colored_label(
@@ -299,7 +305,11 @@ fn picker(app: &mut LetheApp, ui: &mut egui::Ui) {
     });
     let size = tex.size_vec2();
     let scale = (ui.available_width() / size.x).min(3.0);
-    let response = ui.add(egui::Image::new((tex.id(), size * scale)).sense(egui::Sense::click()));
+    let response = ui.add(
+        egui::Image::new((tex.id(), size * scale))
+            .alt_text("retain images to pick from")
+            .sense(egui::Sense::click()),
+    );
     if response.clicked()
         && let Some(pos) = response.interact_pointer_pos()
     {
@@ -405,6 +415,40 @@ fn training(app: &mut LetheApp, ui: &mut egui::Ui) {
     show_knobs(ui, knobs::train_knobs(&mut c.train, &mut c.eval));
     eval_sampler(app, ui);
     feature_net(app, ui);
+}
+
+/// What the configured run is expected to cost, before Run: the preview's timings applied to
+/// the current steps, batch, method and schedule, with the warning a run would give.
+fn expected_cost(app: &mut LetheApp, ui: &mut egui::Ui) {
+    use crate::app::live::displayable;
+    use crate::experiment::cost::duration;
+    match app.state.planned_estimate() {
+        Some(estimate) => {
+            ui.label(format!(
+                "Expected: evaluation ~ {} ({} × {}), training ~ {}",
+                duration(estimate.eval_seconds()),
+                estimate.evaluations,
+                duration(estimate.per_evaluation_seconds()),
+                duration(estimate.train_seconds()),
+            ))
+            .on_hover_text(displayable(&estimate.lines().join("\n")));
+            if let Some(warning) = estimate.warning() {
+                ui.colored_label(ui.visuals().warn_fg_color, displayable(&warning));
+            }
+        }
+        None => {
+            ui.horizontal(|ui| {
+                ui.weak("Expected cost: not estimated for these settings yet.");
+                if ui
+                    .add_enabled(!app.state.is_running(), egui::Button::new("Estimate"))
+                    .on_hover_text("Preview: time this model on this device and evaluate the original (the run reuses it).")
+                    .clicked()
+                {
+                    app.state.preview();
+                }
+            });
+        }
+    }
 }
 
 /// The evaluation's sampler, steps and samples — each fixed or left to the budget — and the

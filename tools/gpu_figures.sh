@@ -8,26 +8,12 @@
 # not stop the others.
 #   OUT=/tmp/gpu BIN=target/release/lethe tools/gpu_figures.sh
 set -u
-BIN=${BIN:-.dev/lethe}
-if [ -f "$BIN.xz" ] && [ ! -f "$BIN" ]; then
-    xz -dk "$BIN.xz" 2>/dev/null || python3 -c "import lzma, sys; open(sys.argv[1], 'wb').write(lzma.open(sys.argv[1] + '.xz').read())" "$BIN"
-    chmod +x "$BIN"
-fi
 OUT=${OUT:-/tmp/gpu-figures}
 mkdir -p "$OUT"
 LOG="$OUT/log.txt"
 export LETHE_CACHE_DIR=/tmp/lethe-cache
 
-if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
+. "$(dirname "$0")/gpu_machine_setup.sh"
 
 T0=$(date +%s)
 BUDGET=${BUDGET:-420}   # seconds for all steps: later steps get what is left, or are skipped

@@ -17,11 +17,6 @@
 # .gl/, diffusers + importlib_metadata wheels in .whl/ (PyTorch is on the machine).
 #   OUT=/tmp/recipes BIN=target/release/lethe tools/gpu_recipes.sh
 set -u
-BIN=${BIN:-.dev/lethe}
-if [ -f "$BIN.xz" ] && [ ! -f "$BIN" ]; then
-    xz -dk "$BIN.xz" 2>/dev/null || python3 -c "import lzma, sys; open(sys.argv[1], 'wb').write(lzma.open(sys.argv[1] + '.xz').read())" "$BIN"
-    chmod +x "$BIN"
-fi
 OUT=${OUT:-/tmp/recipes-out}
 WORK=${WORK:-/tmp/recipes}
 TRAIN_SECONDS=${TRAIN_SECONDS:-300}
@@ -33,16 +28,7 @@ ACC_BATCH=${ACC_BATCH:-64}
 mkdir -p "$OUT" "$WORK"
 export LETHE_CACHE_DIR=$WORK/cache PYTHONUNBUFFERED=1
 
-if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-fi
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-fi
+. "$(dirname "$0")/gpu_machine_setup.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$OUT/machine.txt" 2>&1
 python3 -c "import torch, diffusers; print(torch.__version__, diffusers.__version__)" >>"$OUT/machine.txt" 2>&1
 

@@ -3,7 +3,8 @@
 //! Layers (arrows point down; `docs/design.md` has the map):
 //!
 //! - `app` (the GUI, behind the `gui` feature), the `lethe` binary's `cli` and [`bench`]
-//! - [`engine`] (runs experiments on a worker thread) and [`pretrain`]
+//! - [`engine`] (runs experiments on a worker thread), [`pretrain`] and [`sweep`] (trials
+//!   of one experiment, run locally, on Slurm or in the workbench)
 //! - [`attack`] → [`experiment`] (configs, run directories, their records)
 //! - [`unlearn`] (one method per file) and [`metrics`]
 //! - [`train`] (what every trainer shares: random streams, batches, gradients, EMA, optimizer)
@@ -25,6 +26,7 @@ pub mod experiment;
 pub mod images;
 pub mod metrics;
 pub mod pretrain;
+pub mod sweep;
 pub mod train;
 pub mod unlearn;
 pub mod util;

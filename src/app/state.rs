@@ -16,6 +16,7 @@ use crate::engine::{Command, Event};
 use crate::experiment::ExperimentConfig;
 use crate::experiment::config::RunHeader;
 use crate::experiment::runs::{self, RunRecord};
+use crate::sweep;
 use crate::unlearn::MethodConfig;
 
 /// The demo as `examples/unlearn-siss.toml` describes it, with the bundled assets' paths.
@@ -124,6 +125,13 @@ pub struct Workbench {
     previewed: Option<String>,
     pub runs: Vec<RunRecord>,
     pub run_problems: Vec<String>,
+    /// The sweep directory the compare view shows instead of the runs directory, if any.
+    pub runs_source: Option<PathBuf>,
+    /// That sweep's trials by state (`4 trials: 2 done, 2 missing`), re-read with the runs.
+    pub sweep_summary: Option<String>,
+    /// When the runs were last read, so a sweep that other processes run is re-read as its
+    /// trials finish.
+    pub runs_read_at: Option<std::time::Instant>,
     pub selected_runs: BTreeSet<PathBuf>,
     pub sweep: SweepSettings,
     pub queue: VecDeque<ExperimentConfig>,
@@ -154,6 +162,9 @@ impl Workbench {
             previewed: None,
             runs: Vec::new(),
             run_problems: Vec::new(),
+            runs_source: None,
+            sweep_summary: None,
+            runs_read_at: None,
             selected_runs: BTreeSet::new(),
             sweep: settings.sweep,
             queue: VecDeque::new(),
@@ -449,8 +460,44 @@ impl Workbench {
         live.apply(event);
     }
 
+    /// The directory the compare view lists: a chosen sweep's, else the runs directory.
+    pub fn runs_shown(&self) -> &Path {
+        self.runs_source
+            .as_deref()
+            .unwrap_or(&self.config.header.runs_dir)
+    }
+
+    /// Shows a sweep directory's trials in the compare view (`None`: the runs directory).
+    pub fn show_runs_of(&mut self, source: Option<PathBuf>) {
+        self.runs_source = source;
+        self.selected_runs.clear();
+        self.refresh_runs();
+    }
+
+    /// The sweep directories in the runs directory (each with its `sweep.json`), by name.
+    pub fn sweep_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.config.header.runs_dir) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| sweep::Manifest::exists_in(p))
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
     pub fn refresh_runs(&mut self) {
-        let (rows, problems) = runs::scan(&self.config.header.runs_dir);
+        let (rows, mut problems) = runs::scan(self.runs_shown());
+        self.sweep_summary = None;
+        if let Some(dir) = &self.runs_source {
+            match sweep::status::scan(dir) {
+                Ok((_, trials)) => self.sweep_summary = Some(sweep::status::summary(&trials)),
+                Err(e) => problems.push(e),
+            }
+        }
+        self.runs_read_at = Some(std::time::Instant::now());
         self.runs = rows;
         self.run_problems = problems;
         let present: BTreeSet<PathBuf> = self.runs.iter().map(|r| r.path.clone()).collect();
@@ -467,7 +514,10 @@ impl Workbench {
     }
 
     /// Queues one run per value of λ (SISS) or α (EraseDiff), evenly spaced, and starts
-    /// the first; each lands in the runs table and the trade-off plot as it finishes.
+    /// the first. The sweep is written as a sweep file and directory in the runs directory
+    /// (`sweep-<time>-<knob>/`: `sweep.toml`, `base.toml`, `sweep.json`) and expanded by the
+    /// same code as `lethe sweep`, so `lethe sweep run|status|collect` work on it too; the
+    /// compare view switches to it and fills as its trials finish.
     pub fn queue_sweep(&mut self) {
         let Some(knob) = self.sweep_knob() else {
             self.status = "sweeps vary SISS λ or EraseDiff α: choose one of them".into();
@@ -480,44 +530,103 @@ impl Workbench {
                 return;
             }
         };
-        let n = self.sweep.runs.max(1);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        for i in 0..n {
-            let t = if n == 1 {
-                0.0
-            } else {
-                i as f64 / (n - 1) as f64
-            };
-            let value = self.sweep.from + t * (self.sweep.to - self.sweep.from);
-            let mut config = base.clone();
-            let name = match (&mut config.method, knob) {
-                (MethodConfig::Siss(c), SweepKnob::SissLambda) => {
-                    c.lambda = value;
-                    format!("sweep-{stamp}-siss-lambda{value:.3}")
-                }
-                (MethodConfig::EraseDiff(c), SweepKnob::EraseDiffAlpha) => {
-                    c.alpha = value as f32;
-                    format!("sweep-{stamp}-erasediff-alpha{value:.3}")
-                }
-                _ => unreachable!("sweep_knob matches the method"),
-            };
-            config.header.name = Some(name);
-            if let Err(e) = config.validate() {
-                self.status = format!("sweep value {value}: {e}");
+        let (dir, configs) = match self.write_sweep(&base, knob) {
+            Ok(written) => written,
+            Err(e) => {
+                self.status = format!("sweep: {e}");
                 return;
             }
-            self.queue.push_back(config);
-        }
-        self.status = format!("sweep: {n} runs queued");
+        };
+        let n = configs.len();
+        self.queue.extend(configs);
+        self.status = format!("sweep: {n} runs queued in {}", dir.display());
+        self.show_runs_of(Some(dir));
         if !self.is_running()
             && let Some(first) = self.queue.pop_front()
         {
             let title = first.header.name.clone();
             self.start_config(first, title);
         }
+    }
+
+    /// Writes the sweep of `knob` over the panel's values on top of `base` (see
+    /// [`Self::queue_sweep`]); returns its directory and its trials' configs.
+    fn write_sweep(
+        &self,
+        base: &ExperimentConfig,
+        knob: SweepKnob,
+    ) -> Result<(PathBuf, Vec<ExperimentConfig>), String> {
+        let n = self.sweep.runs.max(1);
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                let t = if n == 1 {
+                    0.0
+                } else {
+                    i as f64 / (n - 1) as f64
+                };
+                // Rounded, so 0.2 + ⅓·0.6 is written (and named) 0.4.
+                let value = self.sweep.from + t * (self.sweep.to - self.sweep.from);
+                (value * 1e9).round() / 1e9
+            })
+            .collect();
+        let (key, slug) = match knob {
+            SweepKnob::SissLambda => ("method.lambda", "siss-lambda"),
+            SweepKnob::EraseDiffAlpha => ("method.alpha", "erasediff-alpha"),
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let dir = (0..)
+            .map(|i| {
+                let suffix = if i == 0 {
+                    String::new()
+                } else {
+                    format!("-{i}")
+                };
+                base.header
+                    .runs_dir
+                    .join(format!("sweep-{stamp}-{slug}{suffix}"))
+            })
+            .find(|d| !d.exists())
+            .expect("a free name");
+        let written = |path: &Path, text: String| {
+            crate::util::atomic_write(path, text.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let base_path = dir.join("base.toml");
+        let mut base = base.clone();
+        base.header.name = None;
+        written(
+            &base_path,
+            toml::to_string(&base).map_err(|e| e.to_string())?,
+        )?;
+        let mut grid = toml::Table::new();
+        grid.insert(
+            key.into(),
+            toml::Value::Array(values.into_iter().map(toml::Value::Float).collect()),
+        );
+        let mut file = toml::Table::new();
+        file.insert("base".into(), base_path.display().to_string().into());
+        file.insert("out".into(), dir.display().to_string().into());
+        file.insert("grid".into(), toml::Value::Table(grid));
+        let sweep_path = dir.join("sweep.toml");
+        written(
+            &sweep_path,
+            format!(
+                "# Written by the workbench's \"Queue sweep\"; `lethe sweep run {}` runs the same trials.\n{}",
+                sweep_path.display(),
+                toml::to_string(&file).map_err(|e| e.to_string())?
+            ),
+        )?;
+        let expanded = sweep::expand(&sweep_path, None)?;
+        let manifest = sweep::Manifest::write_or_check(&expanded, &sweep_path)?;
+        let configs = manifest
+            .trials
+            .iter()
+            .map(|t| t.config())
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok((dir, configs))
     }
 
     /// DiMRA on a finished run: fine-tune its last checkpoint on the retain data and watch
@@ -632,6 +741,27 @@ mod tests {
         for (got, want) in lambdas.iter().zip([0.4, 0.6, 0.8]) {
             assert!((got - want).abs() < 1e-12, "{lambdas:?}");
         }
+        // Written as a sweep directory that `lethe sweep` reads, and shown in the compare view.
+        let dir = bench
+            .runs_source
+            .clone()
+            .expect("the compare view shows the sweep");
+        assert_eq!(bench.sweep_dirs(), vec![dir.clone()]);
+        let manifest = sweep::Manifest::read(&dir).unwrap();
+        assert_eq!(manifest.trials.len(), 4);
+        assert_eq!(manifest.trials[1].varies(), "method.lambda=0.4");
+        let Command::Start(first) = &bench.outbox[0] else {
+            panic!("the first trial starts")
+        };
+        assert_eq!(first.header.runs_dir, dir);
+        assert_eq!(
+            first.header.name.as_deref(),
+            Some(manifest.trials[0].name.as_str())
+        );
+        assert_eq!(bench.sweep_summary.as_deref(), Some("4 trials: 4 missing"));
+        // The same sweep file again expands to the same trials (`lethe sweep run` continues it).
+        let again = sweep::expand(&dir.join("sweep.toml"), None).unwrap();
+        sweep::Manifest::write_or_check(&again, &dir.join("sweep.toml")).unwrap();
     }
 
     #[test]

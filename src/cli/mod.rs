@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     attack, bench, data, demo_check, doctor, eval, export_samples, fid, inspect, pretrain, runs,
-    sample, train_classifier, unlearn,
+    sample, sweep, train_classifier, unlearn,
 };
 
 #[derive(Parser)]
@@ -108,6 +108,10 @@ enum Command {
     /// IS, ELBO, PUL and weight distance with --original), each value with its provenance;
     /// prints a table and writes JSON with --json. Without data arguments: the demo's sets.
     Eval(eval::EvalArgs),
+    /// Many trials of one experiment from a sweep file (a grid or list over any config
+    /// keys, or a SISS-style Hydra multirun YAML): run here N at a time, or as a Slurm job
+    /// array; `status` and `collect` tabulate them (see examples/sweep-siss-lambda.toml).
+    Sweep(sweep::SweepArgs),
     /// Write samples as PNGs plus their classifier features (.npy) and mu/sigma (.npz), so
     /// FIDs can be recomputed with pytorch-fid or clean-fid.
     ExportSamples(export_samples::ExportArgs),
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
         Some(Command::Fid(args)) => fid::run(args),
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::ExportSamples(args)) => export_samples::run(args),
+        Some(Command::Sweep(args)) => sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

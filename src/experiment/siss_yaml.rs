@@ -88,6 +88,12 @@ fn method_name(loss_fn: &str) -> Result<&'static str, String> {
 /// Parses a SISS-style YAML text into a validated config.
 pub fn parse(text: &str) -> Result<SissYaml, String> {
     let root: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    translate(root)
+}
+
+/// Translates a SISS-style config already read into a value (e.g. composed from a Hydra
+/// sweep's base and one trial's overrides) into a validated config.
+pub fn translate(root: Value) -> Result<SissYaml, String> {
     let Value::Object(root) = root else {
         return Err("expected a mapping of keys at the top level".into());
     };

@@ -5,7 +5,7 @@ use crate::common;
 use std::path::Path;
 use std::process::Command;
 
-fn lethe(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn lethe(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lethe"))
         .args(args)
         // Reference features are cached here, not in the user's cache.
@@ -184,13 +184,22 @@ fn every_example_experiment_config_is_valid() {
         } else if name.starts_with("attack-") {
             lethe::attack::dimra::AttackConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
             checked += 1;
+        } else if name.starts_with("sweep-") {
+            // Paths in sweep files are relative to the repository root, like the configs':
+            // `lethe` runs there.
+            let (ok, out, err) = lethe(&["sweep", "show", &format!("examples/{name}")]);
+            assert!(
+                ok && out.contains(" trials → runs/sweep-"),
+                "{name}: {out}\n{err}"
+            );
+            checked += 1;
         }
     }
     assert!(checked >= 10, "only {checked} example configs");
 }
 
 /// A tiny experiment on disk: checkpoint, retain folder with two classes, forget image.
-fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
+pub(crate) fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
     tiny_checkpoint(&dir.join("ckpt"));
     for i in 0..3u32 {
         common::write_png(

@@ -8,3 +8,4 @@ mod common;
 mod bad_inputs;
 mod cli;
 mod demo_assets;
+mod sweep;

@@ -283,6 +283,58 @@ fn compare_lists_finished_runs_and_places_them_on_the_trade_off_plot() {
 }
 
 #[test]
+fn queue_sweep_writes_a_sweep_directory_and_the_compare_view_follows_it() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(false, runs.path());
+    h.run_steps(1);
+    shorten(h.state_mut(), 2);
+    h.state_mut().state.config.eval.every = 0;
+    h.state_mut().state.sweep.runs = 2;
+    h.get_by_label("Compare runs").click();
+    h.run_steps(2);
+    h.get_by_label("Queue sweep").click();
+    h.run_steps(1);
+    let dir = h
+        .state()
+        .state
+        .runs_source
+        .clone()
+        .expect("the compare view shows the new sweep");
+    assert!(lethe::sweep::Manifest::exists_in(&dir));
+    assert!(dir.join("sweep.toml").is_file() && dir.join("base.toml").is_file());
+    // Both trials run in the workbench, one after the other, into the sweep directory.
+    step_until(&mut h, Duration::from_secs(600), |app| {
+        app.state.queue.is_empty() && !app.state.is_running() && app.state.runs.len() == 2
+    });
+    h.run_steps(2);
+    h.get_by_label_contains("2 runs in");
+    h.get_by_label_contains("2 trials: 2 done");
+    let names: Vec<&str> = h
+        .state()
+        .state
+        .runs
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"000-lambda0.1") && names.contains(&"001-lambda0.9"),
+        "{names:?}"
+    );
+    // The same directory reads back through `lethe sweep status`'s code.
+    let (_, trials) = lethe::sweep::status::scan(&dir).unwrap();
+    assert!(
+        trials
+            .iter()
+            .all(|t| t.state == lethe::sweep::status::TrialState::Done)
+    );
+    // Back to all runs: the runs directory holds no run of its own, only the sweep.
+    h.state_mut().state.show_runs_of(None);
+    h.run_steps(2);
+    h.get_by_label_contains("0 runs in");
+    assert_eq!(h.state().state.sweep_dirs(), vec![dir]);
+}
+
+#[test]
 fn snapshot_of_the_demo_as_it_opens() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = harness(true, runs.path());

@@ -23,16 +23,34 @@ const OVERLAY: [&str; 5] = [
 /// Width of the runs table's knobs column (points).
 const KNOBS_WIDTH: f32 = 220.0;
 
+/// How often a sweep's directory is re-read while the compare view shows it: its trials
+/// may be run by other processes (`lethe sweep run`, a Slurm array).
+const SWEEP_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
+    if app.state.runs_source.is_some() {
+        let due = app
+            .state
+            .runs_read_at
+            .is_none_or(|t| t.elapsed() >= SWEEP_REFRESH);
+        if due {
+            app.state.refresh_runs();
+        }
+        ui.ctx().request_repaint_after(SWEEP_REFRESH);
+    }
     ui.horizontal(|ui| {
         if ui.button("Refresh runs").clicked() {
             app.state.refresh_runs();
         }
+        source_choice(app, ui);
         ui.label(format!(
             "{} runs in {}",
             app.state.runs.len(),
-            app.state.config.header.runs_dir.display()
+            app.state.runs_shown().display()
         ));
+        if let Some(summary) = &app.state.sweep_summary {
+            ui.label(format!("— {summary}"));
+        }
     });
     for p in &app.state.run_problems {
         ui.colored_label(ui.visuals().warn_fg_color, p);
@@ -57,6 +75,45 @@ pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
             });
         });
     });
+}
+
+/// Which directory the table and plots show: the runs directory or one of its sweeps.
+fn source_choice(app: &mut LetheApp, ui: &mut egui::Ui) {
+    let name = |p: &std::path::Path| {
+        p.file_name().map_or(p.display().to_string(), |n| {
+            n.to_string_lossy().into_owned()
+        })
+    };
+    let shown = match &app.state.runs_source {
+        Some(dir) => format!("sweep {}", name(dir)),
+        None => "all runs".to_string(),
+    };
+    let mut choice = None;
+    egui::ComboBox::from_id_salt("runs-source")
+        .selected_text(shown)
+        .show_ui(ui, |ui| {
+            if ui
+                .selectable_label(app.state.runs_source.is_none(), "all runs")
+                .clicked()
+            {
+                choice = Some(None);
+            }
+            for dir in app.state.sweep_dirs() {
+                let selected = app.state.runs_source.as_ref() == Some(&dir);
+                if ui
+                    .selectable_label(selected, format!("sweep {}", name(&dir)))
+                    .on_hover_text(dir.display().to_string())
+                    .clicked()
+                {
+                    choice = Some(Some(dir));
+                }
+            }
+        })
+        .response
+        .on_hover_text("Show the runs directory, or the trials of one sweep in it (made by Queue sweep or `lethe sweep`)");
+    if let Some(source) = choice {
+        app.state.show_runs_of(source);
+    }
 }
 
 fn sweep(app: &mut LetheApp, ui: &mut egui::Ui) {

@@ -12,5 +12,6 @@ pub mod inspect;
 pub mod pretrain;
 pub mod runs;
 pub mod sample;
+pub mod sweep;
 pub mod train_classifier;
 pub mod unlearn;

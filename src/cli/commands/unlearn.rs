@@ -39,6 +39,21 @@ pub struct UnlearnArgs {
     threads: Option<usize>,
 }
 
+impl UnlearnArgs {
+    /// A config run as it is (no overrides), on `threads` CPU threads.
+    pub fn plain(threads: Option<usize>) -> Self {
+        Self {
+            config: None,
+            resume: None,
+            steps: None,
+            name: None,
+            backend: None,
+            precision: None,
+            threads,
+        }
+    }
+}
+
 pub fn run(args: &UnlearnArgs) -> Result<(), String> {
     if let Some(run_dir) = &args.resume {
         return resume_experiment(run_dir, args).map(|_| ());

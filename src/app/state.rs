@@ -132,6 +132,8 @@ pub struct Workbench {
     /// When the runs were last read, so a sweep that other processes run is re-read as its
     /// trials finish.
     pub runs_read_at: Option<std::time::Instant>,
+    /// A sweep directory path as typed in the compare view (for one outside `runs_dir`).
+    pub sweep_path_field: String,
     pub selected_runs: BTreeSet<PathBuf>,
     pub sweep: SweepSettings,
     pub queue: VecDeque<ExperimentConfig>,
@@ -165,6 +167,7 @@ impl Workbench {
             runs_source: None,
             sweep_summary: None,
             runs_read_at: None,
+            sweep_path_field: String::new(),
             selected_runs: BTreeSet::new(),
             sweep: settings.sweep,
             queue: VecDeque::new(),
@@ -474,6 +477,21 @@ impl Workbench {
         self.refresh_runs();
     }
 
+    /// Shows the sweep directory at `path`, wherever it is (`lethe sweep … --out` may put it
+    /// outside the runs directory); refused with the reason when it is not one.
+    pub fn open_sweep(&mut self, path: &Path) {
+        if sweep::Manifest::exists_in(path) {
+            self.show_runs_of(Some(path.to_path_buf()));
+            self.status = format!("showing the sweep in {}", path.display());
+        } else {
+            self.status = format!(
+                "{}: not a sweep directory (no {})",
+                path.display(),
+                sweep::MANIFEST
+            );
+        }
+    }
+
     /// The sweep directories in the runs directory (each with its `sweep.json`), by name.
     pub fn sweep_dirs(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.config.header.runs_dir) else {
@@ -759,6 +777,17 @@ mod tests {
             Some(manifest.trials[0].name.as_str())
         );
         assert_eq!(bench.sweep_summary.as_deref(), Some("4 trials: 4 missing"));
+        // Back to all runs, then the sweep again by its path; a folder that is not one is refused.
+        bench.show_runs_of(None);
+        bench.open_sweep(&dir.join("logs"));
+        assert!(bench.runs_source.is_none());
+        assert!(
+            bench.status.contains("not a sweep directory"),
+            "{}",
+            bench.status
+        );
+        bench.open_sweep(&dir);
+        assert_eq!(bench.runs_source.as_ref(), Some(&dir));
         // The same sweep file again expands to the same trials (`lethe sweep run` continues it).
         let again = sweep::expand(&dir.join("sweep.toml"), None).unwrap();
         sweep::Manifest::write_or_check(&again, &dir.join("sweep.toml")).unwrap();

@@ -114,6 +114,22 @@ fn source_choice(app: &mut LetheApp, ui: &mut egui::Ui) {
     if let Some(source) = choice {
         app.state.show_runs_of(source);
     }
+    let field = egui::TextEdit::singleline(&mut app.state.sweep_path_field)
+        .hint_text("or a sweep directory elsewhere")
+        .desired_width(200.0);
+    let typed = ui.add(field);
+    let entered = typed.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    if ui
+        .add_enabled(
+            !app.state.sweep_path_field.trim().is_empty(),
+            egui::Button::new("Open sweep"),
+        )
+        .clicked()
+        || entered
+    {
+        let path = std::path::PathBuf::from(app.state.sweep_path_field.trim());
+        app.state.open_sweep(&path);
+    }
 }
 
 fn sweep(app: &mut LetheApp, ui: &mut egui::Ui) {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::{Table, Value};
 
-use super::{MAX_TRIALS, Override, Points};
+use super::{MAX_TRIALS, Override, Points, combinations};
 use crate::experiment::ExperimentConfig;
 
 #[derive(Deserialize)]
@@ -88,7 +88,7 @@ pub fn expand(path: &Path) -> Result<Points, String> {
 fn grid_points(grid: &Table) -> Result<Vec<Vec<(String, Value)>>, String> {
     let mut axes = flatten(grid, "");
     axes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    let mut lists = Vec::with_capacity(axes.len());
     for (key, values) in axes {
         let Value::Array(values) = values else {
             return Err(format!(
@@ -98,22 +98,9 @@ fn grid_points(grid: &Table) -> Result<Vec<Vec<(String, Value)>>, String> {
         if values.is_empty() {
             return Err(format!("grid.{key} is an empty list"));
         }
-        let key = &key;
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut p = p.clone();
-                    p.push((key.clone(), v.clone()));
-                    p
-                })
-            })
-            .collect();
-        if points.len() > MAX_TRIALS {
-            return Err(format!("the grid has more than {MAX_TRIALS} points"));
-        }
+        lists.push((key, values));
     }
-    Ok(points)
+    combinations(&lists).map_err(|e| format!("the grid has {e}"))
 }
 
 /// A table as dotted keys and leaf values (`[grid.method] lambda` → `method.lambda`).

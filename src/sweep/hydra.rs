@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{MAX_TRIALS, Override, Points};
+use super::{MAX_TRIALS, Override, Points, combinations};
 use crate::experiment::siss_yaml;
 
 /// How deep defaults lists may nest (a cycle is an error long before this).
@@ -44,22 +44,7 @@ pub fn expand(path: &Path) -> Result<Points, String> {
         .iter()
         .map(|(key, value)| Ok((key.clone(), sweep_values(key, value)?)))
         .collect::<Result<_, String>>()?;
-    let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-    for (key, values) in &axes {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut p = p.clone();
-                    p.push((key.clone(), v.clone()));
-                    p
-                })
-            })
-            .collect();
-        if points.len() > MAX_TRIALS {
-            return Err(format!("the sweep has more than {MAX_TRIALS} trials"));
-        }
-    }
+    let points = combinations(&axes).map_err(|e| format!("the sweep has {e}"))?;
     let mut trials = Vec::with_capacity(points.len());
     let mut out = None;
     for (index, point) in points.iter().enumerate() {
@@ -352,7 +337,7 @@ fn resolve(value: &Value, root: &Value, changed: &mut bool) -> Result<Value, Str
                     let end = after
                         .find('}')
                         .ok_or(format!("`{s}`: an interpolation is not closed"))?;
-                    out.push_str(&compact_plain(lookup(root, &after[..end])?));
+                    out.push_str(&compact(lookup(root, &after[..end])?));
                     rest = &after[end + 1..];
                 }
                 out.push_str(rest);
@@ -393,10 +378,6 @@ fn lookup<'a>(root: &'a Value, path: &str) -> Result<&'a Value, String> {
 
 /// A value on one line, as JSON (strings without quotes at the top level).
 fn compact(value: &Value) -> String {
-    compact_plain(value)
-}
-
-fn compact_plain(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),

@@ -162,6 +162,28 @@ fn slug(overrides: &[Override]) -> String {
     text.trim_matches(['-', '_', '.']).to_string()
 }
 
+/// Every combination of the axes' values, in the order given with the last axis varying
+/// fastest: the grid of both sweep formats.
+fn combinations<V: Clone>(axes: &[(String, Vec<V>)]) -> Result<Vec<Vec<(String, V)>>, String> {
+    let mut points: Vec<Vec<(String, V)>> = vec![Vec::new()];
+    for (key, values) in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.push((key.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+        if points.len() > MAX_TRIALS {
+            return Err(format!("more than {MAX_TRIALS} combinations"));
+        }
+    }
+    Ok(points)
+}
+
 /// Writes `0,2-4,7` for the indices 0, 2, 3, 4, 7: Slurm's `--array=` list.
 pub fn array_list(indices: &[usize]) -> String {
     let mut sorted = indices.to_vec();

@@ -233,7 +233,7 @@ fn run_here(
             );
         }
     })?;
-    let rows = print_status(&dir, false)?;
+    print_status(&dir, false)?;
     if failed.is_empty() {
         Ok(())
     } else {
@@ -243,7 +243,6 @@ fn run_here(
             sweeps::array_list(&failed),
             dir.display()
         ))
-        .map(|()| drop(rows))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod heatmap;
 pub mod knobs;
 pub mod live;
 pub mod panels;
+pub mod remote;
 pub mod runs;
 pub mod screenshot;
 pub mod sets;
@@ -105,6 +106,7 @@ impl LetheApp {
         for command in self.state.outbox.drain(..) {
             self.engine.send(command);
         }
+        self.state.poll_remote();
         let mut applied = 0;
         while let Ok(event) = self.engine.events().try_recv() {
             self.state.apply(event);
@@ -124,6 +126,14 @@ impl LetheApp {
         self.handle_dropped_files(ui.ctx());
         panels::show(self, ui);
         self.export.poll_screenshot(ui.ctx());
+        // Background connects and round-trip probes are polled by frames.
+        if self.state.remote.busy() {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        } else if self.state.config.header.backend == crate::backend::BackendChoice::Remote {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs(1));
+        }
         self.frames.record(start.elapsed());
     }
 

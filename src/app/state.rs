@@ -138,6 +138,8 @@ pub struct Workbench {
     pub sweep: SweepSettings,
     pub queue: VecDeque<ExperimentConfig>,
     pub attack: AttackSettings,
+    /// The device menu's *Remote…* link to a `lethe serve`.
+    pub remote: super::remote::RemoteLink,
     /// The last thing that happened, for the status bar.
     pub status: String,
     pub outbox: Vec<Command>,
@@ -172,10 +174,14 @@ impl Workbench {
             sweep: settings.sweep,
             queue: VecDeque::new(),
             attack: settings.attack,
+            remote: super::remote::RemoteLink::default(),
             status: String::new(),
             outbox: Vec::new(),
             config: settings.config,
         };
+        if let Some(url) = &bench.config.header.remote {
+            bench.remote.url_field = url.clone();
+        }
         bench.load_checkpoint(bench.config.header.checkpoint.clone());
         let spec = bench.image_spec();
         bench
@@ -186,6 +192,17 @@ impl Workbench {
             .set_sources(bench.config.data.retain.clone(), spec);
         bench.refresh_runs();
         bench
+    }
+
+    /// Follows the *Remote…* link: a server that has just connected becomes the device
+    /// runs compute on (its address goes into the config; its token does not).
+    pub fn poll_remote(&mut self) {
+        if let Some(status) = self.remote.poll() {
+            self.config.header.backend = crate::backend::BackendChoice::Remote;
+            self.config.header.remote = Some(status.url.clone());
+            self.status = format!("connected to {}", status.describe());
+            self.remote.dialog_open = false;
+        }
     }
 
     pub fn settings(&self) -> Settings {
@@ -399,7 +416,10 @@ impl Workbench {
         self.live = Some(LiveRun::new(title));
         self.outbox.push(Command::Continue {
             run_dir: run_dir.to_path_buf(),
-            backend: Some(self.config.header.backend),
+            backend: Some(crate::backend::BackendRequest {
+                choice: self.config.header.backend,
+                remote: self.config.header.remote.clone(),
+            }),
         });
     }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use lethe::backend::BackendChoice;
+use lethe::backend::{BackendChoice, BackendRequest, remote};
 use lethe::data::demo;
 use lethe::device_check::{self, Selection};
 use lethe::diffusion::checkpoint;
@@ -16,9 +16,10 @@ use lethe::metrics::suite::Preset;
 pub struct Compute {
     /// Where tensors run: auto (a GPU through wgpu where one exists and passes the device
     /// self-check on the model, else the CPU; the choice and why are printed first), cpu
-    /// (burn-flex), wgpu (Vulkan/Metal/DX12) or cuda (build with --features cuda).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
+    /// (burn-flex), wgpu (Vulkan/Metal/DX12), cuda (build with --features cuda), or
+    /// remote:ws://HOST:PORT (a `lethe serve`; token from LETHE_REMOTE_TOKEN or a prompt).
+    #[arg(long, default_value = "auto", value_name = "BACKEND")]
+    pub backend: BackendRequest,
     /// CPU threads for the cpu backend (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -29,7 +30,9 @@ impl Compute {
     /// a GPU is used), announced on stderr's first line with the reason.
     pub fn select(&self, model: &Path) -> Result<Selection, String> {
         self.apply_threads();
-        let selection = device_check::select(self.backend, model, &|note| eprintln!("{note}"))?;
+        connect_remote(&self.backend)?;
+        let selection =
+            device_check::select(self.backend.choice, model, &|note| eprintln!("{note}"))?;
         eprintln!("{}", selection.describe());
         Ok(selection)
     }
@@ -48,6 +51,49 @@ impl Compute {
                 .build_global();
         }
     }
+}
+
+impl Compute {
+    /// CPU work with `threads` threads.
+    pub fn cpu(threads: Option<usize>) -> Self {
+        Self {
+            backend: BackendRequest::local(BackendChoice::Cpu),
+            threads,
+        }
+    }
+}
+
+/// Connects to the `lethe serve` a `remote:` backend names (nothing for a local backend),
+/// with the token from LETHE_REMOTE_TOKEN; a server that refuses no token is asked again
+/// with one typed at a prompt when stdin is a terminal. Prints the server and latency.
+pub fn connect_remote(request: &BackendRequest) -> Result<(), String> {
+    let Some(url) = &request.remote else {
+        return Ok(());
+    };
+    if remote::status().is_some_and(|s| &s.url == url) {
+        return Ok(());
+    }
+    eprintln!("connecting to {url} …");
+    let token = std::env::var(remote::TOKEN_ENV).ok();
+    let status = match remote::connect(url, token.as_deref()) {
+        Err(e) if token.is_none() && e.contains("refused the token") && interactive() => {
+            let typed = rpassword::prompt_password(format!("token for {url}: "))
+                .map_err(|e| format!("reading the token: {e}"))?;
+            remote::connect(url, Some(typed.trim()))?
+        }
+        other => other?,
+    };
+    eprintln!(
+        "connected: {} — {:.2} ms round trip",
+        status.describe(),
+        status.latency_ms
+    );
+    Ok(())
+}
+
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
 }
 
 /// The UNet's compute precision, for the commands that run it.

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use commands::{
     attack, bench, data, demo_check, doctor, eval, export_samples, fid, inspect, pretrain, runs,
-    sample, sweep, train_classifier, unlearn,
+    sample, serve, sweep, train_classifier, unlearn,
 };
 
 #[derive(Parser)]
@@ -112,6 +112,10 @@ enum Command {
     /// keys, or a SISS-style Hydra multirun YAML): run here N at a time, or as a Slurm job
     /// array; `status` and `collect` tabulate them (see examples/sweep-siss-lambda.toml).
     Sweep(sweep::SweepArgs),
+    /// Serve this machine's device (GPU or CPU) to lethe clients elsewhere through Burn's
+    /// remote backend; clients run with --backend remote:ws://HOST:PORT. Without --token,
+    /// loopback only.
+    Serve(serve::ServeArgs),
     /// Write samples as PNGs plus their classifier features (.npy) and mu/sigma (.npz), so
     /// FIDs can be recomputed with pytorch-fid or clean-fid.
     ExportSamples(export_samples::ExportArgs),
@@ -136,6 +140,7 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(args)) => eval::run(args),
         Some(Command::ExportSamples(args)) => export_samples::run(args),
         Some(Command::Sweep(args)) => sweep::run(args),
+        Some(Command::Serve(args)) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

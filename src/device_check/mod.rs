@@ -89,8 +89,13 @@ pub fn select(
     match requested {
         BackendChoice::Cpu => Ok(Selection::cpu("asked for (--backend cpu)".into())),
         BackendChoice::Auto => Ok(select_auto(model, note)),
-        BackendChoice::Wgpu | BackendChoice::Cuda => {
+        BackendChoice::Wgpu | BackendChoice::Cuda | BackendChoice::Remote => {
             let candidate = Candidate::of(requested)?;
+            let requested = match requested {
+                BackendChoice::Remote => backend::remote::status()
+                    .map_or_else(|| "remote".into(), |s| format!("remote:{}", s.url)),
+                other => other.to_string(),
+            };
             let report = candidate.checked(model, note)?;
             if report.passed() {
                 Ok(candidate.into_selection(format!(
@@ -167,6 +172,9 @@ impl Candidate {
             BackendChoice::Wgpu => backend::best_adapter()
                 .map(|a| a.describe())
                 .unwrap_or_else(|| "wgpu".into()),
+            BackendChoice::Remote => backend::remote::status()
+                .map(|s| s.describe())
+                .unwrap_or_else(|| "remote".into()),
             other => other.to_string(),
         };
         Ok(Self {

@@ -31,7 +31,7 @@ pub enum Command {
     /// cancelled or failed run), on this backend if one is given.
     Continue {
         run_dir: PathBuf,
-        backend: Option<crate::backend::BackendChoice>,
+        backend: Option<crate::backend::BackendRequest>,
     },
     Pause,
     Resume,
@@ -206,6 +206,12 @@ fn panic_error(panic: &(dyn std::any::Any + Send), config: &ExperimentConfig) ->
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)");
+    if config.header.backend == crate::backend::BackendChoice::Remote {
+        let server = config.header.remote.as_deref().unwrap_or("the server");
+        return format!(
+            "the connection to the lethe serve at {server} failed: {message}. The run directory keeps its last checkpoint; resume it once the server answers again (lethe unlearn --resume DIR)"
+        );
+    }
     let lower = message.to_lowercase();
     let memory = [
         "out of memory",
@@ -276,7 +282,7 @@ fn worker_loop(commands: &Receiver<Command>, events: &Sender<Event>, waker: Opti
                 match ExperimentConfig::from_file(&run_dir.join("config.toml")) {
                     Ok(mut config) => {
                         if let Some(backend) = backend {
-                            config.header.backend = backend;
+                            config.header.set_backend(&backend);
                         }
                         (config, Some(run_dir))
                     }

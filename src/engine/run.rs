@@ -93,6 +93,32 @@ pub fn execute_resumed(
 /// A run directory to continue: the directory, its lock (held from now on), its `run.json`.
 type Reopened = (RunDir, RunLock, RunInfo);
 
+/// A run on `remote` connects to the config's server unless this process already has
+/// (the CLI and the workbench connect first, with the token they asked for; a sweep trial
+/// or a resumed run connects here, with the token from the environment).
+fn connect_remote(config: &ExperimentConfig, emit: &dyn Fn(Event)) -> Result<(), String> {
+    use crate::backend::{BackendChoice, remote};
+    if config.header.backend != BackendChoice::Remote {
+        return Ok(());
+    }
+    let url = config.header.remote.as_deref().ok_or(
+        "backend = \"remote\" needs the server's address: remote = \"ws://host:port\" (or --backend remote:ws://host:port)",
+    )?;
+    let url = remote::parse_url(url)?;
+    if remote::status().is_some_and(|s| s.url == url) {
+        return Ok(());
+    }
+    emit(Event::Note(format!("connecting to {url}")));
+    let token = std::env::var(remote::TOKEN_ENV).ok();
+    let status = remote::connect(&url, token.as_deref())?;
+    emit(Event::Note(format!(
+        "connected to {} ({:.1} ms round trip)",
+        status.describe(),
+        status.latency_ms
+    )));
+    Ok(())
+}
+
 /// What a run (or a preview) works with before its directory exists: the device that passed
 /// the check, the loaded checkpoint and data, and the config with its evaluation fitted.
 struct Prepared {
@@ -105,6 +131,7 @@ struct Prepared {
 }
 
 fn prepare(config: &ExperimentConfig, emit: &dyn Fn(Event)) -> Result<Prepared, String> {
+    connect_remote(config, emit)?;
     // A GPU is used only after it has matched the CPU on this model (cached per device and
     // model); `auto` falls back to the CPU and says why.
     let selection =
@@ -227,7 +254,13 @@ fn launch(
             .and_then(|()| run.announce_estimate(emit)),
         None => run.announce_estimate(emit).and_then(|()| run.begin(emit)),
     };
-    match prepared.and_then(|()| run.train(control, emit)) {
+    // A backend panic mid-run (a GPU out of memory, a remote server that went away) is
+    // recorded in run.json like any other failure; the last checkpoint stays.
+    let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        prepared.and_then(|()| run.train(control, emit))
+    }))
+    .unwrap_or_else(|panic| Err(super::panic_error(&*panic, config)));
+    match trained {
         Ok(status) => {
             let summary = run.finish(status, None).map_err(&with_dir)?;
             emit(match status {

@@ -28,6 +28,10 @@ pub struct RunHeader {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub backend: BackendChoice,
+    /// The `lethe serve` address (`ws://host:port`) when `backend = "remote"`. Its token is
+    /// never written here: it comes from LETHE_REMOTE_TOKEN or a prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// Refuses the config's top-level keys that no field took (see [`NoUnknownKeys`]).
     #[serde(flatten, skip_serializing)]
     pub unknown: NoUnknownKeys,
@@ -40,6 +44,7 @@ impl Default for RunHeader {
             runs_dir: PathBuf::from("runs"),
             name: None,
             backend: BackendChoice::default(),
+            remote: None,
             unknown: NoUnknownKeys,
         }
     }
@@ -54,12 +59,29 @@ impl RunHeader {
         }
     }
 
-    /// Refuses a missing checkpoint.
+    /// Refuses a missing checkpoint, and a remote backend without a valid address.
     pub fn validate(&self) -> Result<(), String> {
         if self.checkpoint.as_os_str().is_empty() {
             return Err("checkpoint is not set: the checkpoint to start from".into());
         }
-        Ok(())
+        match (&self.remote, self.backend) {
+            (None, BackendChoice::Remote) => Err(
+                "backend = \"remote\" needs remote = \"ws://host:port\", the lethe serve to run on"
+                    .into(),
+            ),
+            (Some(url), _) => crate::backend::remote::parse_url(url)
+                .map(|_| ())
+                .map_err(|e| format!("remote: {e}")),
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Applies a `--backend` from the command line (a remote one brings its address).
+    pub fn set_backend(&mut self, request: &crate::backend::BackendRequest) {
+        self.backend = request.choice;
+        if request.remote.is_some() {
+            self.remote = request.remote.clone();
+        }
     }
 }
 
@@ -463,6 +485,32 @@ impl ExperimentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_backend_needs_a_well_formed_address_and_the_token_is_never_written() {
+        let mut header = RunHeader::new("assets/demo-model");
+        header.backend = BackendChoice::Remote;
+        assert!(
+            header
+                .validate()
+                .unwrap_err()
+                .contains("remote = \"ws://host:port\"")
+        );
+        header.remote = Some("gpu:7878".into());
+        assert!(header.validate().unwrap_err().starts_with("remote: "));
+        header.set_backend(&"remote:ws://gpu:7878".parse().unwrap());
+        header.validate().unwrap();
+        let text = toml::to_string(&header).unwrap();
+        assert!(
+            text.contains("backend = \"remote\"") && text.contains("remote = \"ws://gpu:7878\""),
+            "{text}"
+        );
+        assert!(!text.to_lowercase().contains("token"), "{text}");
+        // Back to a local backend: the address stays on record but is not used.
+        header.set_backend(&"cpu".parse().unwrap());
+        assert_eq!(header.backend, BackendChoice::Cpu);
+        header.validate().unwrap();
+    }
 
     #[test]
     fn the_evaluation_is_fitted_to_its_budget_only_where_left_out() {

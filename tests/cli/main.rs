@@ -8,4 +8,5 @@ mod common;
 mod bad_inputs;
 mod cli;
 mod demo_assets;
+mod remote;
 mod sweep;

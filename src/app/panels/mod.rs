@@ -24,6 +24,7 @@ pub enum DropTarget {
 
 pub fn show(app: &mut LetheApp, ui: &mut egui::Ui) {
     app.drop_zones.clear();
+    remote_dialog(app, ui.ctx());
     egui::Panel::top("lethe-top").show(ui, |ui| top_bar(app, ui));
     egui::Panel::bottom("lethe-status").show(ui, |ui| status_bar(app, ui));
     egui::Panel::left("lethe-setup")
@@ -45,19 +46,33 @@ fn top_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
         ui.selectable_value(&mut app.tab, Tab::Live, "Live run");
         ui.selectable_value(&mut app.tab, Tab::Compare, "Compare runs");
         ui.separator();
-        ui.label("Device:");
+        let device_label_id = ui.label("Device:").id;
+        let selected = match app.state.config.header.backend {
+            BackendChoice::Remote => format!(
+                "remote: {}",
+                app.state.config.header.remote.as_deref().unwrap_or("not set")
+            ),
+            other => device_label(other),
+        };
         let backend = &mut app.state.config.header.backend;
         egui::ComboBox::from_id_salt("backend")
-            .selected_text(device_label(*backend))
+            .selected_text(selected)
             .show_ui(ui, |ui| {
                 let choices =
                     std::iter::once(BackendChoice::Auto).chain(crate::backend::compiled_in());
                 for choice in choices {
                     ui.selectable_value(backend, choice, device_label(choice));
                 }
+                if ui
+                    .selectable_label(*backend == BackendChoice::Remote, "Remote… (a lethe serve)")
+                    .clicked()
+                {
+                    app.state.remote.dialog_open = true;
+                }
             })
             .response
-            .on_hover_text("Where training runs. auto: the GPU when one exists and passes the device self-check against the CPU on this model (checked once per device and model), else the CPU; the status bar says which and why once a run starts. `lethe doctor` prints the check in full.");
+            .labelled_by(device_label_id)
+            .on_hover_text("Where training runs. auto: the GPU when one exists and passes the device self-check against the CPU on this model (checked once per device and model), else the CPU; the status bar says which and why once a run starts. `lethe doctor` prints the check in full. Remote…: the device of a `lethe serve` on another machine (checked against this CPU the same way).");
         precision_choice(ui, &mut app.state.config.train.precision);
         ui.label(format!(
             "GUI renderer: {}",
@@ -100,9 +115,45 @@ fn device_label(choice: BackendChoice) -> String {
     }
 }
 
+/// The *Remote…* dialog: a `lethe serve` address and token, connected in the background.
+fn remote_dialog(app: &mut LetheApp, ctx: &egui::Context) {
+    let link = &mut app.state.remote;
+    let mut open = link.dialog_open;
+    egui::Window::new("Remote device")
+        .open(&mut open)
+        .resizable(false)
+        .collapsible(false)
+        .show(ctx, |ui| {
+            ui.label("A `lethe serve` on another machine computes; this workbench keeps the run, its data and its run directory.");
+            egui::Grid::new("remote-fields").num_columns(2).show(ui, |ui| {
+                ui.label("Server:");
+                ui.text_edit_singleline(&mut link.url_field)
+                    .on_hover_text("ws://HOST:PORT as `lethe serve` prints it");
+                ui.end_row();
+                ui.label("Token:");
+                ui.add(egui::TextEdit::singleline(&mut link.token_field).password(true))
+                    .on_hover_text("The server's --token (empty for a loopback server without one); kept in memory only. Prefilled from LETHE_REMOTE_TOKEN.");
+                ui.end_row();
+            });
+            ui.horizontal(|ui| {
+                let connecting = matches!(link.state, crate::app::remote::LinkState::Connecting { .. });
+                if ui.add_enabled(!connecting, egui::Button::new("Connect")).clicked() {
+                    link.connect();
+                }
+                ui.label(link.describe());
+            });
+            ui.small("WebSocket is unencrypted: use a token on a trusted network, or an SSH tunnel.");
+        });
+    link.dialog_open = open;
+}
+
 fn status_bar(app: &mut LetheApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label(crate::app::live::displayable(&app.state.status));
+        if app.state.config.header.backend == BackendChoice::Remote {
+            ui.separator();
+            ui.label(app.state.remote.describe());
+        }
         if let Some(live) = app.state.live.as_ref().filter(|l| !l.backend.is_empty()) {
             ui.separator();
             ui.label(format!("computing on {} — {}", live.backend, live.device_reason));

@@ -126,7 +126,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 fn run_gui(steps: usize, compute: &Compute) -> Result<(), String> {
     compute.apply_threads();
     let mut config = lethe::app::state::demo_config();
-    config.header.backend = compute.backend;
+    config.header.set_backend(&compute.backend);
     config.train.steps = steps;
     config.eval.every = 10;
     let runs = tempfile::tempdir().map_err(|e| e.to_string())?;

@@ -7,16 +7,17 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lethe::backend::{self, BackendChoice};
+use lethe::backend::{self, BackendChoice, BackendRequest};
 use lethe::data::demo::DEMO_CHECKPOINT;
 use lethe::device_check::{self, CheckReport, CheckSpec, Tolerances, cache, check};
 
 #[derive(Args)]
 pub struct DoctorArgs {
-    /// The backend to check against the CPU: wgpu, cuda, cpu (the CPU against itself, a
-    /// sanity run), or auto (the one `--backend auto` would take).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    backend: BackendChoice,
+    /// The backend to check against the CPU: wgpu, cuda, remote:ws://HOST:PORT (a `lethe
+    /// serve`), cpu (the CPU against itself, a sanity run), or auto (the one `--backend auto`
+    /// would take).
+    #[arg(long, default_value = "auto", value_name = "BACKEND")]
+    backend: BackendRequest,
     /// Checkpoint to check with (diffusers layout); the bundled demo model by default.
     #[arg(long, default_value = DEMO_CHECKPOINT)]
     checkpoint: PathBuf,
@@ -44,7 +45,8 @@ pub struct DoctorArgs {
 
 pub fn run(args: &DoctorArgs) -> Result<(), String> {
     print_adapters();
-    let backend = match args.backend {
+    crate::cli::args::connect_remote(&args.backend)?;
+    let backend = match args.backend.choice {
         BackendChoice::Auto => {
             let auto = device_check::select(BackendChoice::Auto, &args.checkpoint, &|_| {})?;
             println!("auto would choose: {}", auto.describe());
@@ -58,6 +60,9 @@ pub fn run(args: &DoctorArgs) -> Result<(), String> {
     let device = backend::device(backend)?;
     let name = match backend {
         BackendChoice::Wgpu => backend::best_adapter().map_or("wgpu".into(), |a| a.describe()),
+        BackendChoice::Remote => {
+            backend::remote::status().map_or("remote".into(), |s| s.describe())
+        }
         other => other.to_string(),
     };
     let spec = CheckSpec {
@@ -107,7 +112,10 @@ fn print_adapters() {
         .iter()
         .map(ToString::to_string)
         .collect();
-    println!("backends in this build: {}", compiled.join(", "));
+    println!(
+        "backends in this build: {}, remote:ws://HOST:PORT (a lethe serve elsewhere)",
+        compiled.join(", ")
+    );
     if !cfg!(feature = "cuda") {
         println!("  (cuda: not built in; README's GPU section says how to build it)");
     }

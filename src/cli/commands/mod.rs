@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod pretrain;
 pub mod runs;
 pub mod sample;
+pub mod serve;
 pub mod sweep;
 pub mod train_classifier;
 pub mod unlearn;

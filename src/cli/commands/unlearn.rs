@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use lethe::backend::BackendChoice;
+use lethe::backend::{BackendChoice, BackendRequest};
 use lethe::diffusion::precision::Precision;
 use lethe::engine::{Command as EngineCommand, Engine, Event};
 use lethe::experiment::ExperimentConfig;
 use lethe::metrics::evaluation::Evaluation;
 
-use crate::cli::args::Compute;
+use crate::cli::args::{self, Compute};
 use crate::cli::progress::{bar, say};
 
 #[derive(Args)]
@@ -28,9 +28,10 @@ pub struct UnlearnArgs {
     /// Override the run directory name.
     #[arg(long)]
     name: Option<String>,
-    /// Override the backend of the config (cpu, wgpu, cuda).
-    #[arg(long, value_enum)]
-    backend: Option<BackendChoice>,
+    /// Override the backend of the config: auto, cpu, wgpu, cuda, or remote:ws://HOST:PORT
+    /// (a `lethe serve`; token from LETHE_REMOTE_TOKEN or a prompt).
+    #[arg(long, value_name = "BACKEND")]
+    backend: Option<BackendRequest>,
     /// Override train.precision: f32, or bf16 mixed precision (f32 master weights).
     #[arg(long, value_enum)]
     precision: Option<Precision>,
@@ -90,9 +91,14 @@ pub fn resume_experiment(
         info.total_steps
     );
     let config = ExperimentConfig::from_file(&run_dir.join("config.toml"))?;
+    let mut header = config.header.clone();
+    if let Some(backend) = &args.backend {
+        header.set_backend(backend);
+    }
+    connect_configured_remote(&header)?;
     let command = EngineCommand::Continue {
         run_dir: run_dir.to_path_buf(),
-        backend: args.backend,
+        backend: args.backend.clone(),
     };
     drive(&config, command, args)
 }
@@ -109,9 +115,11 @@ pub fn run_experiment(
     if let Some(name) = &args.name {
         config.header.name = Some(name.clone());
     }
-    if let Some(backend) = args.backend {
-        config.header.backend = backend;
+    if let Some(backend) = &args.backend {
+        config.header.set_backend(backend);
     }
+    config.header.validate()?;
+    connect_configured_remote(&config.header)?;
     if let Some(precision) = args.precision {
         precision
             .check_trainable()
@@ -122,17 +130,24 @@ pub fn run_experiment(
     drive(&config, command, args)
 }
 
+/// A run on a `lethe serve` connects here first, so a token can be asked for at the prompt.
+fn connect_configured_remote(header: &lethe::experiment::config::RunHeader) -> Result<(), String> {
+    match (&header.remote, header.backend) {
+        (Some(url), BackendChoice::Remote) => args::connect_remote(&BackendRequest {
+            choice: BackendChoice::Remote,
+            remote: Some(url.clone()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Sends `command` to a fresh engine and follows the run it starts to its end.
 fn drive(
     config: &ExperimentConfig,
     command: EngineCommand,
     args: &UnlearnArgs,
 ) -> Result<Vec<(usize, Evaluation)>, String> {
-    Compute {
-        backend: BackendChoice::Cpu,
-        threads: args.threads,
-    }
-    .apply_threads();
+    Compute::cpu(args.threads).apply_threads();
     let engine = Engine::spawn(None);
     engine.send(command);
     let pb = bar(config.train.steps as u64, config.method.label());

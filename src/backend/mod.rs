@@ -1,4 +1,8 @@
 //! The one place that names concrete Burn backends. Everything else takes a `&Device`.
+//! `remote` and `serve` are the two ends of Burn's remote backend (`lethe serve`).
+
+pub mod remote;
+pub mod serve;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Dispatch, Flex};
@@ -29,6 +33,9 @@ pub enum BackendChoice {
     Wgpu,
     /// CUDA (build with `--features cuda`, which needs internet at build time).
     Cuda,
+    /// The device of a `lethe serve` elsewhere, through Burn's remote backend
+    /// (`--backend remote:ws://host:port`; the run config's `remote` key holds the address).
+    Remote,
 }
 
 impl std::fmt::Display for BackendChoice {
@@ -38,6 +45,7 @@ impl std::fmt::Display for BackendChoice {
             Self::Cpu => "cpu (burn-flex)",
             Self::Wgpu => "wgpu",
             Self::Cuda => "cuda",
+            Self::Remote => "remote",
         };
         f.write_str(name)
     }
@@ -63,6 +71,7 @@ pub fn device(choice: BackendChoice) -> Result<Device, String> {
             "`auto` names no device by itself; resolve it with device_check::select first".into(),
         ),
         BackendChoice::Cpu => Ok(Device::flex()),
+        BackendChoice::Remote => remote::device(),
         #[cfg(feature = "wgpu")]
         BackendChoice::Wgpu => {
             let adapter = best_adapter().ok_or_else(|| {
@@ -80,6 +89,45 @@ pub fn device(choice: BackendChoice) -> Result<Device, String> {
         BackendChoice::Cuda => Err(
             "this build has no CUDA backend: rebuild with `--features cuda` (README: GPU)".into(),
         ),
+    }
+}
+
+/// A backend as the command line names it: a [`BackendChoice`], or `remote:ws://host:port`
+/// for a `lethe serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRequest {
+    pub choice: BackendChoice,
+    /// The server's address when `choice` is `Remote`.
+    pub remote: Option<String>,
+}
+
+impl BackendRequest {
+    pub fn local(choice: BackendChoice) -> Self {
+        Self {
+            choice,
+            remote: None,
+        }
+    }
+}
+
+impl std::str::FromStr for BackendRequest {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Some(url) = text.strip_prefix("remote:") {
+            return Ok(Self {
+                choice: BackendChoice::Remote,
+                remote: Some(remote::parse_url(url)?),
+            });
+        }
+        if text == "remote" {
+            return Err("remote needs the server's address: remote:ws://host:port".into());
+        }
+        <BackendChoice as clap::ValueEnum>::from_str(text, true)
+            .map(Self::local)
+            .map_err(|_| {
+                format!("`{text}` is not a backend: auto, cpu, wgpu, cuda or remote:ws://host:port")
+            })
     }
 }
 
@@ -317,4 +365,40 @@ pub fn fused_group_norm(
         silu,
     );
     Ok(Tensor::from_dispatch(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_request_is_a_local_backend_or_a_remote_address() {
+        let parse = |s: &str| s.parse::<BackendRequest>();
+        assert_eq!(
+            parse("cpu").unwrap(),
+            BackendRequest::local(BackendChoice::Cpu)
+        );
+        assert_eq!(
+            parse("auto").unwrap(),
+            BackendRequest::local(BackendChoice::Auto)
+        );
+        assert_eq!(
+            parse("remote:ws://gpu:7878").unwrap(),
+            BackendRequest {
+                choice: BackendChoice::Remote,
+                remote: Some("ws://gpu:7878".into())
+            }
+        );
+        assert!(
+            parse("remote")
+                .unwrap_err()
+                .contains("remote:ws://host:port")
+        );
+        assert!(
+            parse("remote:gpu:7878")
+                .unwrap_err()
+                .contains("ws://host:port")
+        );
+        assert!(parse("tpu").unwrap_err().contains("`tpu` is not a backend"));
+    }
 }

@@ -3,61 +3,16 @@
 //! mid-run fails the client within a bounded time with its checkpoint kept; a wrong token is
 //! refused; without a token the server listens on loopback only.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::tiny_experiment;
+use crate::common::LetheServer;
 
-/// A `lethe serve --backend cpu` on a free loopback port, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    /// The server's first line (device, address, access).
-    banner: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lethe"))
-            .args(["serve", "--port", "0", "--backend", "cpu", "--threads", "1"])
-            .args(extra)
-            .env(
-                "LETHE_CACHE_DIR",
-                std::env::temp_dir().join("lethe-test-cache"),
-            )
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("lethe serve starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let banner = lines
-            .next()
-            .expect("lethe serve prints its address")
-            .unwrap();
-        // Keep draining, so a chatty server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        let url = banner
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap_or_else(|| panic!("no ws:// address in: {banner}"))
-            .to_string();
-        Self { child, url, banner }
-    }
-
-    fn backend(&self) -> String {
-        format!("remote:{}", self.url)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `lethe serve` on loopback.
+fn start_server(extra: &[&str]) -> LetheServer {
+    LetheServer::start(env!("CARGO_BIN_EXE_lethe"), extra)
 }
 
 /// `lethe ARGS` with `env`, no terminal on stdin; (success, stdout, stderr).
@@ -116,7 +71,7 @@ fn loss_curve(run_dir: &Path) -> Vec<Vec<(String, f64)>> {
 fn a_run_through_lethe_serve_has_the_local_runs_loss_curve() {
     let tmp = tempfile::tempdir().unwrap();
     let config = experiment(tmp.path(), 6);
-    let server = Server::start(&[]);
+    let server = start_server(&[]);
 
     let (ok, out, err) = lethe_with(
         &[
@@ -195,7 +150,7 @@ fn a_run_through_lethe_serve_has_the_local_runs_loss_curve() {
 fn a_server_killed_mid_run_fails_the_client_in_bounded_time_and_keeps_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let config = experiment(tmp.path(), 400);
-    let mut server = Server::start(&[]);
+    let mut server = start_server(&[]);
     let backend = server.backend();
     let log = std::fs::File::create(tmp.path().join("client.log")).unwrap();
     let mut client = command(
@@ -286,13 +241,13 @@ fn a_wrong_token_is_refused_and_without_one_the_server_stays_on_loopback() {
     let checkpoint = tmp.path().join("ckpt");
     let checkpoint = checkpoint.to_str().unwrap();
 
-    let open = Server::start(&[]);
+    let open = start_server(&[]);
     assert!(open.url.starts_with("ws://127.0.0.1:"), "{}", open.banner);
     assert!(open.banner.contains("loopback only"), "{}", open.banner);
     let (ok, out, err) = lethe_with(&["serve", "--port", "0", "--bind", "0.0.0.0"], &[]);
     assert!(!ok && err.contains("without a token"), "{out}\n{err}");
 
-    let guarded = Server::start(&["--bind", "127.0.0.1", "--token", "right-token"]);
+    let guarded = start_server(&["--bind", "127.0.0.1", "--token", "right-token"]);
     assert!(
         guarded.banner.contains("must present the token"),
         "{}",

@@ -100,3 +100,60 @@ pub fn class_world_eval(classifier: std::path::PathBuf) -> lethe::experiment::co
         ..Default::default()
     }
 }
+
+/// A `lethe serve --backend cpu --threads 1` on a free loopback port, killed when dropped
+/// (a failed assertion leaves no server behind).
+#[allow(dead_code)]
+pub struct LetheServer {
+    pub child: std::process::Child,
+    /// `ws://127.0.0.1:PORT`, read from the server's first line.
+    pub url: String,
+    /// That first line (device, address, access).
+    pub banner: String,
+}
+
+#[allow(dead_code)]
+impl LetheServer {
+    pub fn start(lethe: &str, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(lethe)
+            .args(["serve", "--port", "0", "--backend", "cpu", "--threads", "1"])
+            .args(extra)
+            .env(
+                "LETHE_CACHE_DIR",
+                std::env::temp_dir().join("lethe-test-cache"),
+            )
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lethe serve starts");
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let banner = lines
+            .next()
+            .expect("lethe serve prints its address")
+            .unwrap();
+        // Keep draining, so a chatty server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let url = banner
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap_or_else(|| panic!("no ws:// address in: {banner}"))
+            .to_string();
+        Self { child, url, banner }
+    }
+
+    /// `remote:ws://…`, as `--backend` takes it.
+    pub fn backend(&self) -> String {
+        format!("remote:{}", self.url)
+    }
+}
+
+impl Drop for LetheServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -753,43 +753,13 @@ fn the_picker_fits_and_picks_the_clicked_image_at_32_64_and_256_px() {
     }
 }
 
-/// A child process killed when dropped (a failed assertion leaves no server behind).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `lethe serve --backend cpu` on a free loopback port; its address.
-fn start_server() -> (KillOnDrop, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
-        .args(["serve", "--port", "0", "--backend", "cpu", "--threads", "1"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("lethe serve starts");
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let banner = lines.next().unwrap().unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap()
-        .to_string();
-    (KillOnDrop(child), url)
-}
-
 #[test]
 fn the_remote_entry_connects_to_a_lethe_serve_and_a_dead_server_never_stalls_a_frame() {
     use lethe::app::remote::LinkState;
     use lethe::backend::BackendChoice;
     let runs = tempfile::tempdir().unwrap();
-    let (mut server, url) = start_server();
+    let mut server = crate::common::LetheServer::start(env!("CARGO_BIN_EXE_lethe"), &[]);
+    let url = server.url.clone();
     let mut h = harness(true, runs.path());
     h.run_steps(2);
     h.get_by_role_and_label(Role::ComboBox, "Device:").click();
@@ -825,8 +795,8 @@ fn the_remote_entry_connects_to_a_lethe_serve_and_a_dead_server_never_stalls_a_f
     save_screenshot(&mut h, "remote-device");
 
     // The server dies: frames go on (the probe runs off the GUI thread) and the link says so.
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     let start = Instant::now();
     let mut slowest = Duration::ZERO;
     loop {

@@ -13,6 +13,7 @@ mod golden_elbo;
 mod golden_fid;
 mod golden_inception;
 mod golden_public;
+mod golden_stats;
 mod mixed_precision;
 mod synthetic;
 mod wgpu_smoke;

@@ -3,6 +3,7 @@
 //! Layers (arrows point down; `docs/design.md` has the map):
 //!
 //! - `app` (the GUI, behind the `gui` feature), the `lethe` binary's `cli` and [`bench`]
+//! - [`reproduce`] (the papers' claims as verdicts, on top of sweeps)
 //! - [`engine`] (runs experiments on a worker thread), [`pretrain`] and [`sweep`] (trials
 //!   of one experiment, run locally, on Slurm or in the workbench)
 //! - [`attack`] → [`experiment`] (configs, run directories, their records)
@@ -26,6 +27,7 @@ pub mod experiment;
 pub mod images;
 pub mod metrics;
 pub mod pretrain;
+pub mod reproduce;
 pub mod sweep;
 pub mod train;
 pub mod unlearn;

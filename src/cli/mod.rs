@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    attack, bench, data, demo_check, doctor, eval, export_samples, fid, inspect, pretrain, runs,
-    sample, serve, sweep, train_classifier, unlearn,
+    attack, bench, data, demo_check, doctor, eval, export_samples, fid, inspect, pretrain,
+    reproduce, runs, sample, serve, sweep, train_classifier, unlearn,
 };
 
 #[derive(Parser)]
@@ -112,6 +112,10 @@ enum Command {
     /// keys, or a SISS-style Hydra multirun YAML): run here N at a time, or as a Slurm job
     /// array; `status` and `collect` tabulate them (see examples/sweep-siss-lambda.toml).
     Sweep(sweep::SweepArgs),
+    /// Run the experiments behind each seed paper's claim on the bundled demo (SISS,
+    /// EraseDiff, VDU, DiMRA vs DiMUM; several seeds, DDIM and DDPM) and write a report with a
+    /// verdict per claim: OUT/report.html, report.md, verdicts.json. Resumable.
+    Reproduce(reproduce::ReproduceArgs),
     /// Serve this machine's device (GPU or CPU) to lethe clients elsewhere through Burn's
     /// remote backend; clients run with --backend remote:ws://HOST:PORT. Without --token,
     /// loopback only.
@@ -141,6 +145,7 @@ pub fn main() -> ExitCode {
         Some(Command::ExportSamples(args)) => export_samples::run(args),
         Some(Command::Sweep(args)) => sweep::run(args),
         Some(Command::Serve(args)) => serve::run(args),
+        Some(Command::Reproduce(args)) => reproduce::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,4 +9,5 @@ mod bad_inputs;
 mod cli;
 mod demo_assets;
 mod remote;
+mod reproduce;
 mod sweep;

@@ -157,3 +157,31 @@ impl Drop for LetheServer {
         let _ = self.child.wait();
     }
 }
+
+/// A freshly initialised model shaped like the bundled demo's data (28×28 grey, the demo's
+/// 12 class embeddings with null class 11) but tiny (channels 8/16, no attention): what
+/// `lethe reproduce --preset tiny` runs on.
+#[allow(dead_code)]
+pub fn tiny_demo_checkpoint(dir: &std::path::Path) {
+    use burn::tensor::Device;
+    use lethe::diffusion::checkpoint::{self, Provenance};
+    use lethe::diffusion::schedule::SchedulerConfig;
+    use lethe::diffusion::unet::UNet;
+    let config = UNetConfig {
+        block_out_channels: vec![8, 16],
+        down_block_types: vec!["DownBlock2D".into(), "DownBlock2D".into()],
+        up_block_types: vec!["UpBlock2D".into(), "UpBlock2D".into()],
+        norm_num_groups: Some(4),
+        add_attention: false,
+        ..UNetConfig::demo_mnist()
+    };
+    let model = UNet::new(&config, 0, &Device::flex()).unwrap();
+    checkpoint::save(
+        dir,
+        &model,
+        &config,
+        &SchedulerConfig::default(),
+        &Provenance::new("test fixture").with("lethe_steps", 0),
+    )
+    .unwrap();
+}

@@ -10,6 +10,7 @@ pub mod export_samples;
 pub mod fid;
 pub mod inspect;
 pub mod pretrain;
+pub mod reproduce;
 pub mod runs;
 pub mod sample;
 pub mod serve;

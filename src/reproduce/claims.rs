@@ -191,6 +191,14 @@ fn share(i: &Option<Interval>) -> String {
 fn num(i: &Option<Interval>, decimals: usize) -> String {
     i.map_or("–".into(), |i| i.show(1.0, decimals))
 }
+/// A share's interval clipped to [0, 1] for a plot.
+fn clip_share(i: Interval) -> Interval {
+    Interval {
+        lo: i.lo.max(0.0),
+        hi: i.hi.min(1.0),
+        ..i
+    }
+}
 fn of(values: &[Option<f64>]) -> Option<Interval> {
     Interval::of(&values.iter().flatten().copied().collect::<Vec<_>>())
 }
@@ -278,7 +286,7 @@ impl Reader<'_> {
                 share(&of(&orig_conf)),
             ]);
             if let (Some(c), Some(f)) = (of(&orig_copy), of(&orig_fid)) {
-                points.push(("original".to_string(), c, f));
+                points.push(("original".to_string(), clip_share(c), f));
             }
             let mut figures: Vec<(String, Option<Interval>, Option<Interval>)> = Vec::new();
             for (arm, label) in &arms {
@@ -293,7 +301,7 @@ impl Reader<'_> {
                     share(&of(&conf)),
                 ]);
                 if let (Some(c), Some(f)) = (c, f) {
-                    points.push((label.clone(), c, f));
+                    points.push((label.clone(), clip_share(c), f));
                 }
                 figures.push((arm.clone(), c, f));
             }
@@ -314,7 +322,7 @@ impl Reader<'_> {
                 Figure::Scatter {
                     title: format!("Forgetting vs quality ({})", sampler.name()),
                     x_label: "T-shirt copies (share of samples)".into(),
-                    y_label: "FID (classifier features; lower is better)".into(),
+                    y_label: "FID (lower is better)".into(),
                     points,
                 },
             ));
@@ -521,7 +529,7 @@ impl Reader<'_> {
                 format!("erasediff-{}", sampler.name().to_lowercase()),
                 Figure::Bars {
                     title: format!("P(y = 7) on class-7 prompts ({})", sampler.name()),
-                    y_label: "mean classifier probability of 7".into(),
+                    y_label: "mean P(y = 7)".into(),
                     bars,
                 },
             ));
@@ -663,9 +671,10 @@ impl Reader<'_> {
         let show = |f: &(String, String, Option<Interval>, Option<Interval>)| {
             format!("{}: PUL {}%, FID rise {}", f.1, num(&f.2, 1), pct(&f.3))
         };
+        let best_of = format!("the best γ of the {} tried", vdus.len());
         for (which, f) in [
             ("Lethe's default γ (the paper publishes none)", paper),
-            ("the best γ found", best),
+            (best_of.as_str(), best),
         ] {
             self.report.state(
                 sampler,
@@ -711,7 +720,7 @@ impl Reader<'_> {
             }
             let points: Vec<(f64, Interval)> = by_step
                 .iter()
-                .filter_map(|(s, v)| Some((*s as f64, Interval::of(v)?)))
+                .filter_map(|(s, v)| Some((*s as f64, clip_share(Interval::of(v)?))))
                 .collect();
             series.push((label.clone(), points));
         }
@@ -736,8 +745,12 @@ impl Reader<'_> {
                 "–".into(),
             ]];
             let mut rises: Vec<(String, String, Vec<Option<f64>>)> = Vec::new();
+            // Whether each arm's unlearning removed 7s at all (original − start > 0, paired):
+            // an attack cannot reverse forgetting that did not happen.
+            let mut forgot: Vec<(String, Option<Interval>)> = Vec::new();
             for (arm, label) in &arms {
                 let (start, end) = self.series(Stage::Dimra, arm, sampler, class_rate);
+                forgot.push((arm.clone(), Interval::paired(&orig, &start)));
                 let rise: Vec<Option<f64>> = end
                     .iter()
                     .zip(&start)
@@ -780,11 +793,24 @@ impl Reader<'_> {
                 rows,
             });
             let caveat = self.caveat(Stage::Class7, &arms[0].0, sampler);
+            let not_forgotten = |arm: &str, label: &str| -> Option<String> {
+                let removed = forgot.iter().find(|f| f.0 == arm)?.1?;
+                (Verdict::above(&removed, 0.0) != Verdict::Holds).then(|| {
+                    format!(
+                        "{label} did not clearly remove 7s in these runs (original − after unlearning: {} points, paired by seed): nothing to reverse",
+                        removed.show(100.0, 1)
+                    )
+                })
+            };
             for (arm, label, rise) in rises.iter().filter(|r| r.0 != "dimum") {
                 let text =
                     format!("fine-tuning-based unlearning ({label}) is reversed by the attack");
                 let (verdict, evidence) = match (&caveat, of(rise)) {
                     (Some(why), _) => (Verdict::Inconclusive, format!("uninformative: {why}")),
+                    _ if not_forgotten(arm, label).is_some() => (
+                        Verdict::Inconclusive,
+                        not_forgotten(arm, label).unwrap_or_default(),
+                    ),
                     (_, Some(i)) => (
                         Verdict::above(&i, 0.0),
                         format!(
@@ -803,8 +829,13 @@ impl Reader<'_> {
             if let (Some(ed), Some(dm)) = (rise_of("erasediff"), rise_of("dimum")) {
                 let text =
                     "DiMUM resists the attack (its forgetting comes back less than EraseDiff's)";
+                let unforgotten =
+                    not_forgotten("erasediff", "EraseDiff").or(not_forgotten("dimum", "DiMUM"));
                 let (verdict, evidence) = match (&caveat, Interval::paired(&ed, &dm)) {
                     (Some(why), _) => (Verdict::Inconclusive, format!("uninformative: {why}")),
+                    _ if unforgotten.is_some() => {
+                        (Verdict::Inconclusive, unforgotten.unwrap_or_default())
+                    }
                     (_, Some(d)) => (
                         Verdict::above(&d, 0.0),
                         format!(

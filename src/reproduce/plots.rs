@@ -83,6 +83,8 @@ fn scatter(
         .build_cartesian_2d(xs, ys)?;
     chart
         .configure_mesh()
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(WHITE)
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()?;
@@ -139,6 +141,8 @@ fn curves(
         .build_cartesian_2d(xs, ys)?;
     chart
         .configure_mesh()
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(WHITE)
         .x_desc(x_label)
         .y_desc(y_label)
         .draw()?;
@@ -184,6 +188,8 @@ fn bar_chart(root: &Area<'_>, title: &str, y_label: &str, bars: &[(String, Inter
         .build_cartesian_2d(-0.5..n - 0.5, ys)?;
     chart
         .configure_mesh()
+        .bold_line_style(BLACK.mix(0.12))
+        .light_line_style(WHITE)
         .disable_x_mesh()
         .x_labels(bars.len().max(1))
         .x_label_formatter(&|x| {

@@ -21,20 +21,40 @@ pub struct Context {
     /// `2026-11-27 12:34 UTC`.
     pub date: String,
     pub machine: String,
-    /// Wall time of the `lethe reproduce` that wrote the report.
-    pub wall_seconds: f64,
-    /// The `lethe reproduce …` command line.
+    /// Every `lethe reproduce` that ran work into the directory (`reproduce.json`), oldest
+    /// first; the report is written by the last (or by a `--report-only` after them).
+    pub invocations: Vec<Invocation>,
+}
+
+/// One `lethe reproduce` that ran work.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Invocation {
+    /// When it ended, `2026-11-27 12:34 UTC`.
+    pub date: String,
     pub command: String,
+    pub wall_seconds: f64,
+    pub machine: String,
+}
+
+impl Invocation {
+    /// The invocation ending now.
+    pub fn now(wall_seconds: f64, command: String) -> Self {
+        Self {
+            date: utc_now(),
+            command,
+            wall_seconds,
+            machine: machine(),
+        }
+    }
 }
 
 impl Context {
-    pub fn here(wall_seconds: f64, command: String) -> Self {
+    pub fn here(invocations: Vec<Invocation>) -> Self {
         Self {
             lethe_version: env!("CARGO_PKG_VERSION").to_string(),
             date: utc_now(),
             machine: machine(),
-            wall_seconds,
-            command,
+            invocations,
         }
     }
 }
@@ -147,10 +167,33 @@ fn judgement_commands(plan: &Plan, claim: &ClaimReport) -> Vec<String> {
 fn header_lines(plan: &Plan, results: &Results, context: &Context) -> Vec<String> {
     let devices = results.devices();
     vec![
-        format!("Lethe {} — {}", context.lethe_version, context.date),
-        format!("Command: `{}`", context.command),
+        format!(
+            "Lethe {} — report written {}",
+            context.lethe_version, context.date
+        ),
         format!("Preset: {} — {}", plan.preset.name(), plan.preset.caveat()),
         format!("Machine: {}", context.machine),
+        format!(
+            "Invocations that ran the work: {}",
+            if context.invocations.is_empty() {
+                "none recorded".to_string()
+            } else {
+                context
+                    .invocations
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "`{}` ended {} after {} (on {})",
+                            i.command,
+                            i.date,
+                            duration(i.wall_seconds),
+                            i.machine
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        ),
         format!(
             "Runs computed on: {}",
             if devices.is_empty() {
@@ -160,8 +203,7 @@ fn header_lines(plan: &Plan, results: &Results, context: &Context) -> Vec<String
             }
         ),
         format!(
-            "Wall time of this invocation: {}; training and evaluation time of all runs: {} (DDPM evaluations not included)",
-            duration(context.wall_seconds),
+            "Training and evaluation time of all runs: {} (the DDPM evaluations not included)",
             duration(results.compute_seconds())
         ),
         format!(

@@ -129,6 +129,10 @@ fn the_tiny_reproduction_runs_every_claim_and_links_each_verdict_to_its_runs() {
     }
     assert!(html.contains("lethe eval --checkpoint") && html.contains("--sampler ddpm"));
     assert!(html.contains("lethe-mnist11"), "no metric provenance");
+    assert!(
+        html.contains("Invocations that ran the work: `lethe reproduce --preset tiny"),
+        "the command and its wall time are not in the report"
+    );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| claim | statement | sampler | verdict |"));
     assert!(out.join("plots/dimra-curves-ddim.svg").is_file());

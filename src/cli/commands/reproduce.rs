@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use lethe::reproduce::plan::{Judgement, Stage};
+use lethe::reproduce::report::Invocation;
 use lethe::reproduce::{self, Claim, Plan, Preset, claims, report, results::Results};
 use lethe::sweep::Manifest;
 use lethe::sweep::local::{self, LocalOptions, Progress};
@@ -80,16 +81,24 @@ pub fn run(args: &ReproduceArgs) -> Result<(), String> {
         failures.extend(run_stages(&plan, &exe, args.jobs, &source)?);
         failures.extend(run_judgements(&plan, &exe, args.jobs)?);
     }
+    let invocations = if args.report_only {
+        read_invocations(&plan)
+    } else {
+        record_invocation(
+            &plan,
+            Invocation::now(clock.elapsed().as_secs_f64(), command_line()),
+        )?
+    };
     let results = Results::read(&plan);
     let judged = claims::judge(&plan, &results);
-    let context = report::Context::here(clock.elapsed().as_secs_f64(), command_line());
+    let context = report::Context::here(invocations);
     let html = report::write(&plan, &results, &judged, &context)?;
     println!();
     print!("{}", report::verdict_table(&judged));
     println!(
         "report: {} (and report.md, verdicts.json, plots/) — {} wall time",
         html.display(),
-        report::duration(context.wall_seconds)
+        report::duration(clock.elapsed().as_secs_f64())
     );
     if failures.is_empty() {
         Ok(())
@@ -160,6 +169,30 @@ fn record_settings(plan: &Plan) -> Result<PathBuf, String> {
     lethe::util::atomic_write(&path, text.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
+}
+
+/// The invocations `reproduce.json` records (none when it cannot be read).
+fn read_invocations(plan: &Plan) -> Vec<Invocation> {
+    std::fs::read_to_string(plan.out.join("reproduce.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| serde_json::from_value(v["invocations"].clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Appends `this` to `reproduce.json`'s invocations; returns them all.
+fn record_invocation(plan: &Plan, this: Invocation) -> Result<Vec<Invocation>, String> {
+    let path = plan.out.join("reproduce.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut record: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut all = read_invocations(plan);
+    all.push(this);
+    record["invocations"] = serde_json::to_value(&all).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
+    lethe::util::atomic_write(&path, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(all)
 }
 
 /// Runs every stage's unfinished trials; returns the trials that failed.

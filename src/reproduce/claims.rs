@@ -108,7 +108,7 @@ pub fn judge(plan: &Plan, results: &Results) -> Vec<ClaimReport> {
             let mut reader = Reader {
                 plan,
                 results,
-                report: ClaimReport::new(*claim, claim_stages(*claim)),
+                report: ClaimReport::new(*claim, claim.stages()),
             };
             match claim {
                 Claim::Siss => reader.siss(),
@@ -119,15 +119,6 @@ pub fn judge(plan: &Plan, results: &Results) -> Vec<ClaimReport> {
             reader.report
         })
         .collect()
-}
-
-fn claim_stages(claim: Claim) -> &'static [Stage] {
-    match claim {
-        Claim::Siss => &[Stage::Tshirt],
-        Claim::Erasediff => &[Stage::Class7],
-        Claim::Vdu => &[Stage::Digit1],
-        Claim::Dimra => &[Stage::Class7, Stage::Dimra],
-    }
 }
 
 /// A metric of an evaluation.

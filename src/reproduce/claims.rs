@@ -644,11 +644,7 @@ impl Reader<'_> {
                 Verdict::below(&r, SMALL_QUALITY_COST)
             })
         };
-        let neg_loses = match keeps(&neg.3) {
-            Verdict::Holds => Verdict::DoesNotHold,
-            Verdict::DoesNotHold => Verdict::Holds,
-            Verdict::Inconclusive => Verdict::Inconclusive,
-        };
+        let neg_loses = keeps(&neg.3).negated();
         // The best γ: the highest PUL among those that keep quality, else the smallest rise.
         let best = vdus
             .iter()

@@ -42,6 +42,26 @@ pub fn svg(figure: &Figure) -> Result<String, String> {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 type Drawn = Result<(), Box<dyn std::error::Error>>;
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A chart with the report's caption, margins and label areas over `xs` × `ys`.
+fn frame<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    xs: std::ops::Range<f64>,
+    ys: std::ops::Range<f64>,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    Ok(ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xs, ys)?)
+}
 
 /// The interval's ends, or the mean twice when it is unbounded (one seed).
 fn ends(i: &Interval) -> (f64, f64) {
@@ -75,12 +95,7 @@ fn scatter(
 ) -> Drawn {
     let xs = range(points.iter().flat_map(|(_, x, _)| [ends(x).0, ends(x).1]));
     let ys = range(points.iter().flat_map(|(_, _, y)| [ends(y).0, ends(y).1]));
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(xs, ys)?;
+    let mut chart = frame(root, title, xs, ys)?;
     chart
         .configure_mesh()
         .bold_line_style(BLACK.mix(0.12))
@@ -133,12 +148,7 @@ fn curves(
             .chain([0.0]),
     );
     let (x0, x1) = (xs.start, xs.end);
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(xs, ys)?;
+    let mut chart = frame(root, title, xs, ys)?;
     chart
         .configure_mesh()
         .bold_line_style(BLACK.mix(0.12))
@@ -180,12 +190,7 @@ fn bar_chart(root: &Area<'_>, title: &str, y_label: &str, bars: &[(String, Inter
     );
     let n = bars.len().max(1) as f64;
     let names: Vec<String> = bars.iter().map(|(l, _)| l.clone()).collect();
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
-        .margin(14)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(-0.5..n - 0.5, ys)?;
+    let mut chart = frame(root, title, -0.5..n - 0.5, ys)?;
     chart
         .configure_mesh()
         .bold_line_style(BLACK.mix(0.12))
@@ -222,16 +227,7 @@ fn bar_chart(root: &Area<'_>, title: &str, y_label: &str, bars: &[(String, Inter
     Ok(())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<
-        'a,
-        DB,
-        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
-    >,
-) -> Drawn
-where
-    DB::ErrorType: 'static,
-{
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Drawn {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)

@@ -126,7 +126,12 @@ impl Verdict {
 
     /// Holds when the whole interval is below `threshold`.
     pub fn below(interval: &Interval, threshold: f64) -> Self {
-        match Self::above(interval, threshold) {
+        Self::above(interval, threshold).negated()
+    }
+
+    /// The verdict on the opposite statement.
+    pub fn negated(self) -> Self {
+        match self {
             Self::Holds => Self::DoesNotHold,
             Self::DoesNotHold => Self::Holds,
             Self::Inconclusive => Self::Inconclusive,

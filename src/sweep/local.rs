@@ -58,40 +58,67 @@ pub fn run(
 ) -> Result<Vec<usize>, String> {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let mut waiting: VecDeque<usize> = indices.iter().copied().collect();
-    let mut running: Vec<(usize, Child, Instant, PathBuf)> = Vec::new();
     let mut failed = Vec::new();
-    while !waiting.is_empty() || !running.is_empty() {
-        while running.len() < options.jobs
-            && let Some(index) = waiting.pop_front()
-        {
+    // Both callbacks report; the cell lets them share it.
+    let report = std::cell::RefCell::new(report);
+    run_children(
+        indices.to_vec(),
+        options.jobs,
+        |&index| {
             let trial = manifest.trial(index)?;
             let log = logs.join(format!("{index}.log"));
             let child = spawn(dir, index, &log, options)?;
-            report(Progress::Started {
+            (report.borrow_mut())(Progress::Started {
                 index,
                 name: &trial.name,
                 log: &log,
             });
-            running.push((index, child, Instant::now(), log));
+            Ok(Some(child))
+        },
+        |&index, ok, seconds| {
+            if !ok {
+                failed.push(index);
+            }
+            let log = logs.join(format!("{index}.log"));
+            if let Ok(trial) = manifest.trial(index) {
+                (report.borrow_mut())(Progress::Ended {
+                    index,
+                    name: &trial.name,
+                    ok,
+                    seconds,
+                    log: &log,
+                });
+            }
+        },
+    )?;
+    Ok(failed)
+}
+
+/// Runs one child process per item, at most `jobs` at a time, in order: `spawn` starts an
+/// item's process (or returns `None` to skip it), `ended` hears whether it succeeded and
+/// after how many seconds. The pool behind `lethe sweep run` and `lethe reproduce`.
+pub fn run_children<T>(
+    items: Vec<T>,
+    jobs: usize,
+    mut spawn: impl FnMut(&T) -> Result<Option<Child>, String>,
+    mut ended: impl FnMut(&T, bool, f64),
+) -> Result<(), String> {
+    let mut waiting: VecDeque<T> = items.into();
+    let mut running: Vec<(T, Child, Instant)> = Vec::new();
+    while !waiting.is_empty() || !running.is_empty() {
+        while running.len() < jobs.max(1)
+            && let Some(item) = waiting.pop_front()
+        {
+            if let Some(child) = spawn(&item)? {
+                running.push((item, child, Instant::now()));
+            }
         }
         let mut still = Vec::with_capacity(running.len());
-        for (index, mut child, started, log) in running {
+        for (item, mut child, started) in running {
             match child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() {
-                        failed.push(index);
-                    }
-                    report(Progress::Ended {
-                        index,
-                        name: &manifest.trial(index)?.name,
-                        ok: status.success(),
-                        seconds: started.elapsed().as_secs_f64(),
-                        log: &log,
-                    });
-                }
-                Ok(None) => still.push((index, child, started, log)),
-                Err(e) => return Err(format!("trial {index}: {e}")),
+                Ok(Some(status)) => ended(&item, status.success(), started.elapsed().as_secs_f64()),
+                Ok(None) => still.push((item, child, started)),
+                Err(e) => return Err(format!("a child process: {e}")),
             }
         }
         running = still;
@@ -99,7 +126,7 @@ pub fn run(
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    Ok(failed)
+    Ok(())
 }
 
 /// `lethe sweep trial DIR I --threads T`, its output appended to `log`.

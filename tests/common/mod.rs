@@ -20,16 +20,21 @@ pub fn tiny_config() -> UNetConfig {
 /// Saves a freshly initialised tiny model as a diffusers-layout checkpoint in `dir`.
 #[allow(dead_code)]
 pub fn tiny_checkpoint(dir: &std::path::Path) {
+    save_fresh(dir, &tiny_config());
+}
+
+/// Saves a freshly initialised model of `config` (seed 0) as a diffusers-layout checkpoint.
+#[allow(dead_code)]
+fn save_fresh(dir: &std::path::Path, config: &UNetConfig) {
     use burn::tensor::Device;
     use lethe::diffusion::checkpoint::{self, Provenance};
     use lethe::diffusion::schedule::SchedulerConfig;
     use lethe::diffusion::unet::UNet;
-    let config = tiny_config();
-    let model = UNet::new(&config, 0, &Device::flex()).unwrap();
+    let model = UNet::new(config, 0, &Device::flex()).unwrap();
     checkpoint::save(
         dir,
         &model,
-        &config,
+        config,
         &SchedulerConfig::default(),
         &Provenance::new("test fixture").with("lethe_steps", 0),
     )
@@ -163,25 +168,15 @@ impl Drop for LetheServer {
 /// `lethe reproduce --preset tiny` runs on.
 #[allow(dead_code)]
 pub fn tiny_demo_checkpoint(dir: &std::path::Path) {
-    use burn::tensor::Device;
-    use lethe::diffusion::checkpoint::{self, Provenance};
-    use lethe::diffusion::schedule::SchedulerConfig;
-    use lethe::diffusion::unet::UNet;
-    let config = UNetConfig {
-        block_out_channels: vec![8, 16],
-        down_block_types: vec!["DownBlock2D".into(), "DownBlock2D".into()],
-        up_block_types: vec!["UpBlock2D".into(), "UpBlock2D".into()],
-        norm_num_groups: Some(4),
-        add_attention: false,
-        ..UNetConfig::demo_mnist()
-    };
-    let model = UNet::new(&config, 0, &Device::flex()).unwrap();
-    checkpoint::save(
+    save_fresh(
         dir,
-        &model,
-        &config,
-        &SchedulerConfig::default(),
-        &Provenance::new("test fixture").with("lethe_steps", 0),
-    )
-    .unwrap();
+        &UNetConfig {
+            block_out_channels: vec![8, 16],
+            down_block_types: vec!["DownBlock2D".into(), "DownBlock2D".into()],
+            up_block_types: vec!["UpBlock2D".into(), "UpBlock2D".into()],
+            norm_num_groups: Some(4),
+            add_attention: false,
+            ..UNetConfig::demo_mnist()
+        },
+    );
 }

@@ -3,10 +3,9 @@
 //! interrupted ones continued), evaluates every result again under DDPM (`lethe eval`
 //! processes), and writes the report (`lethe::reproduce`).
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 
@@ -269,21 +268,22 @@ fn run_stages(plan: &Plan, exe: &Path, jobs: usize, source: &Path) -> Result<Vec
 fn run_judgements(plan: &Plan, exe: &Path, jobs: usize) -> Result<Vec<String>, String> {
     let logs = plan.out.join("ddpm").join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let mut waiting: VecDeque<&Judgement> = plan
+    let todo: Vec<&Judgement> = plan
         .judgements
         .iter()
         .filter(|j| !j.json_path(&plan.out).is_file())
         .collect();
     let pb = bar(plan.judgements.len() as u64, "DDPM evaluations");
-    pb.set_position((plan.judgements.len() - waiting.len()) as u64);
+    pb.set_position((plan.judgements.len() - todo.len()) as u64);
     pb.reset_eta();
     let options = LocalOptions::split(exe.to_path_buf(), jobs, None);
-    let mut running: Vec<(&Judgement, Child, PathBuf)> = Vec::new();
-    let mut failed = Vec::new();
-    while !waiting.is_empty() || !running.is_empty() {
-        while running.len() < options.jobs
-            && let Some(j) = waiting.pop_front()
-        {
+    let log_of = |j: &Judgement| logs.join(format!("{}.log", j.name));
+    // Both callbacks record failures; the cell lets them share the list.
+    let failed = std::cell::RefCell::new(Vec::new());
+    local::run_children(
+        todo,
+        options.jobs,
+        |j| {
             if !j.checkpoint.is_dir() {
                 say(
                     &pb,
@@ -293,38 +293,26 @@ fn run_judgements(plan: &Plan, exe: &Path, jobs: usize) -> Result<Vec<String>, S
                         j.checkpoint.display()
                     ),
                 );
-                failed.push(format!("ddpm/{}", j.name));
+                failed.borrow_mut().push(format!("ddpm/{}", j.name));
                 pb.inc(1);
-                continue;
+                return Ok(None);
             }
-            let log = logs.join(format!("{}.log", j.name));
-            running.push((j, spawn_eval(plan, j, &options, &log)?, log));
-        }
-        let mut still = Vec::with_capacity(running.len());
-        for (j, mut child, log) in running {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() {
-                        say(
-                            &pb,
-                            format!("  FAILED ddpm/{} — see {}", j.name, log.display()),
-                        );
-                        failed.push(format!("ddpm/{}", j.name));
-                    }
-                    pb.inc(1);
-                }
-                Ok(None) => still.push((j, child, log)),
-                Err(e) => return Err(format!("lethe eval for ddpm/{}: {e}", j.name)),
-            }
-        }
-        running = still;
-        if let Some((j, ..)) = running.first() {
             pb.set_message(j.name.clone());
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+            spawn_eval(plan, j, &options, &log_of(j)).map(Some)
+        },
+        |j, ok, _| {
+            if !ok {
+                say(
+                    &pb,
+                    format!("  FAILED ddpm/{} — see {}", j.name, log_of(j).display()),
+                );
+                failed.borrow_mut().push(format!("ddpm/{}", j.name));
+            }
+            pb.inc(1);
+        },
+    )?;
     pb.finish_and_clear();
-    Ok(failed)
+    Ok(failed.into_inner())
 }
 
 /// `lethe eval …` for one judgement on its share of the cores, output to `log`.

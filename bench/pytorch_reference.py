@@ -6,7 +6,8 @@ fp32 (or under `torch.autocast` with `--precision bf16|f16`, as `lethe bench --p
 median of several timed runs after 2 warm-ups.
 
 `--model cifar10` times google/ddpm-cifar10-32's architecture (35.7M parameters, random
-weights) instead of the demo UNet; `--device cuda` runs on the GPU (eager, fp32 with TF32
+weights) instead of the demo UNet; `--checkpoint DIR` any diffusers UNet2DModel checkpoint
+(`DIR/unet/`, e.g. one `tools/make_random_unet.py` writes), as `lethe bench --checkpoint DIR`; `--device cuda` runs on the GPU (eager, fp32 with TF32
 off unless `--tf32`, each timed run ending in `torch.cuda.synchronize()`), the counterpart
 of `lethe bench --backend wgpu`.
 
@@ -72,6 +73,7 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--size", type=int, default=None, help="image side (the UNet is fully convolutional; default: the model's)")
     ap.add_argument("--model", choices=["demo", "cifar10"], default="demo")
+    ap.add_argument("--checkpoint", help="a diffusers checkpoint directory (its unet/ subfolder) instead of --model")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convolutions on CUDA (off: plain fp32, as Lethe)")
     ap.add_argument("--precision", choices=["f32", "bf16", "f16"], default="f32",
@@ -88,13 +90,17 @@ def main():
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
         torch.backends.cudnn.allow_tf32 = args.tf32
-    config = DEMO if args.model == "demo" else CIFAR10
+    if args.checkpoint:
+        model = UNet2DModel.from_pretrained(args.checkpoint, subfolder="unet").to(args.device)
+        config, name = model.config, args.checkpoint
+    else:
+        config = DEMO if args.model == "demo" else CIFAR10
+        model, name = UNet2DModel(**config).to(args.device), args.model
     size = args.size or config["sample_size"]
     channels, classes = config["in_channels"], config.get("num_class_embeds")
-    model = UNet2DModel(**config).to(args.device)
     params = sum(p.numel() for p in model.parameters())
     where = torch.cuda.get_device_name() if cuda else f"CPU; {torch.get_num_threads()} thread(s)"
-    print(f"{args.model} UNet: {params} parameters, {channels}x{size}x{size}; PyTorch {torch.__version__} {'fp32' if low is None else 'autocast ' + args.precision}{' (TF32 allowed)' if cuda and args.tf32 else ''} eager on {where}")
+    print(f"{name} UNet: {params} parameters, {channels}x{size}x{size}; PyTorch {torch.__version__} {'fp32' if low is None else 'autocast ' + args.precision}{' (TF32 allowed)' if cuda and args.tf32 else ''} eager on {where}")
     rows = []
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     train_batches = [] if args.precision == "f16" else [int(v) for v in args.train_batch.split(",")]

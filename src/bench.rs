@@ -1,7 +1,9 @@
-//! `lethe bench`: milliseconds per training step and per sampling forward on the demo
-//! UNet, median of several timed runs after warm-up. Compare with
-//! `bench/pytorch_reference.py`, which times the same model in PyTorch.
+//! `lethe bench`: milliseconds per training step and per sampling forward of a UNet (the
+//! demo's, google/ddpm-cifar10-32's architecture, or any checkpoint's), median of several
+//! timed runs after warm-up. Compare with `bench/pytorch_reference.py`, which times the same
+//! model in PyTorch.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
@@ -11,6 +13,63 @@ use crate::diffusion::precision::Precision;
 use crate::diffusion::unet::{UNet, UNetConfig};
 
 pub mod ops;
+
+/// The UNet a benchmark times: an architecture, with a checkpoint's weights or seeded random
+/// ones, fed images of `config.sample_size`.
+#[derive(Debug, Clone)]
+pub struct BenchModel {
+    /// What the tables call it.
+    pub name: String,
+    pub config: UNetConfig,
+    /// Where the weights come from; `None`: random (seed 0).
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl BenchModel {
+    pub fn random(name: &str, config: UNetConfig) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            checkpoint: None,
+        }
+    }
+
+    /// The model of a checkpoint directory (diffusers layout: `unet/config.json` and
+    /// `unet/diffusion_pytorch_model.safetensors`); only its configs are read here.
+    pub fn from_checkpoint(dir: &std::path::Path) -> Result<Self, String> {
+        let (config, _) =
+            crate::diffusion::checkpoint::load_configs(dir).map_err(|e| e.to_string())?;
+        Ok(Self {
+            name: dir.display().to_string(),
+            config,
+            checkpoint: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// The same model fed `size`×`size` images (the UNet is fully convolutional; its weights
+    /// do not depend on the side), refused where the UNet's halvings do not divide it.
+    pub fn with_size(mut self, size: usize) -> Result<Self, String> {
+        let halvings = self.config.block_out_channels.len() - 1;
+        if size == 0 || !size.is_multiple_of(1 << halvings) {
+            return Err(format!(
+                "--size {size}: this UNet halves the image {halvings} times, so the side must be a positive multiple of {}",
+                1 << halvings
+            ));
+        }
+        self.config.sample_size = size;
+        Ok(self)
+    }
+
+    /// The UNet on `device`, with its weights.
+    pub fn build(&self, device: &Device) -> Result<UNet, String> {
+        match &self.checkpoint {
+            None => UNet::new(&self.config, 0, device),
+            Some(dir) => crate::diffusion::checkpoint::load(dir, device)
+                .map(|ckpt| ckpt.unet)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct BenchRow {
@@ -58,7 +117,7 @@ fn inputs(
 /// Forward + backward + Adam update, timed end to end (including the device sync that
 /// reading the loss forces).
 pub fn training_step(
-    config: &UNetConfig,
+    bench: &BenchModel,
     precision: Precision,
     batch: usize,
     warmup: usize,
@@ -66,9 +125,9 @@ pub fn training_step(
     device: &Device,
 ) -> Result<BenchRow, String> {
     let device = device.clone().autodiff();
-    let mut model = UNet::new(config, 0, &device)?.with_precision(precision);
+    let mut model = bench.build(&device)?.with_precision(precision);
     let mut optim = AdamConfig::new().init();
-    let (x, t, classes) = inputs(config, batch, &device);
+    let (x, t, classes) = inputs(&bench.config, batch, &device);
     let target = x.zeros_like();
     let times = time_runs(warmup, runs, || {
         let eps = model.forward(x.clone(), t.clone(), classes.clone());
@@ -83,15 +142,15 @@ pub fn training_step(
 
 /// One UNet forward without gradients, as in sampling.
 pub fn sampling_forward(
-    config: &UNetConfig,
+    bench: &BenchModel,
     precision: Precision,
     batch: usize,
     warmup: usize,
     runs: usize,
     device: &Device,
 ) -> Result<BenchRow, String> {
-    let model = UNet::new(config, 0, device)?.with_precision(precision);
-    let (x, t, classes) = inputs(config, batch, device);
+    let model = bench.build(device)?.with_precision(precision);
+    let (x, t, classes) = inputs(&bench.config, batch, device);
     let times = time_runs(warmup, runs, || {
         let _ = model
             .forward(x.clone(), t.clone(), classes.clone())

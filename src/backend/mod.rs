@@ -1,6 +1,7 @@
 //! The one place that names concrete Burn backends. Everything else takes a `&Device`.
 //! `remote` and `serve` are the two ends of Burn's remote backend (`lethe serve`).
 
+pub mod attention;
 pub mod remote;
 pub mod serve;
 

@@ -1,6 +1,7 @@
-//! `lethe bench ops`: where one training step of the demo UNet spends its time, per op.
+//! `lethe bench ops`: where one training step of a UNet spends its time, per op.
 //!
-//! The convolutions and group norms of one forward are recorded off the model itself
+//! The convolutions, group norms and attention blocks of one forward are recorded off the
+//! model itself
 //! ([`record_layer_calls`]); each distinct call is then replayed in isolation on the same
 //! backend — its forward, the gradient with respect to its input, the gradient with respect
 //! to its weights — and multiplied by how often the forward makes it. What the whole step
@@ -15,7 +16,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 
-use crate::diffusion::layers::{GroupNorm, Init, LayerCall, record_layer_calls};
+use crate::diffusion::layers::{Attention, GroupNorm, Init, LayerCall, record_layer_calls};
 use crate::diffusion::unet::{UNet, UNetConfig};
 
 /// One distinct layer call and what it costs, in milliseconds per call (medians).
@@ -48,15 +49,59 @@ impl OpTiming {
                 input[3],
                 if *stride > 1 { " stride 2" } else { "" }
             ),
-            LayerCall::GroupNorm { input, groups } => format!(
-                "GroupNorm({groups})+SiLU {}ch @{}×{}",
-                input[1], input[2], input[3]
+            LayerCall::GroupNorm {
+                input,
+                groups,
+                silu,
+            } => format!(
+                "GroupNorm({groups}){} {}ch @{}×{}",
+                if *silu { "+SiLU" } else { "" },
+                input[1],
+                input[2],
+                input[3]
+            ),
+            LayerCall::Attention { input, heads, .. } => format!(
+                "attention block ({heads} head{}) {}ch @{}×{}",
+                if *heads == 1 { "" } else { "s" },
+                input[1],
+                input[2],
+                input[3]
             ),
         }
     }
 
-    pub fn is_conv(&self) -> bool {
-        matches!(self.call, LayerCall::Conv2d { .. })
+    /// The profile's category of this call: `conv`, `GroupNorm+SiLU` or `attention`.
+    pub fn category(&self) -> &'static str {
+        match self.call {
+            LayerCall::Conv2d { .. } => "conv",
+            LayerCall::GroupNorm { .. } => "GroupNorm+SiLU",
+            LayerCall::Attention { .. } => "attention",
+        }
+    }
+
+    /// Floating-point operations of one forward of this call (multiply-adds count two):
+    /// the convolutions' and the attention block's matrix products. Normalisation and
+    /// element-wise work is left out, as peak-FLOP shares usually do.
+    pub fn forward_flops(&self) -> f64 {
+        match &self.call {
+            LayerCall::Conv2d {
+                input,
+                weight,
+                stride,
+                padding,
+            } => {
+                let out = |side: usize| (side + 2 * padding - weight[2]) / stride + 1;
+                let outputs = input[0] * weight[0] * out(input[2]) * out(input[3]);
+                2.0 * outputs as f64 * (weight[1] * weight[2] * weight[3]) as f64
+            }
+            LayerCall::GroupNorm { .. } => 0.0,
+            LayerCall::Attention { input, .. } => {
+                let [b, c, h, w] = input.map(|v| v as f64);
+                let tokens = h * w;
+                // q, k, v and the output projection; qkᵀ and the weights times v.
+                b * (4.0 * 2.0 * tokens * c * c + 2.0 * 2.0 * tokens * tokens * c)
+            }
+        }
     }
 }
 
@@ -99,9 +144,16 @@ pub fn time_layer_calls(
                     stride,
                     padding,
                 } => time_conv(*input, *weight, *stride, *padding, runs, device),
-                LayerCall::GroupNorm { input, groups } => {
-                    time_group_norm_silu(*input, *groups, runs, device)
-                }
+                LayerCall::GroupNorm {
+                    input,
+                    groups,
+                    silu,
+                } => time_group_norm(*input, *groups, *silu, runs, device),
+                LayerCall::Attention {
+                    input,
+                    heads,
+                    groups,
+                } => time_attention(*input, *heads, *groups, runs, device),
             };
             OpTiming {
                 call,
@@ -164,31 +216,77 @@ fn time_conv(
     [forward, backward(true), backward(false)]
 }
 
-/// GroupNorm followed by SiLU, as every resnet block and the output head use them.
-fn time_group_norm_silu(
+/// GroupNorm, followed by SiLU where `silu` (every resnet block and the output head), as a
+/// training step runs them (under autodiff: the composed, differentiable form).
+fn time_group_norm(
     input: [usize; 4],
     groups: usize,
+    silu: bool,
     runs: usize,
     device: &Device,
 ) -> [f64; 3] {
     let ad = device.clone().autodiff();
     let norm = GroupNorm::new(&mut Init::new(0, &ad), groups, input[1], 1e-5);
+    let apply = |x: Tensor<4>| {
+        if silu {
+            norm.forward_silu(x)
+        } else {
+            norm.forward(x)
+        }
+    };
     let x = random(input, &ad);
     let forward = median_ms(runs, || {
         let start = Instant::now();
-        let _ = burn::tensor::activation::silu(norm.forward(x.clone())).into_data();
+        let _ = apply(x.clone()).into_data();
         start.elapsed()
     });
     let input_grad = median_ms(runs, || {
         let x = x.clone().require_grad();
-        let y = burn::tensor::activation::silu(norm.forward(x.clone()));
+        let y = apply(x.clone());
         let start = Instant::now();
         let grads = y.backward();
         let _ = x.grad(&grads).map(|g| g.into_data());
         start.elapsed()
     });
-    // The affine parameters are tracked by the module; with an untracked input the backward
-    // computes only their gradients.
+    // The affine parameters are tracked by the module, so the input gradient's backward
+    // computes theirs too.
+    [forward, input_grad, f64::NAN]
+}
+
+/// A whole attention block (GroupNorm, q/k/v, softmax(qkᵀ/√d)·v, output projection,
+/// residual). Its backward with a tracked input computes the parameters' gradients too, so
+/// both are in the input-gradient figure.
+fn time_attention(
+    input: [usize; 4],
+    heads: usize,
+    groups: usize,
+    runs: usize,
+    device: &Device,
+) -> [f64; 3] {
+    let ad = device.clone().autodiff();
+    let channels = input[1];
+    let block = Attention::new(
+        &mut Init::new(0, &ad),
+        channels,
+        channels / heads.max(1),
+        groups,
+        1e-5,
+        1.0,
+    );
+    let x = random(input, &ad);
+    let forward = median_ms(runs, || {
+        let start = Instant::now();
+        let _ = block.forward(x.clone()).into_data();
+        start.elapsed()
+    });
+    let input_grad = median_ms(runs, || {
+        let x = x.clone().require_grad();
+        let y = block.forward(x.clone());
+        let start = Instant::now();
+        let grads = y.backward();
+        let _ = x.grad(&grads).map(|g| g.into_data());
+        start.elapsed()
+    });
     [forward, input_grad, f64::NAN]
 }
 
@@ -205,18 +303,22 @@ pub fn category_totals(timings: &[OpTiming]) -> BTreeMap<&'static str, f64> {
     let mut totals = BTreeMap::new();
     for t in timings {
         let n = t.count as f64;
-        let (fwd, dx, dw) = if t.is_conv() {
-            (
+        let (fwd, dx, dw) = match t.category() {
+            "conv" => (
                 "conv forward",
                 "conv input gradient",
                 "conv weight gradient",
-            )
-        } else {
-            (
+            ),
+            "attention" => (
+                "attention block forward",
+                "attention block backward",
+                "attention block backward",
+            ),
+            _ => (
                 "GroupNorm+SiLU forward",
                 "GroupNorm+SiLU backward",
                 "GroupNorm+SiLU backward",
-            )
+            ),
         };
         *totals.entry(fwd).or_insert(0.0) += n * t.forward_ms;
         *totals.entry(dx).or_insert(0.0) += n * t.input_grad_ms;
@@ -225,4 +327,38 @@ pub fn category_totals(timings: &[OpTiming]) -> BTreeMap<&'static str, f64> {
         }
     }
     totals
+}
+
+/// Floating-point operations of one training step: each call's forward products, and as
+/// many again for each of its two gradients (input and weights).
+pub fn training_step_flops(timings: &[OpTiming]) -> f64 {
+    timings
+        .iter()
+        .map(|t| 3.0 * t.count as f64 * t.forward_flops())
+        .sum()
+}
+
+/// This CPU's fp32 peak per thread in GFLOP/s, and how it was reckoned: the clock
+/// `/proc/cpuinfo` reports times 32 FLOP per cycle — two 256-bit FMA pipes of 8 lanes, which
+/// AVX2 cores of both vendors and AMD's Zen 4 (AVX-512 issued as two halves) have. Intel cores
+/// with two 512-bit FMA units peak twice as high, so on them the share printed is an upper
+/// bound. `None` where the clock cannot be read.
+pub fn fp32_peak_per_thread() -> Option<(f64, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    const FLOP_PER_CYCLE: f64 = 32.0;
+    Some((
+        mhz / 1e3 * FLOP_PER_CYCLE,
+        format!(
+            "{:.2} GHz (/proc/cpuinfo) × {FLOP_PER_CYCLE} FLOP/cycle (two 256-bit FMA pipes)",
+            mhz / 1e3
+        ),
+    ))
 }

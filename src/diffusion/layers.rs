@@ -25,8 +25,19 @@ pub enum LayerCall {
         stride: usize,
         padding: usize,
     },
-    /// Input `[B, C, H, W]`, groups.
-    GroupNorm { input: [usize; 4], groups: usize },
+    /// Input `[B, C, H, W]`, groups, whether SiLU follows.
+    GroupNorm {
+        input: [usize; 4],
+        groups: usize,
+        silu: bool,
+    },
+    /// A whole spatial self-attention block (its GroupNorm, q/k/v, softmax(qkᵀ/√d)·v, the
+    /// output projection and the residual) on input `[B, C, H, W]`.
+    Attention {
+        input: [usize; 4],
+        heads: usize,
+        groups: usize,
+    },
 }
 
 thread_local! {
@@ -34,7 +45,8 @@ thread_local! {
     static RECORDED: std::cell::RefCell<Option<Vec<LayerCall>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `work` and returns the convolutions and group norms it called, in order — the
+/// Runs `work` and returns the convolutions, group norms and attention blocks it called, in
+/// order (an attention block's own convolution-free insides are one call) — the
 /// profile's list of what one UNet forward is made of, read off the model instead of
 /// restated by hand.
 pub fn record_layer_calls(work: impl FnOnce()) -> Vec<LayerCall> {
@@ -210,7 +222,13 @@ impl GroupNorm {
         note_call(|| LayerCall::GroupNorm {
             input: x.dims(),
             groups: self.groups,
+            silu,
         });
+        self.unrecorded(x, silu)
+    }
+
+    /// The same without noting the call (an attention block notes itself as a whole).
+    fn unrecorded(&self, x: Tensor<4>, silu: bool) -> Tensor<4> {
         in_f32(x, |x| self.forward_f32(x, silu))
     }
 
@@ -279,10 +297,15 @@ impl Attention {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
+        note_call(|| LayerCall::Attention {
+            input: [b, c, h, w],
+            heads: self.heads,
+            groups: self.group_norm.groups,
+        });
         let residual = x.clone();
         let tokens = self
             .group_norm
-            .forward(x)
+            .unrecorded(x, false)
             .reshape([b, c, h * w])
             .swap_dims(1, 2);
         let head_dim = c / self.heads;
@@ -290,9 +313,7 @@ impl Attention {
         let q = split(self.to_q.forward(tokens.clone()));
         let k = split(self.to_k.forward(tokens.clone()));
         let v = split(self.to_v.forward(tokens));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        // Softmax in f32 under mixed precision, as autocast runs it.
-        let attended = in_f32(scores, |s| softmax(s, 3)).matmul(v);
+        let attended = attend(q, k, v, head_dim);
         let merged = attended.swap_dims(1, 2).reshape([b, h * w, c]);
         let out = self.to_out[0]
             .forward(merged)
@@ -300,6 +321,24 @@ impl Attention {
             .reshape([b, c, h, w]);
         (out + residual) / self.rescale_output_factor
     }
+}
+
+/// `softmax(q·kᵀ/√d)·v` over `[B, heads, T, d]`: burn-flex's own attention kernels
+/// (forward, and a backward that recomputes the probabilities instead of keeping
+/// `[B, heads, T, T]` tensors) for f32 on the CPU; elsewhere composed from Burn's
+/// differentiable operations, with the softmax in f32 under mixed precision, as autocast
+/// runs it. A test holds the two to each other, values and gradients.
+fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, head_dim: usize) -> Tensor<4> {
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    match crate::backend::attention::fused_attention(q, k, v, scale) {
+        Ok(attended) => attended,
+        Err([q, k, v]) => composed_attention(q, k, v, head_dim),
+    }
+}
+
+fn composed_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, head_dim: usize) -> Tensor<4> {
+    let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+    in_f32(scores, |s| softmax(s, 3)).matmul(v)
 }
 
 #[cfg(test)]
@@ -401,5 +440,53 @@ mod tests {
         let affine = (norm.weight.val(), norm.bias.val());
         let handed_back = crate::backend::fused_group_norm(x, affine, 2, 1e-5, true);
         assert!(handed_back.is_err(), "the fused kernel has no backward");
+    }
+
+    /// burn-flex's attention (forward kernel, and the vendored backward that recomputes the
+    /// probabilities) against Burn's autodiff of the composed textbook form: the values and
+    /// the gradients of q, k and v. Shapes: the UNet's (equal token counts, several heads),
+    /// keys longer than queries, and a long sequence that takes burn-flex's tiled (flash)
+    /// forward.
+    #[test]
+    fn flex_attention_equals_the_composed_form_values_and_gradients() {
+        let device = crate::backend::training_device(crate::backend::BackendChoice::Cpu).unwrap();
+        let cases = [
+            ([2, 4, 16, 8], 16),
+            ([1, 2, 9, 5], 23),
+            ([1, 1, 600, 4], 600),
+        ];
+        for ([b, h, tq, d], tk) in cases {
+            let random = |shape: [usize; 4]| {
+                Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.5), &device)
+            };
+            let (q, k, v) = (
+                random([b, h, tq, d]),
+                random([b, h, tk, d]),
+                random([b, h, tk, d]),
+            );
+            let upstream = random([b, h, tq, d]);
+            let run = |attention: &dyn Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>| {
+                let (q, k, v) = (
+                    q.clone().require_grad(),
+                    k.clone().require_grad(),
+                    v.clone().require_grad(),
+                );
+                let out = attention(q.clone(), k.clone(), v.clone());
+                let grads = (out.clone() * upstream.clone()).sum().backward();
+                let grad = |t: &Tensor<4>| t.grad(&grads).unwrap();
+                [out.inner(), grad(&q), grad(&k), grad(&v)]
+            };
+            let fused = run(&|q, k, v| {
+                crate::backend::attention::fused_attention(q, k, v, 1.0 / (d as f64).sqrt())
+                    .unwrap_or_else(|_| panic!("f32 on burn-flex takes the fused attention"))
+            });
+            let composed = run(&|q, k, v| composed_attention(q, k, v, d));
+            let names = ["output", "dq", "dk", "dv"];
+            for (what, (ours, reference)) in names.iter().zip(fused.into_iter().zip(composed)) {
+                let scale = reference.clone().abs().max().into_scalar::<f32>().max(1.0);
+                let diff = max_abs_diff(ours, reference) / scale;
+                assert!(diff < 2e-5, "[{b} {h} {tq} {d}] tk {tk} {what}: {diff}");
+            }
+        }
     }
 }

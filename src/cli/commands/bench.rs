@@ -3,8 +3,12 @@
 //! (`eval`) and the workbench's frame time during a run (`gui`). Compare with
 //! `bench/pytorch_reference.py`, which times the same model in PyTorch.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 
+use lethe::backend::BackendChoice;
+use lethe::bench::BenchModel;
 use lethe::data;
 use lethe::diffusion::checkpoint;
 use lethe::diffusion::precision::Precision;
@@ -36,44 +40,64 @@ struct StepArgs {
     /// Timed runs per row (after 2 warm-up runs).
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Which UNet: the demo's (1M parameters, 28×28 grey) or google/ddpm-cifar10-32's
-    /// architecture (35.7M parameters, 32×32 RGB), with random weights.
-    #[arg(long, value_enum, default_value_t = BenchModel::Demo)]
-    model: BenchModel,
-    /// Image side length fed to the UNet (it is fully convolutional; the model's own by
-    /// default; 32 and 64 show how time grows with resolution).
-    #[arg(long)]
-    size: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
     #[command(flatten)]
     precision: PrecisionArg,
 }
 
+/// Which UNet a benchmark times.
+#[derive(Args)]
+struct ModelArgs {
+    /// A built-in architecture with random weights: the demo's (1M parameters, 28×28 grey)
+    /// or google/ddpm-cifar10-32's (35.7M parameters, 32×32 RGB).
+    #[arg(long, value_enum, default_value_t = BuiltIn::Demo, conflicts_with = "checkpoint")]
+    model: BuiltIn,
+    /// Any diffusers UNet2DModel checkpoint directory (`unet/config.json` +
+    /// `unet/diffusion_pytorch_model.safetensors`), with its weights, instead of a built-in.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Image side length fed to the UNet (it is fully convolutional; the model's own by
+    /// default; 32 and 64 show how time grows with resolution).
+    #[arg(long)]
+    size: Option<usize>,
+}
+
+impl ModelArgs {
+    fn bench_model(&self) -> Result<BenchModel, String> {
+        let model = match &self.checkpoint {
+            Some(dir) => BenchModel::from_checkpoint(dir)?,
+            None => self.model.bench_model(),
+        };
+        match self.size {
+            Some(size) => model.with_size(size),
+            None => Ok(model),
+        }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum BenchModel {
+enum BuiltIn {
     Demo,
     Cifar10,
 }
 
-impl BenchModel {
-    fn name(self) -> &'static str {
+impl BuiltIn {
+    fn bench_model(self) -> BenchModel {
         match self {
-            Self::Demo => "demo",
-            Self::Cifar10 => "google/ddpm-cifar10-32-sized",
-        }
-    }
-
-    fn config(self) -> UNetConfig {
-        match self {
-            Self::Demo => UNetConfig::demo_mnist(),
-            Self::Cifar10 => UNetConfig::ddpm_cifar10(),
+            Self::Demo => BenchModel::random("demo", UNetConfig::demo_mnist()),
+            Self::Cifar10 => {
+                BenchModel::random("google/ddpm-cifar10-32-sized", UNetConfig::ddpm_cifar10())
+            }
         }
     }
 }
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// Profile a training step: time each convolution and GroupNorm+SiLU of the demo UNet
-    /// alone (forward, input gradient, weight gradient) and print where the step's time goes.
+    /// Profile a training step: time each convolution, GroupNorm(+SiLU) and attention block
+    /// of the UNet alone (forward, input gradient, weight gradient) and print where the
+    /// step's time goes, and the share of the CPU's fp32 peak the step reaches.
     Ops {
         /// Training batch size.
         #[arg(long, default_value_t = 32)]
@@ -81,6 +105,8 @@ enum BenchCommand {
         /// Timed runs per op (after 2 warm-up runs).
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        #[command(flatten)]
+        model: ModelArgs,
         #[command(flatten)]
         compute: Compute,
     },
@@ -111,8 +137,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         Some(BenchCommand::Ops {
             batch,
             runs,
+            model,
             compute,
-        }) => run_ops(*batch, *runs, compute),
+        }) => run_ops(*batch, *runs, &model.bench_model()?, compute),
         Some(BenchCommand::Eval {
             presets,
             runs,
@@ -158,34 +185,27 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
         sample_batch: sample_batches,
         runs,
         model,
-        size,
         precision: PrecisionArg { precision },
     } = args;
     let (runs, precision) = (*runs, *precision);
     compute.apply_threads();
-    let base = model.config();
-    let size = size.unwrap_or(base.sample_size);
-    let halvings = base.block_out_channels.len() - 1;
-    if size == 0 || !size.is_multiple_of(1 << halvings) {
-        return Err(format!(
-            "--size {size}: this UNet halves the image {halvings} times, so the side must be a positive multiple of {}",
-            1 << halvings
-        ));
-    }
-    let config = UNetConfig {
-        sample_size: size,
-        ..base
-    };
+    let model = model.bench_model()?;
+    let config = &model.config;
     let selection = compute.select_without_model()?;
     let device = selection.device;
-    let unet = lethe::diffusion::unet::UNet::new(&config, 0, &device)?;
+    let unet = model.build(&device)?;
     let params: usize = checkpoint::parameter_shapes(&unet)
         .iter()
         .map(|(_, s)| s.iter().product::<usize>())
         .sum();
     println!(
-        "{} UNet: {params} parameters, {}×{}×{} input, blocks {:?}; backend {}; {} CPU thread(s); precision {}",
-        model.name(),
+        "{} UNet ({} weights): {params} parameters, {}×{}×{} input, blocks {:?}; backend {}; {} CPU thread(s); precision {}",
+        model.name,
+        if model.checkpoint.is_some() {
+            "its"
+        } else {
+            "random"
+        },
         config.in_channels,
         config.sample_size,
         config.sample_size,
@@ -204,12 +224,12 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
     };
     for &b in train_batches {
         rows.push(lethe::bench::training_step(
-            &config, precision, b, 2, runs, &device,
+            &model, precision, b, 2, runs, &device,
         )?);
     }
     for &b in sample_batches {
         rows.push(lethe::bench::sampling_forward(
-            &config, precision, b, 2, runs, &device,
+            &model, precision, b, 2, runs, &device,
         )?);
     }
     print_bench_rows(rows);
@@ -217,18 +237,23 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
 }
 
 /// `lethe bench ops`: the per-op profile of a training step (see `bench::ops`).
-fn run_ops(batch: usize, runs: usize, compute: &Compute) -> Result<(), String> {
+fn run_ops(batch: usize, runs: usize, model: &BenchModel, compute: &Compute) -> Result<(), String> {
+    compute.apply_threads();
     let selection = compute.select_without_model()?;
     let device = selection.device;
-    let config = lethe::diffusion::unet::UNetConfig::demo_mnist();
+    let config = &model.config;
     println!(
-        "per-op profile of the demo UNet's training step, batch {batch}; backend {}; {} CPU thread(s); median of {runs} runs per op",
+        "per-op profile of the {} UNet's training step, batch {batch}, {}×{}×{} input; backend {}; {} CPU thread(s); median of {runs} runs per op",
+        model.name,
+        config.in_channels,
+        config.sample_size,
+        config.sample_size,
         selection.backend,
         rayon::current_num_threads()
     );
     let step =
-        lethe::bench::training_step(&config, Precision::F32, batch, 2, runs, &device)?.median_ms;
-    let timings = lethe::bench::ops::time_layer_calls(&config, batch, runs, &device)?;
+        lethe::bench::training_step(model, Precision::F32, batch, 2, runs, &device)?.median_ms;
+    let timings = lethe::bench::ops::time_layer_calls(config, batch, runs, &device)?;
     println!(
         "| op | count | forward ms | input grad ms | weight grad ms | total ms (count × all) |"
     );
@@ -267,7 +292,30 @@ fn run_ops(batch: usize, runs: usize, compute: &Compute) -> Result<(), String> {
         step - accounted,
         100.0 * (step - accounted) / step
     );
+    print_peak_share(&timings, step, selection.backend == BackendChoice::Cpu);
     Ok(())
+}
+
+/// The step's arithmetic rate and, on the CPU, its share of the fp32 peak.
+fn print_peak_share(timings: &[lethe::bench::ops::OpTiming], step_ms: f64, on_cpu: bool) {
+    let flops = lethe::bench::ops::training_step_flops(timings);
+    let rate = flops / (step_ms * 1e6);
+    println!();
+    print!(
+        "{:.2} GFLOP per step (convolutions and attention products: forward ×3 for the two gradients) → {rate:.1} GFLOP/s",
+        flops / 1e9
+    );
+    match lethe::bench::ops::fp32_peak_per_thread().filter(|_| on_cpu) {
+        Some((per_thread, how)) => {
+            let threads = rayon::current_num_threads() as f64;
+            println!(
+                ", {:.0}% of the fp32 peak ({:.0} GFLOP/s = {threads} thread(s) × {how})",
+                100.0 * rate / (per_thread * threads),
+                per_thread * threads
+            );
+        }
+        None => println!(),
+    }
 }
 
 fn print_bench_rows(rows: Vec<lethe::bench::BenchRow>) {

@@ -183,7 +183,7 @@ pub(crate) fn sigmoid_f32(x: f32) -> f32 {
 /// split in two parts, degree-5 polynomial, ≤ 2 ulp. Below −87.3, where `e^x` is at the
 /// edge of the normal range (< 1.22e-38), it returns 0.
 #[inline(always)]
-fn exp_nonpositive_f32(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive_f32(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;

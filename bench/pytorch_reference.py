@@ -42,6 +42,7 @@ CIFAR10 = dict(
     down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
     downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
+    attention_head_dim=None,  # as the hub's config.json says: one head (diffusers' default would be 8-channel heads)
 )
 
 

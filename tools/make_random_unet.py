@@ -19,6 +19,7 @@ CIFAR10 = dict(
     down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
     downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
+    attention_head_dim=None,  # as the hub's config.json says: one head (diffusers' default would be 8-channel heads)
 )
 
 # google/ddpm-celebahq-256's unet/config.json (113.7M parameters, attention at 16×16).
@@ -27,7 +28,7 @@ CELEBAHQ256 = dict(
     layers_per_block=2,
     down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
     up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"),
-    norm_eps=1e-6, norm_num_groups=32,
+    norm_eps=1e-6, norm_num_groups=32, attention_head_dim=None,
 )
 
 ARCHS = {"cifar10": CIFAR10, "celebahq256": CELEBAHQ256}
@@ -38,9 +39,11 @@ def main():
     ap.add_argument("--arch", choices=sorted(ARCHS), default="cifar10")
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--head-dim", type=int, default=None,
+                    help="attention_head_dim (default: the checkpoint's own, None = one head; 8 is diffusers' default, e.g. SISS's MNIST model)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
-    unet = UNet2DModel(**ARCHS[args.arch])
+    unet = UNet2DModel(**{**ARCHS[args.arch], "attention_head_dim": args.head_dim})
     unet.save_pretrained(f"{args.out}/unet")
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(f"{args.out}/scheduler")
     params = sum(p.numel() for p in unet.parameters())

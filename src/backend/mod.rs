@@ -1,13 +1,13 @@
 //! The one place that names concrete Burn backends. Everything else takes a `&Device`.
 //! `remote` and `serve` are the two ends of Burn's remote backend (`lethe serve`).
 
-pub mod attention;
+pub mod fused;
 pub mod remote;
+
+pub use fused::{fused_attention, fused_group_norm};
 pub mod serve;
 
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Dispatch, Flex};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::Device;
 
 /// A compute backend the user can ask for (`--backend`, the workbench's device menu, a run
 /// config's `backend`).
@@ -304,68 +304,6 @@ fn device_local_memory(adapter: &wgpu::Adapter) -> Option<u64> {
         .filter(|heap| heap.flags.as_raw() & 1 != 0)
         .map(|heap| heap.size)
         .max()
-}
-
-/// Operations Lethe runs through its own kernel where a backend has one (issue #6). Burn's
-/// backend-extension macro generates the routing from a dispatch tensor to the backend
-/// it lives on; only the backends listed here implement it, so callers go through the
-/// checked wrappers below, never the trait directly.
-#[burn::backend::backend_extension(Flex)]
-pub trait FusedOps: burn::backend::Backend {
-    /// `silu(group_norm(input))`, or the plain group norm when `silu` is false.
-    fn group_norm_silu(
-        input: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
-        silu: bool,
-    ) -> FloatTensor<Self>;
-}
-
-impl FusedOps for Flex {
-    fn group_norm_silu(
-        input: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
-        silu: bool,
-    ) -> FloatTensor<Self> {
-        burn::backend::flex::ops::group_norm::group_norm_silu_f32(
-            input, gamma, beta, groups, epsilon, silu,
-        )
-    }
-}
-
-/// GroupNorm (then SiLU when `silu`) of an `[B, C, H, W]` tensor in one fused kernel, when
-/// `x` lives where there is one: f32 on burn-flex without autodiff (the fused op has no
-/// backward). Otherwise hands `x` back for the caller to compose the differentiable form.
-// The `Err` is the caller's own input handed back unchanged, not an error to propagate, so
-// boxing it (what clippy suggests for a large error) would only add an allocation.
-#[allow(clippy::result_large_err)]
-pub fn fused_group_norm(
-    x: Tensor<4>,
-    (gamma, beta): (Tensor<1>, Tensor<1>),
-    groups: usize,
-    epsilon: f64,
-    silu: bool,
-) -> Result<Tensor<4>, Tensor<4>> {
-    // Device equality ignores autodiff, so ask for it separately.
-    let device = x.device();
-    let fusable = device == Device::flex() && !device.is_autodiff() && x.dtype() == DType::F32;
-    if !fusable {
-        return Err(x);
-    }
-    let out = <Dispatch as FusedOps>::group_norm_silu(
-        x.into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
-        groups,
-        epsilon,
-        silu,
-    );
-    Ok(Tensor::from_dispatch(out))
 }
 
 #[cfg(test)]

@@ -79,30 +79,48 @@ impl OpTiming {
         }
     }
 
-    /// Floating-point operations of one forward of this call (multiply-adds count two):
-    /// the convolutions' and the attention block's matrix products. Normalisation and
-    /// element-wise work is left out, as peak-FLOP shares usually do.
+    /// Floating-point operations of one forward of this call ([`forward_flops`]).
     pub fn forward_flops(&self) -> f64 {
-        match &self.call {
-            LayerCall::Conv2d {
-                input,
-                weight,
-                stride,
-                padding,
-            } => {
-                let out = |side: usize| (side + 2 * padding - weight[2]) / stride + 1;
-                let outputs = input[0] * weight[0] * out(input[2]) * out(input[3]);
-                2.0 * outputs as f64 * (weight[1] * weight[2] * weight[3]) as f64
-            }
-            LayerCall::GroupNorm { .. } => 0.0,
-            LayerCall::Attention { input, .. } => {
-                let [b, c, h, w] = input.map(|v| v as f64);
-                let tokens = h * w;
-                // q, k, v and the output projection; qkᵀ and the weights times v.
-                b * (4.0 * 2.0 * tokens * c * c + 2.0 * 2.0 * tokens * tokens * c)
-            }
+        forward_flops(&self.call)
+    }
+}
+
+/// Floating-point operations of one forward of `call` (multiply-adds count two):
+/// the convolutions' and the attention block's matrix products. Normalisation and
+/// element-wise work is left out, as peak-FLOP shares usually do.
+pub fn forward_flops(call: &LayerCall) -> f64 {
+    match call {
+        LayerCall::Conv2d {
+            input,
+            weight,
+            stride,
+            padding,
+        } => {
+            let out = |side: usize| (side + 2 * padding - weight[2]) / stride + 1;
+            let outputs = input[0] * weight[0] * out(input[2]) * out(input[3]);
+            2.0 * outputs as f64 * (weight[1] * weight[2] * weight[3]) as f64
+        }
+        LayerCall::GroupNorm { .. } => 0.0,
+        LayerCall::Attention { input, .. } => {
+            let [b, c, h, w] = input.map(|v| v as f64);
+            let tokens = h * w;
+            // q, k, v and the output projection; qkᵀ and the weights times v.
+            b * (4.0 * 2.0 * tokens * c * c + 2.0 * 2.0 * tokens * tokens * c)
         }
     }
+}
+
+/// Floating-point operations of one forward of `config`'s UNet at `batch` (its convolutions
+/// and attention products).
+pub fn unet_forward_flops(
+    config: &UNetConfig,
+    batch: usize,
+    device: &Device,
+) -> Result<f64, String> {
+    Ok(layer_calls(config, batch, device)?
+        .iter()
+        .map(|(call, count)| *count as f64 * forward_flops(call))
+        .sum())
 }
 
 /// The calls one forward of `config`'s UNet makes at `batch`, with their counts, in order of

@@ -211,10 +211,11 @@ impl GroupNorm {
         self.forward_then(x, true)
     }
 
-    /// The group norm, then SiLU when `silu`. Where the backend has a fused kernel for it
-    /// (`backend::fused_group_norm`: burn-flex without autodiff, i.e. sampling and
-    /// evaluation) one pass does all of it; otherwise it is composed from differentiable
-    /// tensor operations, and a test holds the two to each other.
+    /// The group norm, then SiLU when `silu`. Where the backend has kernels for it
+    /// (`backend::fused_group_norm`: burn-flex in f32, for sampling and for training — one
+    /// forward pass, and under autodiff one backward kernel that recomputes the statistics)
+    /// that is what runs; otherwise it is composed from differentiable tensor operations,
+    /// and a test holds both to the textbook formula, values and gradients.
     ///
     /// Under mixed precision the statistics are taken in f32 (`precision::in_f32`), as
     /// autocast does, and the result goes back to the input's dtype.
@@ -330,7 +331,7 @@ impl Attention {
 /// runs it. A test holds the two to each other, values and gradients.
 fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, head_dim: usize) -> Tensor<4> {
     let scale = 1.0 / (head_dim as f64).sqrt();
-    match crate::backend::attention::fused_attention(q, k, v, scale) {
+    match crate::backend::fused_attention(q, k, v, scale) {
         Ok(attended) => attended,
         Err([q, k, v]) => composed_attention(q, k, v, head_dim),
     }
@@ -359,21 +360,15 @@ mod tests {
         (a - b).abs().max().into_scalar()
     }
 
+    /// The forward and all three gradients (input, γ, β) of GroupNorm, with and without the
+    /// SiLU, against Burn's autodiff of the textbook formula: both the path training takes on
+    /// the CPU (burn-flex's fused kernels, forward and backward) and the composed form other
+    /// backends take.
     #[test]
     fn group_norm_forward_and_gradients_equal_the_textbook_formula() {
         let device = crate::backend::training_device(crate::backend::BackendChoice::Cpu).unwrap();
-        let mut norm = GroupNorm::new(&mut Init::new(0, &device), 4, 12, 1e-5);
-        // Non-trivial affine parameters, so their gradients and the shift path are exercised.
-        norm.weight = Param::from_tensor(Tensor::random(
-            [12],
-            Distribution::Normal(1.0, 0.5),
-            &device,
-        ));
-        norm.bias = Param::from_tensor(Tensor::random(
-            [12],
-            Distribution::Normal(0.0, 0.5),
-            &device,
-        ));
+        let norm = random_norm(4, 12, &device);
+        // Off-centre input, so a variance formula that cancels would show.
         let x = Tensor::<4>::random([3, 12, 5, 6], Distribution::Normal(0.3, 2.0), &device);
         let upstream = Tensor::<4>::random([3, 12, 5, 6], Distribution::Default, &device);
 
@@ -384,14 +379,29 @@ mod tests {
             let dx = x.grad(&grads).unwrap();
             let dw = norm.weight.val().grad(&grads).unwrap();
             let db = norm.bias.val().grad(&grads).unwrap();
-            (y.inner(), dx, dw, db)
+            [y.inner().flatten::<1>(0, 3), dx.flatten::<1>(0, 3), dw, db]
         };
-        let (y, dx, dw, db) = run(&|x| norm.forward(x));
-        let (y0, dx0, dw0, db0) = run(&|x| textbook_group_norm(x, &norm));
-        assert!(max_abs_diff(y, y0) < 1e-5);
-        assert!(max_abs_diff(dx, dx0) < 1e-4);
-        assert!(max_abs_diff(dw, dw0) < 1e-4);
-        assert!(max_abs_diff(db, db0) < 1e-4);
+        for silu in [false, true] {
+            let then = |y: Tensor<4>| {
+                if silu {
+                    burn::tensor::activation::silu(y)
+                } else {
+                    y
+                }
+            };
+            let reference = run(&|x| then(textbook_group_norm(x, &norm)));
+            let fused = run(&|x| norm.forward_then(x, silu));
+            let composed = run(&|x| then(norm.composed(x)));
+            for (path, result) in [("fused", fused), ("composed", composed)] {
+                let names = ["output", "d input", "d weight", "d bias"];
+                for (what, (ours, expected)) in
+                    names.iter().zip(result.into_iter().zip(reference.clone()))
+                {
+                    let diff = max_abs_diff(ours, expected);
+                    assert!(diff < 1e-4, "{path} silu {silu} {what}: {diff}");
+                }
+            }
+        }
     }
 
     /// A GroupNorm with random (non-identity) affine parameters.
@@ -433,13 +443,14 @@ mod tests {
     }
 
     #[test]
-    fn group_norm_under_autodiff_keeps_the_differentiable_form() {
+    fn group_norm_on_a_low_dtype_is_handed_back_to_be_composed() {
         let device = crate::backend::training_device(crate::backend::BackendChoice::Cpu).unwrap();
         let norm = random_norm(2, 4, &device);
-        let x = Tensor::<4>::random([1, 4, 3, 3], Distribution::Default, &device);
+        let x = Tensor::<4>::random([1, 4, 3, 3], Distribution::Default, &device)
+            .cast(burn::tensor::DType::BF16);
         let affine = (norm.weight.val(), norm.bias.val());
         let handed_back = crate::backend::fused_group_norm(x, affine, 2, 1e-5, true);
-        assert!(handed_back.is_err(), "the fused kernel has no backward");
+        assert!(handed_back.is_err(), "the kernels are f32 only");
     }
 
     /// burn-flex's attention (forward kernel, and the vendored backward that recomputes the
@@ -477,7 +488,7 @@ mod tests {
                 [out.inner(), grad(&q), grad(&k), grad(&v)]
             };
             let fused = run(&|q, k, v| {
-                crate::backend::attention::fused_attention(q, k, v, 1.0 / (d as f64).sqrt())
+                crate::backend::fused_attention(q, k, v, 1.0 / (d as f64).sqrt())
                     .unwrap_or_else(|_| panic!("f32 on burn-flex takes the fused attention"))
             });
             let composed = run(&|q, k, v| composed_attention(q, k, v, d));

@@ -215,6 +215,7 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
         precision.name()
     );
     let mut rows = vec![];
+    let forward_flops = |batch| lethe::bench::ops::unet_forward_flops(config, batch, &device);
     let train_batches: &[usize] = match precision.check_trainable() {
         Ok(()) => train_batches,
         Err(why) => {
@@ -223,17 +224,47 @@ fn run_steps(args: &StepArgs, compute: &Compute) -> Result<(), String> {
         }
     };
     for &b in train_batches {
-        rows.push(lethe::bench::training_step(
-            &model, precision, b, 2, runs, &device,
-        )?);
+        let row = lethe::bench::training_step(&model, precision, b, 2, runs, &device)?;
+        // The forward's products, and as many again for each of the two gradients.
+        rows.push((row, 3.0 * forward_flops(b)?));
     }
     for &b in sample_batches {
-        rows.push(lethe::bench::sampling_forward(
-            &model, precision, b, 2, runs, &device,
-        )?);
+        let row = lethe::bench::sampling_forward(&model, precision, b, 2, runs, &device)?;
+        rows.push((row, forward_flops(b)?));
     }
-    print_bench_rows(rows);
+    print_step_rows(&rows, selection.backend == BackendChoice::Cpu);
     Ok(())
+}
+
+/// The timings with the arithmetic rate each reaches (convolution and attention products,
+/// `bench::ops::forward_flops`) and, on the CPU, its share of the fp32 peak.
+fn print_step_rows(rows: &[(lethe::bench::BenchRow, f64)], on_cpu: bool) {
+    let peak = lethe::bench::ops::fp32_peak_per_thread()
+        .filter(|_| on_cpu)
+        .map(|(per_thread, how)| (per_thread * rayon::current_num_threads() as f64, how));
+    println!("| what | batch/N | median ms | min ms | runs | GFLOP | GFLOP/s | of fp32 peak |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (r, flops) in rows {
+        let rate = flops / (r.median_ms * 1e6);
+        let share = peak.as_ref().map_or("—".to_string(), |(p, _)| {
+            format!("{:.0}%", 100.0 * rate / p)
+        });
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} | {:.2} | {rate:.1} | {share} |",
+            r.what,
+            r.batch,
+            r.median_ms,
+            r.min_ms,
+            r.runs,
+            flops / 1e9
+        );
+    }
+    if let Some((p, how)) = peak {
+        println!(
+            "fp32 peak {p:.0} GFLOP/s = {} thread(s) × {how}",
+            rayon::current_num_threads()
+        );
+    }
 }
 
 /// `lethe bench ops`: the per-op profile of a training step (see `bench::ops`).

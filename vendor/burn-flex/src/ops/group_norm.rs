@@ -5,11 +5,13 @@
 //! activation tensor, each with a fresh buffer. Here each (image, group) slice — contiguous in
 //! NCHW — is read twice for its mean and centred variance while it is cache-hot, and written
 //! once as `silu((x − μ)·scale + β)` with per-channel `scale = γ/σ`.
-//! There is no backward: training keeps the composed, differentiable form.
+//! Its backward (`group_norm_silu_backward_f32`, issue #29) recomputes the statistics and
+//! makes two passes per slice, where Burn's autodiff of the composed form made a dozen.
 
 use alloc::vec;
+use alloc::vec::Vec;
 use burn_backend::DType;
-use burn_std::Bytes;
+use burn_std::{Bytes, Shape};
 
 use crate::ops::activation::sigmoid_f32;
 use crate::{FlexTensor, Layout};
@@ -80,7 +82,11 @@ pub fn group_norm_silu_f32(
             .enumerate()
             .for_each(normalize);
     }
-    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(shape), DType::F32)
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
 }
 
 /// One (image, group) slice: `x` holds `gamma.len()` channels of `spatial` values each.
@@ -135,4 +141,184 @@ fn sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
         total += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64;
     }
     total
+}
+
+/// The gradients `(d_input, d_gamma, d_beta)` of [`group_norm_silu_f32`] given its output's
+/// gradient `d_out` (Lethe patch, issue #29). Per (image, group) slice the statistics and the
+/// normalised values are recomputed from the input (nothing is kept from the forward), then
+/// two passes: the gradient at the affine output `da = dy · silu'(a)` (stored in the input
+/// gradient's slot) with its per-channel sums for γ and β and the group's two means, then
+/// `dx = (γ·da − mean(γ·da) − x̂·mean(γ·da·x̂)) / σ`. γ and β gradients are summed over the
+/// batch from per-image partial sums.
+///
+/// # Panics
+///
+/// As [`group_norm_silu_f32`], and if `d_out`'s shape is not the input's.
+pub fn group_norm_silu_backward_f32(
+    input: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    d_out: FlexTensor,
+    groups: usize,
+    epsilon: f64,
+    silu: bool,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    for (name, tensor) in [
+        ("input", &input),
+        ("gamma", &gamma),
+        ("beta", &beta),
+        ("d_out", &d_out),
+    ] {
+        assert_eq!(
+            tensor.dtype(),
+            DType::F32,
+            "group_norm_silu_backward_f32: {name} must be f32"
+        );
+    }
+    let shape = input.layout().shape().clone();
+    assert_eq!(
+        &shape,
+        d_out.layout().shape(),
+        "group_norm_silu_backward_f32: d_out's shape"
+    );
+    assert!(
+        shape.len() >= 2,
+        "group_norm_silu_backward_f32: input rank < 2"
+    );
+    let (images, channels) = (shape[0], shape[1]);
+    assert!(
+        groups > 0 && channels % groups == 0,
+        "group_norm_silu_backward_f32: {groups} groups do not divide {channels} channels"
+    );
+    let (input, gamma, beta, d_out) = (
+        input.to_contiguous(),
+        gamma.to_contiguous(),
+        beta.to_contiguous(),
+        d_out.to_contiguous(),
+    );
+    let gamma: &[f32] = gamma.storage();
+    let beta: &[f32] = beta.storage();
+    assert!(
+        gamma.len() == channels && beta.len() == channels,
+        "group_norm_silu_backward_f32: gamma/beta must have {channels} elements"
+    );
+    let spatial: usize = shape[2..].iter().product();
+    let per_group = channels / groups;
+    let group_len = per_group * spatial;
+    let (x, dy): (&[f32], &[f32]) = (input.storage(), d_out.storage());
+    let mut dx = vec![0.0f32; x.len()];
+    // Per (image, channel) partial sums of the γ and β gradients.
+    let mut dgamma_parts = vec![0.0f32; images * channels];
+    let mut dbeta_parts = vec![0.0f32; images * channels];
+    if group_len > 0 {
+        let one_group =
+            |(index, ((dx, dgamma), dbeta)): (usize, ((&mut [f32], &mut [f32]), &mut [f32]))| {
+                let first = (index % groups) * per_group;
+                let affine = (
+                    &gamma[first..first + per_group],
+                    &beta[first..first + per_group],
+                );
+                let slice = index * group_len..(index + 1) * group_len;
+                let (x, dy) = (&x[slice.clone()], &dy[slice]);
+                group_backward(x, dy, dx, affine, (dgamma, dbeta), spatial, epsilon, silu);
+            };
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            dx.par_chunks_mut(group_len)
+                .zip(dgamma_parts.par_chunks_mut(per_group))
+                .zip(dbeta_parts.par_chunks_mut(per_group))
+                .enumerate()
+                .for_each(one_group);
+        }
+        #[cfg(not(feature = "rayon"))]
+        dx.chunks_mut(group_len)
+            .zip(dgamma_parts.chunks_mut(per_group))
+            .zip(dbeta_parts.chunks_mut(per_group))
+            .enumerate()
+            .for_each(one_group);
+    }
+    let over_images = |parts: Vec<f32>| -> Vec<f32> {
+        let mut total = vec![0.0f32; channels];
+        for image in parts.chunks_exact(channels.max(1)) {
+            for (t, &p) in total.iter_mut().zip(image) {
+                *t += p;
+            }
+        }
+        total
+    };
+    let tensor = |values: Vec<f32>, shape: Shape| {
+        FlexTensor::new(
+            Bytes::from_elems(values),
+            Layout::contiguous(shape),
+            DType::F32,
+        )
+    };
+    let channel_shape = Shape::from(vec![channels]);
+    (
+        tensor(dx, shape),
+        tensor(over_images(dgamma_parts), channel_shape.clone()),
+        tensor(over_images(dbeta_parts), channel_shape),
+    )
+}
+
+/// One (image, group) slice of [`group_norm_silu_backward_f32`].
+#[allow(clippy::too_many_arguments)]
+fn group_backward(
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    (gamma, beta): (&[f32], &[f32]),
+    (dgamma, dbeta): (&mut [f32], &mut [f32]),
+    spatial: usize,
+    epsilon: f64,
+    silu: bool,
+) {
+    let count = x.len() as f64;
+    let mean = sum(x, |v| v) / count;
+    let centre = mean as f32;
+    let var = sum(x, |v| (v - centre) * (v - centre)) / count;
+    let inv_std = (1.0 / (var + epsilon).sqrt()) as f32;
+    // Pass 1: da into dx's slot; the channel's γ/β gradients; Σ γ·da and Σ γ·da·x̂.
+    let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
+    for (c, ((xs, dys), das)) in x
+        .chunks_exact(spatial)
+        .zip(dy.chunks_exact(spatial))
+        .zip(dx.chunks_exact_mut(spatial))
+        .enumerate()
+    {
+        let (g, b) = (gamma[c], beta[c]);
+        let (mut d_g, mut d_b) = (0.0f32, 0.0f32);
+        for ((da, &v), &d) in das.iter_mut().zip(xs).zip(dys) {
+            let normalised = (v - centre) * inv_std;
+            let a = normalised * g + b;
+            let grad = if silu {
+                let s = sigmoid_f32(a);
+                d * (s + a * s * (1.0 - s))
+            } else {
+                d
+            };
+            *da = grad;
+            d_g += grad * normalised;
+            d_b += grad;
+        }
+        dgamma[c] = d_g;
+        dbeta[c] = d_b;
+        sum_g += (g * d_b) as f64;
+        sum_gx += (g * d_g) as f64;
+    }
+    let mean_g = (sum_g / count) as f32;
+    let mean_gx = (sum_gx / count) as f32;
+    // Pass 2: dx = (γ·da − mean(γ·da) − x̂·mean(γ·da·x̂)) / σ.
+    for (c, (xs, das)) in x
+        .chunks_exact(spatial)
+        .zip(dx.chunks_exact_mut(spatial))
+        .enumerate()
+    {
+        let g = gamma[c];
+        for (da, &v) in das.iter_mut().zip(xs) {
+            let normalised = (v - centre) * inv_std;
+            *da = (g * *da - mean_g - normalised * mean_gx) * inv_std;
+        }
+    }
 }

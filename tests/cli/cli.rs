@@ -836,3 +836,57 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
     ]);
     assert!(!ok && err.contains("train.grad_accumulation = 5"), "{err}");
 }
+
+/// `lethe bench` and `lethe bench ops` time any checkpoint (issue #29): each row with the
+/// arithmetic it does, and the profile lists the checkpoint's attention blocks; a directory
+/// that is not a checkpoint is refused by name.
+#[test]
+fn bench_times_a_checkpoint_and_profiles_its_attention() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_checkpoint(dir.path());
+    let ckpt = dir.path().to_str().unwrap();
+    let sizes = ["--train-batch", "2", "--sample-batch", "2", "--runs", "1"];
+    let (ok, out, err) = lethe(
+        &[
+            &["bench", "--checkpoint", ckpt, "--backend", "cpu"][..],
+            &sizes,
+        ]
+        .concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("(its weights)"), "{out}");
+    for what in ["training step (fwd+bwd+Adam)", "sampling forward (no grad)"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {what} | 2 |")))
+            .unwrap_or_else(|| panic!("no {what} row:\n{out}"));
+        // GFLOP/s: the FLOPs counted off the model, over the time.
+        let rate: f64 = row.split('|').nth(7).unwrap().trim().parse().unwrap();
+        assert!(rate > 0.0, "{row}");
+    }
+    let (ok, out, err) = lethe(&[
+        "bench",
+        "ops",
+        "--checkpoint",
+        ckpt,
+        "--batch",
+        "2",
+        "--runs",
+        "1",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| attention block (1 head) 16ch @4×4 |"),
+        "{out}"
+    );
+    assert!(out.contains("GFLOP per step"), "{out}");
+    let missing = dir.path().join("not-a-checkpoint");
+    let missing = missing.to_str().unwrap();
+    let (ok, _, err) = lethe(&["bench", "--checkpoint", missing, "--runs", "1"]);
+    assert!(
+        !ok && err.contains(missing) && err.contains("not a checkpoint directory"),
+        "{err}"
+    );
+}

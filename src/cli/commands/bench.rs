@@ -250,7 +250,7 @@ fn print_step_rows(rows: &[(lethe::bench::BenchRow, f64)], on_cpu: bool) {
             format!("{:.0}%", 100.0 * rate / p)
         });
         println!(
-            "| {} | {} | {:.1} | {:.1} | {} | {:.2} | {rate:.1} | {share} |",
+            "| {} | {} | {:.1} | {:.1} | {} | {:.3} | {rate:.1} | {share} |",
             r.what,
             r.batch,
             r.median_ms,

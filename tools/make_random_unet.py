@@ -9,18 +9,15 @@ that Lethe reads what diffusers writes. Not committed (≈ 143 MB for cifar10).
     /tmp/venv/bin/python tools/make_random_unet.py --arch cifar10 --out /tmp/ddpm-cifar10-32-random
 """
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-# google/ddpm-cifar10-32's unet/config.json (35.7M parameters, attention at 16×16).
-CIFAR10 = dict(
-    sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
-    down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-    downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, norm_num_groups=32,
-    attention_head_dim=None,  # as the hub's config.json says: one head (diffusers' default would be 8-channel heads)
-)
+# google/ddpm-cifar10-32's config, from the one place the benchmark keeps it.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from pytorch_reference import CIFAR10  # noqa: E402
 
 # google/ddpm-celebahq-256's unet/config.json (113.7M parameters, attention at 16×16).
 CELEBAHQ256 = dict(

@@ -2,7 +2,9 @@
 //!
 //! The convolution (`ops/conv2d_gemm.rs`) against a direct six-loop convolution in f64:
 //! forward, input, weight and bias gradients, for the shapes the UNet uses (3×3 stride 1 and 2, 1×1, right/bottom-padded downsampling) and the
-//! cases the patch claims beyond them (groups, dilation, f64, half precision). The loss is
+//! cases the patch claims beyond them (groups, dilation, f64, half precision), and the
+//! Winograd F(2×2, 3×3) path that 3×3 stride-1 convolutions with ≥ 64 input and ≥ 32 output
+//! channels take. The loss is
 //! `sum(y · g)` with a random `g`, so the gradients are `conv_transpose(g)` and `g ⋆ x`.
 
 use burn::tensor::module::conv2d;
@@ -56,6 +58,45 @@ fn cases() -> Vec<Case> {
             1,
         ),
         case("3×3 groups 2", [2, 4, 6, 6], [6, 2, 3, 3], 1, (1, 1), 1, 2),
+        // 3×3 stride 1 with ≥ 64 input and ≥ 32 output channels takes the Winograd path
+        // (`ops/conv2d_winograd.rs`): odd output sizes (a last tile half outside), and the
+        // paddings it accepts (0–2 zeros, asymmetric).
+        case(
+            "Winograd 3×3 s1 p1, odd sizes",
+            [2, 64, 7, 9],
+            [33, 64, 3, 3],
+            1,
+            (1, 1),
+            1,
+            1,
+        ),
+        case(
+            "Winograd unpadded",
+            [2, 66, 6, 7],
+            [32, 66, 3, 3],
+            1,
+            (0, 0),
+            1,
+            1,
+        ),
+        case(
+            "Winograd pad 2",
+            [1, 64, 5, 4],
+            [40, 64, 3, 3],
+            1,
+            (2, 2),
+            1,
+            1,
+        ),
+        case(
+            "Winograd pad right/bottom",
+            [3, 64, 6, 6],
+            [36, 64, 3, 3],
+            1,
+            (0, 2),
+            1,
+            1,
+        ),
         case(
             "1 input channel (conv_in)",
             [4, 1, 7, 7],

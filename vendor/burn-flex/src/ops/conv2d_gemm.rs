@@ -25,6 +25,7 @@ use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
+use super::conv2d_winograd::{self as winograd, Conv3x3};
 use crate::{FlexTensor, Layout};
 
 /// The element types this path computes in.
@@ -33,6 +34,7 @@ pub(crate) trait Real:
     + bytemuck::Pod
     + num_traits::Zero
     + num_traits::One
+    + num_traits::Float
     + core::ops::AddAssign
     + Send
     + Sync
@@ -115,6 +117,25 @@ impl Geometry {
     /// A 1×1, stride-1, unpadded convolution: the column matrix is the image itself.
     fn is_pointwise(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+
+    /// The same convolution for the Winograd path, when it is one that path computes well.
+    fn winograd(&self, options: &ConvOptions<2>) -> Option<Conv3x3> {
+        let s = Conv3x3 {
+            batch: self.batch,
+            c_in: self.c_in,
+            h: self.h,
+            w: self.w,
+            c_out: self.c_out,
+            pad: self.pad,
+            h_out: self.h_out,
+            w_out: self.w_out,
+        };
+        let kind = [self.kh, self.kw] == [3, 3]
+            && self.stride == [1, 1]
+            && self.dilation == [1, 1]
+            && self.groups == 1;
+        (kind && s.worth_it(options.padding_end())).then_some(s)
     }
 
     /// For kernel offset `ky` (or `kx`) along axis `i`: the input coordinate of output
@@ -215,7 +236,7 @@ fn col2im<T: Real>(g: &Geometry, col: &[T], image: &mut [T]) {
 
 /// `dst[m, n] (=|+=) lhs · rhs`, each operand given by pointer and (column, row) strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_into<T: Real>(
+pub(crate) unsafe fn gemm_into<T: Real>(
     [m, n, k]: [usize; 3],
     (dst, dst_rs): (*mut T, usize),
     accumulate: bool,
@@ -276,6 +297,12 @@ pub(crate) fn conv2d<T: Real>(
     let (xs, ws): (&[T], &[T]) = (x.storage(), weight.storage());
     let bias = bias.map(|b| b.to_contiguous());
     let bias: Option<&[T]> = bias.as_ref().map(|b| b.storage());
+    if let Some(s) = g.winograd(options) {
+        return new_tensor(
+            winograd::conv2d(&s, xs, ws, bias),
+            [g.batch, g.c_out, g.h_out, g.w_out],
+        );
+    }
     let mut out = vec![T::zero(); g.batch * g.c_out * p];
     out.par_chunks_mut(g.c_out * p).enumerate().for_each_init(
         || column_buffer::<T>(&g),
@@ -326,6 +353,12 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     let p = g.p();
     let (kg, cg) = g.per_group();
     let (ws, dys): (&[T], &[T]) = (weight.storage(), dy.storage());
+    if let Some(s) = g.winograd(options) {
+        return new_tensor(
+            winograd::conv2d_x_backward(&s, ws, dys),
+            [g.batch, g.c_in, g.h, g.w],
+        );
+    }
     let mut dx = vec![T::zero(); g.batch * g.image_len()];
     dx.par_chunks_mut(g.image_len()).enumerate().for_each_init(
         || column_buffer::<T>(&g),
@@ -372,6 +405,12 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     let p = g.p();
     let (kg, cg) = g.per_group();
     let (xs, dys): (&[T], &[T]) = (x.storage(), dy.storage());
+    if let Some(s) = g.winograd(options) {
+        return new_tensor(
+            winograd::conv2d_weight_backward(&s, xs, dys),
+            [g.c_out, g.c_in, 3, 3],
+        );
+    }
     // The weight is [c_out, kg] (kg = c_in/groups · kh · kw).
     let weight_len = g.c_out * kg;
     // One partial sum per rayon work item, added at the end: images are split into as many

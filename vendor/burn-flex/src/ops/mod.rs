@@ -101,6 +101,9 @@ pub mod conv;
 // Lethe patch: conv2d forward/backward as im2col + GEMM per image (see the file).
 #[cfg(feature = "rayon")]
 pub(crate) mod conv2d_gemm;
+// Lethe patch: 3×3 stride-1 conv2d and its gradients by Winograd F(2×2, 3×3) (see the file).
+#[cfg(feature = "rayon")]
+pub(crate) mod conv2d_winograd;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;

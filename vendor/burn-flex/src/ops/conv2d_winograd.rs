@@ -401,8 +401,9 @@ fn write_across<T: Real>(
     }
 }
 
-/// A 3×3 stride-1 convolution of `src` with the transformed kernels `u` (`[16, c_out,
-/// src.channels]`), `pad` zeros before the first row and column, output `out_size`.
+/// A 3×3 stride-1 convolution of `src` with the transformed kernels `u` (`[c_out, 16,
+/// src.channels]`, from [`transform_kernels`]), `pad` zeros before the first row and column,
+/// output `out_size`.
 fn convolve<T: Real>(
     src: Planes<T>,
     batch: usize,

@@ -239,6 +239,21 @@ fn launch(
     let mut run = Run::new(config, source, data, &run_dir, &device).map_err(&with_dir)?;
     run.device_record = Some(selection.record());
     run.fit_note = fit_note;
+    // A new run whose step cannot fit in memory is refused before any work (the original's
+    // evaluation takes minutes) and leaves no run directory behind: nothing was written
+    // there yet but its config.
+    if previous.is_none()
+        && config.train.steps > 0
+        && let Err(error) = run.check_memory(emit)
+    {
+        drop(run);
+        drop(_lock);
+        let _ = std::fs::remove_dir_all(&run_dir.path);
+        return Err(Stop::Failed {
+            error,
+            run_dir: None,
+        });
+    }
     emit(Event::Started {
         run_dir: run_dir.path.clone(),
         method: config.method.label().to_string(),
@@ -331,6 +346,9 @@ struct Run<'a> {
     memory: PeakMemory,
     /// The peak recorded by the run's earlier processes (a resumed run), kept when larger.
     earlier_peak: Option<MemoryReport>,
+    /// Whether `check_memory` ran (a new run checks before its first evaluation; a resumed
+    /// one before its first step).
+    memory_checked: bool,
 }
 
 impl<'a> Run<'a> {
@@ -443,6 +461,7 @@ impl<'a> Run<'a> {
             sampling,
             memory: PeakMemory::start(),
             earlier_peak: None,
+            memory_checked: false,
         })
     }
 
@@ -858,8 +877,8 @@ impl<'a> Run<'a> {
         if let Some(state) = self.resumed.take() {
             optim = self.load_resumed(&state, optim, &mut *method, &layout)?;
         }
-        if self.steps_done < train.steps {
-            self.check_memory(&layout, emit)?;
+        if self.steps_done < train.steps && !self.memory_checked {
+            self.check_memory(emit)?;
         }
         self.last_state_save = Instant::now();
         for step in self.steps_done..train.steps {
@@ -953,10 +972,12 @@ impl<'a> Run<'a> {
     /// On a device that reports no memory pools (the CPU), refuses a step that would not fit
     /// in the memory left (the OS would kill the process, not report it): one training pass
     /// measured at 1 and 2 images, extrapolated to the micro-batch (`memory_fit`).
-    fn check_memory(&self, layout: &Layout, emit: &dyn Fn(Event)) -> Result<(), String> {
+    fn check_memory(&mut self, emit: &dyn Fn(Event)) -> Result<(), String> {
+        self.memory_checked = true;
         if self.device.memory_pool_usage().is_some() || !heap_meter_installed() {
             return Ok(());
         }
+        let layout = &Layout::of(&self.model);
         let (Some(one), Some(two), Some(available)) = (
             self.forward_graph_bytes(layout, 1),
             self.forward_graph_bytes(layout, 2),

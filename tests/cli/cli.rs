@@ -797,8 +797,8 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
         "a run's resident peak is above 1 MiB: {info}"
     );
 
-    // A batch no machine holds: refused with the batch and the accumulation that fits, before
-    // a step is taken (the OS would kill the process instead of reporting it).
+    // A batch no machine holds: refused with the batch and the accumulation that fits (the OS
+    // would kill the process instead of reporting it)…
     std::fs::write(
         &config,
         accumulated.replace(
@@ -820,7 +820,13 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
         "{err}"
     );
     assert!(err.contains("set train.grad_accumulation = "), "{err}");
-    assert!(!tmp.path().join("runs/b/checkpoints/final").exists());
+    // …before any work (the original's evaluation takes minutes on a real model), and with
+    // no run directory left behind (issue #30).
+    assert!(!out.contains("evaluating the original"), "{out}");
+    assert!(
+        !tmp.path().join("runs/b").exists(),
+        "a refused run leaves no directory"
+    );
     // An accumulation that cannot split the batch is refused with its key.
     std::fs::write(
         &config,

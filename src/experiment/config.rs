@@ -59,10 +59,14 @@ impl RunHeader {
         }
     }
 
-    /// Refuses a missing checkpoint, and a remote backend without a valid address.
+    /// Refuses a missing checkpoint, a run name that would leave `runs_dir`, and a remote
+    /// backend without a valid address.
     pub fn validate(&self) -> Result<(), String> {
         if self.checkpoint.as_os_str().is_empty() {
             return Err("checkpoint is not set: the checkpoint to start from".into());
+        }
+        if let Some(name) = &self.name {
+            super::run_dir::check_run_name(name)?;
         }
         match (&self.remote, self.backend) {
             (None, BackendChoice::Remote) => Err(

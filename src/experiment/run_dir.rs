@@ -15,7 +15,7 @@
 //! engine writes them and the GUI and `lethe runs` read them.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,6 +148,18 @@ pub struct RunDir {
     pub path: PathBuf,
 }
 
+/// Refuses a run name that is not one plain directory name: `runs_dir/name` must stay inside
+/// `runs_dir`, whatever a config or sweep file downloaded from someone else says (issue #30).
+pub fn check_run_name(name: &str) -> Result<(), String> {
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) => Ok(()),
+        _ => Err(format!(
+            "name = {name:?} is not a plain directory name: a run is created inside runs_dir, so its name cannot be empty or absolute, or contain `..` or a path separator"
+        )),
+    }
+}
+
 impl RunDir {
     /// Creates `runs_dir/name` (or the first free `runs_dir/<method>-NNN`); an existing
     /// named directory is refused rather than overwritten.
@@ -156,6 +168,7 @@ impl RunDir {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         let path = match &config.header.name {
             Some(name) => {
+                check_run_name(name)?;
                 let p = parent.join(name);
                 if p.exists() {
                     let resumable = match RunDir::open(&p).read_status() {
@@ -351,6 +364,17 @@ fn metrics_text(line: &MetricsLine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_name_is_one_plain_directory_name() {
+        for good in ["siss-001", "a b", "lambda=0.5", "run/"] {
+            check_run_name(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+        for bad in ["", ".", "..", "../escaped", "a/../../b", "a/b", "/tmp/x"] {
+            let error = check_run_name(bad).expect_err(bad);
+            assert!(error.contains("not a plain directory name"), "{error}");
+        }
+    }
 
     #[test]
     fn a_run_whose_process_holds_no_lock_reads_as_interrupted() {

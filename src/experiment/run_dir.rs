@@ -165,10 +165,13 @@ impl RunDir {
     /// named directory is refused rather than overwritten.
     fn create(config: &ExperimentConfig) -> Result<Self, String> {
         let parent = &config.header.runs_dir;
+        // Checked before anything is created, so a refused name leaves no trace.
+        if let Some(name) = &config.header.name {
+            check_run_name(name)?;
+        }
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         let path = match &config.header.name {
             Some(name) => {
-                check_run_name(name)?;
                 let p = parent.join(name);
                 if p.exists() {
                     let resumable = match RunDir::open(&p).read_status() {

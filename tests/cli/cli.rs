@@ -816,7 +816,10 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
     ]);
     assert!(!ok, "{out}\n{err}");
     assert!(
-        err.contains("train.batch_size = 100000000 in one pass of 100000000 images needs about"),
+        err.contains(&format!(
+            "{}: train.batch_size = 100000000 in one pass of 100000000 images needs about",
+            config.display()
+        )),
         "{err}"
     );
     assert!(err.contains("set train.grad_accumulation = "), "{err}");

@@ -67,7 +67,20 @@ pub fn run(args: &UnlearnArgs) -> Result<(), String> {
     for key in &ignored {
         println!("note: {}: ignored {key}", path.display());
     }
-    run_experiment(config, args).map(|_| ())
+    run_experiment(config, args)
+        .map(|_| ())
+        .map_err(|e| naming_the_file(path, e))
+}
+
+/// An error the engine found in a config value (the batch that does not fit in memory, a
+/// method's term that the model cannot take) names its key; the file is named here.
+fn naming_the_file(config: &Path, error: String) -> String {
+    const SECTIONS: [&str; 4] = ["train.", "data.", "method.", "eval."];
+    if SECTIONS.iter().any(|s| error.starts_with(s)) {
+        format!("{}: {error}", config.display())
+    } else {
+        error
+    }
 }
 
 /// Continues the run in `run_dir` (`--resume`); returns every evaluation, those logged

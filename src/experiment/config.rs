@@ -89,6 +89,9 @@ impl RunHeader {
     }
 }
 
+/// The most samples one evaluation may draw (`eval.samples`).
+pub const MAX_EVAL_SAMPLES: usize = 100_000;
+
 /// An unlearning run: [`RunHeader`]'s keys at the top level, then `[data]`, `[method]`,
 /// `[train]` and `[eval]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -473,6 +476,15 @@ impl ExperimentConfig {
         if self.eval.samples == Some(0) {
             return Err("eval.samples must be ≥ 1".into());
         }
+        if let Some(samples) = self.eval.samples
+            && samples > MAX_EVAL_SAMPLES
+        {
+            // Refused here, before a run directory exists: otherwise the original's
+            // evaluation starts drawing them and grinds for days without a word.
+            return Err(format!(
+                "eval.samples = {samples} is more than {MAX_EVAL_SAMPLES} (twice the 50 000 of the FID that papers quote)"
+            ));
+        }
         if self.eval.sampler_steps == Some(0) {
             return Err("eval.sampler_steps must be ≥ 1".into());
         }
@@ -605,6 +617,17 @@ mod tests {
         assert!(text.starts_with("checkpoint = "), "{text}");
         let back: ExperimentConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn an_absurd_evaluation_size_is_refused_by_its_key() {
+        let set = |n: usize| move |t: String| t.replace("samples = 64", &format!("samples = {n}"));
+        siss_example(set(MAX_EVAL_SAMPLES)).expect("the most samples allowed");
+        let err = siss_example(set(MAX_EVAL_SAMPLES + 1)).unwrap_err();
+        assert!(
+            err.starts_with("eval.samples = 100001 is more than"),
+            "{err}"
+        );
     }
 
     #[test]

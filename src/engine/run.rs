@@ -79,6 +79,7 @@ pub fn execute_resumed(
     config.validate().map_err(failed)?;
     let dir = RunDir::open(run_dir);
     let info = dir.read_status().map_err(failed)?;
+    dir.refuse_symlinks().map_err(failed)?;
     if !info.status.resumable() {
         return Err(failed(format!(
             "{}: the run is {}; only an interrupted, cancelled or failed run can be resumed",

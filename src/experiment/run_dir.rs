@@ -173,34 +173,56 @@ impl RunDir {
         let path = match &config.header.name {
             Some(name) => {
                 let p = parent.join(name);
-                if p.exists() {
-                    let resumable = match RunDir::open(&p).read_status() {
-                        Ok(info) if info.status.resumable() => format!(
-                            "; it is {} at step {}: `lethe unlearn --resume {}` continues it",
-                            info.status.label(),
-                            info.steps_done,
-                            p.display()
-                        ),
-                        _ => String::new(),
-                    };
-                    return Err(format!(
-                        "{} already exists; choose another name (runs are never overwritten){resumable}",
-                        p.display()
-                    ));
+                if !claim(&p)? {
+                    return Err(already_exists(&p));
                 }
                 p
             }
-            None => (1..)
-                .map(|i| parent.join(format!("{}-{i:03}", config.method.slug())))
-                .find(|p| !p.exists())
-                .expect("a free name"),
+            None => claim_first_free(parent, config.method.slug())?,
         };
-        for sub in ["", "samples", "checkpoints"] {
+        for sub in ["samples", "checkpoints"] {
             let d = path.join(sub);
             std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
         let dir = Self { path };
         Ok(dir)
+    }
+
+    /// Refuses a run directory that holds a symbolic link (at any depth Lethe writes to): a
+    /// resumed run writes checkpoints, samples and logs into it, and a link — say
+    /// `checkpoints -> /home/user/models` in a run directory someone shared — would send
+    /// those writes outside it.
+    pub fn refuse_symlinks(&self) -> Result<(), String> {
+        fn walk(dir: &Path, depth: usize) -> Result<(), String> {
+            let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+                let path = entry.path();
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if kind.is_symlink() {
+                    return Err(format!(
+                        "{}: is a symbolic link; a run directory is written into, so it must hold only plain files and folders (copy the run without links to continue it)",
+                        path.display()
+                    ));
+                }
+                if kind.is_dir() && depth > 0 {
+                    walk(&path, depth - 1)?;
+                }
+            }
+            Ok(())
+        }
+        let top = std::fs::symlink_metadata(&self.path)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        if top.file_type().is_symlink() {
+            return Err(format!(
+                "{}: is a symbolic link; continue the run in the directory it points to",
+                self.path.display()
+            ));
+        }
+        // run.json, metrics.jsonl …; samples/, checkpoints/<name>/<files>.
+        walk(&self.path, 2)
     }
 
     /// Creates the run directory and takes its lock before anything else is written.
@@ -364,6 +386,47 @@ fn metrics_text(line: &MetricsLine) -> String {
     text
 }
 
+/// Creates the run directory `path` itself (never a parent or an existing entry: a
+/// directory, file or symlink already there is not reused, and neither is one another
+/// process creates at the same moment). `Ok(false)` when something is already there.
+fn claim(path: &Path) -> Result<bool, String> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// `parent/<slug>-NNN` with the first free number, claimed by creating it: two trials a
+/// sweep starts side by side never share one.
+fn claim_first_free(parent: &Path, slug: &str) -> Result<PathBuf, String> {
+    let mut i = 1;
+    loop {
+        let p = parent.join(format!("{slug}-{i:03}"));
+        if claim(&p)? {
+            return Ok(p);
+        }
+        i += 1;
+    }
+}
+
+/// Why a named run cannot be created at `p`, and how to continue it when it can be.
+fn already_exists(p: &Path) -> String {
+    let resumable = match RunDir::open(p).read_status() {
+        Ok(info) if info.status.resumable() => format!(
+            "; it is {} at step {}: `lethe unlearn --resume {}` continues it",
+            info.status.label(),
+            info.steps_done,
+            p.display()
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{} already exists; choose another name (runs are never overwritten){resumable}",
+        p.display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +440,51 @@ mod tests {
             let error = check_run_name(bad).expect_err(bad);
             assert!(error.contains("not a plain directory name"), "{error}");
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_run_directory_holding_a_symlink_is_refused() {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        let runs = tempfile::tempdir().unwrap();
+        let run = RunDir::open(&runs.path().join("r"));
+        std::fs::create_dir_all(run.path.join("checkpoints/last")).unwrap();
+        std::fs::write(run.path.join("run.json"), "{}").unwrap();
+        run.refuse_symlinks().expect("plain files and folders pass");
+
+        let link = run.path.join("checkpoints/last/model.safetensors");
+        symlink(outside.path().join("model.safetensors"), &link).unwrap();
+        let error = run.refuse_symlinks().unwrap_err();
+        assert!(error.contains(&link.display().to_string()), "{error}");
+        assert!(error.contains("symbolic link"), "{error}");
+
+        std::fs::remove_file(&link).unwrap();
+        symlink(outside.path(), runs.path().join("linked")).unwrap();
+        let error = RunDir::open(&runs.path().join("linked"))
+            .refuse_symlinks()
+            .unwrap_err();
+        assert!(error.contains("is a symbolic link"), "{error}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_run_directory_is_claimed_by_creating_it_never_reused() {
+        let runs = tempfile::tempdir().unwrap();
+        let first = claim_first_free(runs.path(), "siss").unwrap();
+        let second = claim_first_free(runs.path(), "siss").unwrap();
+        assert_eq!(first, runs.path().join("siss-001"));
+        assert_eq!(second, runs.path().join("siss-002"));
+        // Anything already at a name is skipped, a dangling link included (following it
+        // would create its target, wherever it points).
+        let target = runs.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, runs.path().join("siss-003")).unwrap();
+        assert_eq!(
+            claim_first_free(runs.path(), "siss").unwrap(),
+            runs.path().join("siss-004")
+        );
+        assert!(!claim(&runs.path().join("siss-003")).unwrap());
+        assert!(!target.exists(), "nothing was created through the link");
     }
 
     #[test]

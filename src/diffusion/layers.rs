@@ -367,11 +367,21 @@ mod tests {
     #[test]
     fn group_norm_forward_and_gradients_equal_the_textbook_formula() {
         let device = crate::backend::training_device(crate::backend::BackendChoice::Cpu).unwrap();
-        let norm = random_norm(4, 12, &device);
-        // Off-centre input, so a variance formula that cancels would show.
-        let x = Tensor::<4>::random([3, 12, 5, 6], Distribution::Normal(0.3, 2.0), &device);
-        let upstream = Tensor::<4>::random([3, 12, 5, 6], Distribution::Default, &device);
+        // Channels of 30 values (three 8-lane blocks and a tail) and of 81 (ten and one).
+        for (shape, groups) in [([3, 12, 5, 6], 4), ([2, 16, 9, 9], 2)] {
+            group_norm_gradients_equal_the_textbook_formula(shape, groups, &device);
+        }
+    }
 
+    fn group_norm_gradients_equal_the_textbook_formula(
+        shape: [usize; 4],
+        groups: usize,
+        device: &Device,
+    ) {
+        let norm = random_norm(groups, shape[1], device);
+        // Off-centre input, so a variance formula that cancels would show.
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.3, 2.0), device);
+        let upstream = Tensor::<4>::random(shape, Distribution::Default, device);
         let run = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
             let x = x.clone().require_grad();
             let y = f(x.clone());
@@ -398,7 +408,7 @@ mod tests {
                     names.iter().zip(result.into_iter().zip(reference.clone()))
                 {
                     let diff = max_abs_diff(ours, expected);
-                    assert!(diff < 1e-4, "{path} silu {silu} {what}: {diff}");
+                    assert!(diff < 1e-4, "{shape:?} {path} silu {silu} {what}: {diff}");
                 }
             }
         }

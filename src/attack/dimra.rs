@@ -83,7 +83,7 @@ impl AttackConfig {
         if self.auxiliary.is_empty() {
             return Err("auxiliary is empty: the attacker needs data to fine-tune on".into());
         }
-        self.to_experiment().validate()
+        self.to_experiment().validate().map_err(in_attack_keys)
     }
 
     /// The attack as an engine run: `finetune` on the auxiliary data, probing the
@@ -138,6 +138,49 @@ impl AttackConfig {
     }
 }
 
+/// The attack's own key names for the engine run's (`train.batch_size` → `batch_size`,
+/// `data.forget_class` → `forgotten_class` …) in an error about a value of the attack's
+/// config: the engine checks the run [`AttackConfig::to_experiment`] makes, whose keys the
+/// attack's file does not have.
+pub fn in_attack_keys(error: String) -> String {
+    // Longer names first: `data.forget` is a prefix of the other two.
+    const RENAMED: [(&str, &str); 10] = [
+        ("train.steps", "steps"),
+        ("train.batch_size", "batch_size"),
+        ("train.grad_accumulation", "grad_accumulation"),
+        ("train.learning_rate", "learning_rate"),
+        ("train.seed", "seed"),
+        ("train.cond_drop_prob", "cond_drop_prob"),
+        ("data.retain", "auxiliary"),
+        ("data.forget_class", "forgotten_class"),
+        ("data.forget_label", "forgotten_label"),
+        ("data.forget", "forgotten_images"),
+    ];
+    let every = ("eval.every", "evaluate_every");
+    RENAMED
+        .iter()
+        .chain([&every])
+        .fold(error, |e, (engine, attack)| e.replace(engine, attack))
+}
+
+/// Whether `word` (an error's first) is one of the attack config's keys.
+pub fn is_attack_key(word: &str) -> bool {
+    const KEYS: [&str; 11] = [
+        "steps",
+        "batch_size",
+        "grad_accumulation",
+        "learning_rate",
+        "seed",
+        "cond_drop_prob",
+        "auxiliary",
+        "forgotten_class",
+        "forgotten_label",
+        "forgotten_images",
+        "evaluate_every",
+    ];
+    KEYS.contains(&word) || word.starts_with("eval.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +210,27 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.contains("auxiliary is empty"), "{err}");
+    }
+
+    /// The engine checks the run the attack becomes; its errors name the attack's keys.
+    #[test]
+    fn errors_name_the_attack_configs_own_keys() {
+        let err = example(|t| t.replace("learning_rate = 1e-4", "learning_rate = -1")).unwrap_err();
+        assert!(err.starts_with("learning_rate = -1 must be"), "{err}");
+        assert!(is_attack_key(err.split_whitespace().next().unwrap()));
+        let err = example(|t| t.replace("batch_size = 32", "batch_size = 0")).unwrap_err();
+        assert!(err.starts_with("batch_size must be ≥ 1"), "{err}");
+        // What the engine finds later (memory, labels) is renamed the same way.
+        let renamed = in_attack_keys(
+            "train.batch_size = 9 …; set train.grad_accumulation = 3; data.forget_class = 99, data.forget, eval.every, eval.samples".into(),
+        );
+        assert_eq!(
+            renamed,
+            "batch_size = 9 …; set grad_accumulation = 3; forgotten_class = 99, forgotten_images, evaluate_every, eval.samples"
+        );
+        assert!(
+            !is_attack_key("step"),
+            "a run's own failures are not a key's"
+        );
     }
 }

@@ -1,13 +1,16 @@
 //! `lethe attack`: the DiMRA relearning attack on an unlearned checkpoint.
 
-use super::unlearn::{UnlearnArgs, resume_experiment, run_experiment};
+use lethe::attack::dimra::{AttackConfig, in_attack_keys, is_attack_key};
+
+use super::unlearn::{UnlearnArgs, naming_the_file, resume_experiment, run_experiment};
 
 pub fn run(args: &UnlearnArgs) -> Result<(), String> {
     let evaluations = match (&args.resume, &args.config) {
         (Some(run_dir), _) => resume_experiment(run_dir, args)?,
         (None, Some(path)) => {
-            let attack = lethe::attack::dimra::AttackConfig::from_file(path)?;
-            run_experiment(attack.to_experiment(), args)?
+            let attack = AttackConfig::from_file(path)?;
+            run_experiment(attack.to_experiment(), args)
+                .map_err(|e| naming_the_file(path, in_attack_keys(e), is_attack_key))?
         }
         (None, None) => return Err("--config or --resume is required".into()),
     };

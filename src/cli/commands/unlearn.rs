@@ -69,14 +69,20 @@ pub fn run(args: &UnlearnArgs) -> Result<(), String> {
     }
     run_experiment(config, args)
         .map(|_| ())
-        .map_err(|e| naming_the_file(path, e))
+        .map_err(|e| naming_the_file(path, e, is_experiment_key))
+}
+
+fn is_experiment_key(word: &str) -> bool {
+    ["train.", "data.", "method.", "eval."]
+        .iter()
+        .any(|section| word.starts_with(section))
 }
 
 /// An error the engine found in a config value (the batch that does not fit in memory, a
-/// method's term that the model cannot take) names its key; the file is named here.
-fn naming_the_file(config: &Path, error: String) -> String {
-    const SECTIONS: [&str; 4] = ["train.", "data.", "method.", "eval."];
-    if SECTIONS.iter().any(|s| error.starts_with(s)) {
+/// class no image has) begins with its key; the file is named here.
+pub fn naming_the_file(config: &Path, error: String, is_key: fn(&str) -> bool) -> String {
+    let first_word = error.split_whitespace().next().unwrap_or_default();
+    if is_key(first_word) {
         format!("{}: {error}", config.display())
     } else {
         error

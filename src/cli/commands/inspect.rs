@@ -63,8 +63,35 @@ pub fn run(args: &InspectArgs) -> Result<(), String> {
     } else {
         println!("provenance");
         for (k, v) in &ckpt.metadata {
-            println!("  {k:<26} {v}");
+            println!("  {:<26} {}", printable(k), printable(v));
         }
     }
     Ok(())
+}
+
+/// A checkpoint's metadata as text a terminal only displays: control characters (an ANSI
+/// escape sequence in a stranger's checkpoint could rewrite the screen or the window title)
+/// are shown escaped, `\u{1b}`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metadata_control_characters_are_shown_escaped() {
+        assert_eq!(super::printable("seed 0, λ=0.5"), "seed 0, λ=0.5");
+        assert_eq!(
+            super::printable("\u{1b}]0;owned\u{7}x\ny"),
+            "\\u{1b}]0;owned\\u{7}x\\u{a}y"
+        );
+    }
 }

@@ -138,47 +138,35 @@ impl AttackConfig {
     }
 }
 
+/// The engine run's key for each of the attack config's own (the run
+/// [`AttackConfig::to_experiment`] makes, which the engine checks). Longer engine names
+/// first: `data.forget` is a prefix of the two before it.
+const ENGINE_KEYS: [(&str, &str); 11] = [
+    ("train.steps", "steps"),
+    ("train.batch_size", "batch_size"),
+    ("train.grad_accumulation", "grad_accumulation"),
+    ("train.learning_rate", "learning_rate"),
+    ("train.seed", "seed"),
+    ("train.cond_drop_prob", "cond_drop_prob"),
+    ("data.retain", "auxiliary"),
+    ("data.forget_class", "forgotten_class"),
+    ("data.forget_label", "forgotten_label"),
+    ("data.forget", "forgotten_images"),
+    ("eval.every", "evaluate_every"),
+];
+
 /// The attack's own key names for the engine run's (`train.batch_size` → `batch_size`,
 /// `data.forget_class` → `forgotten_class` …) in an error about a value of the attack's
-/// config: the engine checks the run [`AttackConfig::to_experiment`] makes, whose keys the
-/// attack's file does not have.
+/// config, whose file does not have the engine's keys.
 pub fn in_attack_keys(error: String) -> String {
-    // Longer names first: `data.forget` is a prefix of the other two.
-    const RENAMED: [(&str, &str); 10] = [
-        ("train.steps", "steps"),
-        ("train.batch_size", "batch_size"),
-        ("train.grad_accumulation", "grad_accumulation"),
-        ("train.learning_rate", "learning_rate"),
-        ("train.seed", "seed"),
-        ("train.cond_drop_prob", "cond_drop_prob"),
-        ("data.retain", "auxiliary"),
-        ("data.forget_class", "forgotten_class"),
-        ("data.forget_label", "forgotten_label"),
-        ("data.forget", "forgotten_images"),
-    ];
-    let every = ("eval.every", "evaluate_every");
-    RENAMED
+    ENGINE_KEYS
         .iter()
-        .chain([&every])
         .fold(error, |e, (engine, attack)| e.replace(engine, attack))
 }
 
 /// Whether `word` (an error's first) is one of the attack config's keys.
 pub fn is_attack_key(word: &str) -> bool {
-    const KEYS: [&str; 11] = [
-        "steps",
-        "batch_size",
-        "grad_accumulation",
-        "learning_rate",
-        "seed",
-        "cond_drop_prob",
-        "auxiliary",
-        "forgotten_class",
-        "forgotten_label",
-        "forgotten_images",
-        "evaluate_every",
-    ];
-    KEYS.contains(&word) || word.starts_with("eval.")
+    ENGINE_KEYS.iter().any(|&(_, attack)| attack == word) || word.starts_with("eval.")
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 //! after it (losses, scheduler steps). Gradients flow back through the casts into the f32
 //! parameters.
 //!
-//! Whether a dtype is fast depends on the device: tensor cores on GPUs and AMX/AVX-512-BF16
-//! on CPUs run it natively; on other CPUs burn-flex converts bf16 through f32 (see
-//! README's Performance section for figures), so there it is an accuracy study, not a speed-up.
+//! Whether a dtype is fast depends on the device: tensor cores on GPUs run it natively; on
+//! CPUs with AVX-512-BF16 the vendored burn-flex multiplies bf16 convolutions natively
+//! (`vdpbf16ps`, f32 accumulation) while the rest of the step still converts through f32, and
+//! on other CPUs everything converts through f32 (see README's Performance section for
+//! figures) — on a CPU it is an accuracy study more than a speed-up.
 
 use burn::tensor::{DType, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};

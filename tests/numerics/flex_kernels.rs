@@ -195,8 +195,16 @@ fn assert_close(what: &str, case: &str, got: &[f64], want: &[f64], tol: f64) {
 }
 
 fn check(dtype: DType, tol: f64) {
+    check_from(dtype, tol, |v| v);
+}
+
+/// [`check`] with every input first passed through `start` (e.g. rounded to bf16, so the
+/// reference sums exactly the values the low-precision tensors hold).
+fn check_from(dtype: DType, tol: f64, start: fn(f64) -> f64) {
     let dev = device(BackendChoice::Cpu).unwrap().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let random =
+        |n, rng: &mut ChaCha8Rng| -> Vec<f64> { random(n, rng).into_iter().map(start).collect() };
     for c in cases() {
         let (ho, wo) = (out_size(&c, 0), out_size(&c, 1));
         let y_shape = [c.input[0], c.weight[0], ho, wo];
@@ -254,6 +262,92 @@ fn f64_convolution_and_gradients_equal_direct_summation() {
 #[test]
 fn half_precision_runs_through_f32_and_rounds_once() {
     check(DType::BF16, 2e-2);
+}
+
+/// `v` (an f32 value) rounded to the nearest bf16. Through f32: `half`'s `bf16::from_f64`
+/// drops the low 32 bits of an f64 before rounding, which can turn an f32 just above a
+/// rounding tie into a tie and round it the other way.
+fn to_bf16(v: f64) -> f64 {
+    half::bf16::from_f32(v as f32).to_f64()
+}
+
+/// On bf16 values, a bf16 convolution and its gradients (native `vdpbf16ps` products on CPUs
+/// with AVX-512-BF16, f32 products elsewhere — both accumulate in f32) equal the exact sums
+/// up to the one rounding of each result to bf16 (2⁻⁸ relative, here against the largest
+/// value) plus f32 accumulation.
+#[test]
+fn bf16_convolution_on_bf16_values_rounds_only_its_results() {
+    check_from(DType::BF16, 5e-3, to_bf16);
+}
+
+/// The native bf16 GEMM itself (`ops/gemm_bf16.rs`), where this CPU has AVX-512-BF16: equal
+/// to the f64 product of the bf16-rounded operands to f32 accumulation, on shapes with edge
+/// tiles in every direction, an odd depth, depths across the 256-deep blocks, transposed
+/// operands and accumulation onto the destination.
+#[test]
+fn bf16_gemm_equals_f64_products_of_its_bf16_operands() {
+    use burn::backend::flex::ops::gemm_bf16;
+    if !gemm_bf16::available() {
+        eprintln!("skipped: this CPU has no AVX-512-BF16, so the native bf16 GEMM is never used");
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    // (m, n, k, lhs transposed, rhs transposed, accumulate)
+    let shapes = [
+        (12, 32, 2, false, false, false),
+        (1, 1, 1, false, false, false),
+        (13, 33, 7, false, false, true),
+        (64, 784, 576, false, false, false),
+        (40, 100, 600, true, false, true),
+        (96, 65, 513, false, true, false),
+        (130, 1100, 300, true, true, true),
+    ];
+    for (m, n, k, lhs_t, rhs_t, accumulate) in shapes {
+        let draw = |len, rng: &mut ChaCha8Rng| -> Vec<f32> {
+            (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+        };
+        let (lhs, rhs, start) = (
+            draw(m * k, &mut rng),
+            draw(k * n, &mut rng),
+            draw(m * n, &mut rng),
+        );
+        // (column, row) strides of a row-major matrix, or of its transpose stored row-major.
+        let lhs_strides = if lhs_t { [m, 1] } else { [1, k] };
+        let rhs_strides = if rhs_t { [k, 1] } else { [1, n] };
+        let mut dst = start.clone();
+        gemm_bf16::gemm_checked(
+            [m, n, k],
+            &mut dst,
+            accumulate,
+            &lhs,
+            lhs_strides,
+            &rhs,
+            rhs_strides,
+        );
+        let at = |v: &[f32], [cs, rs]: [usize; 2], r: usize, c: usize| {
+            to_bf16(v[r * rs + c * cs] as f64)
+        };
+        for r in 0..m {
+            for c in 0..n {
+                let exact: f64 = (0..k)
+                    .map(|i| at(&lhs, lhs_strides, r, i) * at(&rhs, rhs_strides, i, c))
+                    .sum::<f64>()
+                    + if accumulate {
+                        start[r * n + c] as f64
+                    } else {
+                        0.0
+                    };
+                let got = dst[r * n + c] as f64;
+                // f32 accumulation over k terms of magnitude ≤ 1: |error| ≲ k·2⁻²⁴·|partial sums|.
+                let bound = 1e-6 * (k as f64).sqrt().max(1.0) * 4.0 + 1e-6 * exact.abs();
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "{m}×{n}×{k} (lhs_t {lhs_t}, rhs_t {rhs_t}, accumulate {accumulate}): \
+                     [{r},{c}] = {got}, exact {exact}"
+                );
+            }
+        }
+    }
 }
 
 /// The branch-free sigmoid (`ops/activation.rs`) against `1 / (1 + e^-x)` in f64, over every

@@ -51,8 +51,10 @@ where
         DType::F16 => binary_op_typed(lhs, rhs, |a: f16, b: f16| {
             f16::from_f32(f32_op(a.to_f32(), b.to_f32()))
         }),
+        // Lethe patch: inlined, branch-free bf16 conversions (`gemm_bf16`), so the loop vectorises.
         DType::BF16 => binary_op_typed(lhs, rhs, |a: bf16, b: bf16| {
-            bf16::from_f32(f32_op(a.to_f32(), b.to_f32()))
+            use crate::ops::gemm_bf16::{bf16_to_f32, f32_to_bf16};
+            f32_to_bf16(f32_op(bf16_to_f32(a), bf16_to_f32(b)))
         }),
         _ => panic!("binary_op: unsupported dtype {:?}", dtype),
     }
@@ -301,8 +303,10 @@ where
         DType::BF16 => {
             let scalar_bf16 = bf16::from_f32(scalar as f32);
             let s = scalar_bf16.to_f32();
+            // Lethe patch: inlined, branch-free bf16 conversions (`gemm_bf16`).
             scalar_op_typed(tensor, scalar_bf16, |a: bf16, _| {
-                bf16::from_f32(f32_op(a.to_f32(), s))
+                use crate::ops::gemm_bf16::{bf16_to_f32, f32_to_bf16};
+                f32_to_bf16(f32_op(bf16_to_f32(a), s))
             })
         }
         _ => panic!("scalar_op: unsupported dtype {:?}", dtype),

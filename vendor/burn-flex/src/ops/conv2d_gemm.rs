@@ -15,7 +15,10 @@
 //! column matrix are contiguous, so a group is a sub-block of each GEMM). `dW`'s `[Cout, K]`
 //! is the weight's own `[Cout, C_in, kh, kw]` layout, so no permutation is needed. Images run
 //! in parallel (rayon); each GEMM is single-threaded. f32 and f64 run natively; the caller
-//! converts half precision to f32.
+//! converts half precision to f32, and for bf16 tensors on CPUs with AVX-512-BF16 asks for
+//! [`Products::Bf16`]: the same im2col in f32 (of values that are exactly bf16), GEMMs on
+//! `gemm_bf16`'s native kernel, and no Winograd (its transformed tiles are not bf16 values,
+//! so rounding them again would add error that the plain product does not have).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -26,6 +29,7 @@ use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
 use super::conv2d_winograd::{self as winograd, Conv3x3};
+use super::gemm_bf16;
 use crate::{FlexTensor, Layout};
 
 /// The element types this path computes in.
@@ -49,6 +53,16 @@ impl Real for f32 {
 
 impl Real for f64 {
     const DTYPE: DType = DType::F64;
+}
+
+/// How a convolution's GEMMs multiply.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Products {
+    /// In the element type itself (f32 or f64), Winograd where it pays.
+    Exact,
+    /// f32 operands rounded to bf16, products and sums in f32 on the native bf16 GEMM (only
+    /// for `T = f32`, only where [`gemm_bf16::available`]).
+    Bf16,
 }
 
 /// Sizes of one convolution, in the names the GEMMs use.
@@ -120,7 +134,7 @@ impl Geometry {
     }
 
     /// The same convolution for the Winograd path, when it is one that path computes well.
-    fn winograd(&self, options: &ConvOptions<2>) -> Option<Conv3x3> {
+    fn winograd(&self, options: &ConvOptions<2>, products: Products) -> Option<Conv3x3> {
         let s = Conv3x3 {
             batch: self.batch,
             c_in: self.c_in,
@@ -131,7 +145,8 @@ impl Geometry {
             h_out: self.h_out,
             w_out: self.w_out,
         };
-        let kind = [self.kh, self.kw] == [3, 3]
+        let kind = products == Products::Exact
+            && [self.kh, self.kw] == [3, 3]
             && self.stride == [1, 1]
             && self.dilation == [1, 1]
             && self.groups == 1;
@@ -270,6 +285,45 @@ pub(crate) unsafe fn gemm_into<T: Real>(
     }
 }
 
+/// [`gemm_into`], or the native bf16 GEMM when `products` asks for it.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_with<T: Real>(
+    products: Products,
+    mnk: [usize; 3],
+    (dst, dst_rs): (*mut T, usize),
+    accumulate: bool,
+    lhs: *const T,
+    lhs_strides: [isize; 2],
+    rhs: *const T,
+    rhs_strides: [isize; 2],
+) {
+    unsafe {
+        match products {
+            Products::Exact => gemm_into(
+                mnk,
+                (dst, dst_rs),
+                accumulate,
+                lhs,
+                lhs_strides,
+                rhs,
+                rhs_strides,
+            ),
+            Products::Bf16 => {
+                assert!(T::DTYPE == DType::F32 && gemm_bf16::available());
+                gemm_bf16::gemm(
+                    mnk,
+                    (dst as *mut f32, dst_rs),
+                    accumulate,
+                    lhs as *const f32,
+                    lhs_strides,
+                    rhs as *const f32,
+                    rhs_strides,
+                )
+            }
+        }
+    }
+}
+
 fn new_tensor<T: Real>(values: Vec<T>, shape: [usize; 4]) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
@@ -288,6 +342,7 @@ pub(crate) fn conv2d<T: Real>(
     weight: FlexTensor,
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
+    products: Products,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
@@ -297,7 +352,7 @@ pub(crate) fn conv2d<T: Real>(
     let (xs, ws): (&[T], &[T]) = (x.storage(), weight.storage());
     let bias = bias.map(|b| b.to_contiguous());
     let bias: Option<&[T]> = bias.as_ref().map(|b| b.storage());
-    if let Some(s) = g.winograd(options) {
+    if let Some(s) = g.winograd(options, products) {
         return new_tensor(
             winograd::conv2d(&s, xs, ws, bias),
             [g.batch, g.c_out, g.h_out, g.w_out],
@@ -324,7 +379,8 @@ pub(crate) fn conv2d<T: Real>(
             for group in 0..g.groups {
                 // y_g [cg, P] (+)= W_g [cg, kg] · col_g [kg, P]
                 unsafe {
-                    gemm_into(
+                    gemm_with(
+                        products,
                         [cg, p, kg],
                         (y[group * cg * p..].as_mut_ptr(), p),
                         bias.is_some(),
@@ -346,6 +402,7 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     weight: FlexTensor,
     output_grad: FlexTensor,
     options: &ConvOptions<2>,
+    products: Products,
 ) -> FlexTensor {
     let weight = weight.to_contiguous();
     let dy = output_grad.to_contiguous();
@@ -353,7 +410,7 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     let p = g.p();
     let (kg, cg) = g.per_group();
     let (ws, dys): (&[T], &[T]) = (weight.storage(), dy.storage());
-    if let Some(s) = g.winograd(options) {
+    if let Some(s) = g.winograd(options, products) {
         return new_tensor(
             winograd::conv2d_x_backward(&s, ws, dys),
             [g.batch, g.c_in, g.h, g.w],
@@ -373,7 +430,8 @@ pub(crate) fn conv2d_x_backward<T: Real>(
             for group in 0..g.groups {
                 // dcol_g [kg, P] = W_gᵀ [kg, cg] · dy_g [cg, P]
                 unsafe {
-                    gemm_into(
+                    gemm_with(
+                        products,
                         [kg, p, cg],
                         (target[group * kg * p..].as_mut_ptr(), p),
                         false,
@@ -398,6 +456,7 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     weight: FlexTensor,
     output_grad: FlexTensor,
     options: &ConvOptions<2>,
+    products: Products,
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let dy = output_grad.to_contiguous();
@@ -405,7 +464,7 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     let p = g.p();
     let (kg, cg) = g.per_group();
     let (xs, dys): (&[T], &[T]) = (x.storage(), dy.storage());
-    if let Some(s) = g.winograd(options) {
+    if let Some(s) = g.winograd(options, products) {
         return new_tensor(
             winograd::conv2d_weight_backward(&s, xs, dys),
             [g.c_out, g.c_in, 3, 3],
@@ -434,7 +493,8 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
                 for group in 0..g.groups {
                     // dW_g [cg, kg] += dy_g [cg, P] · col_gᵀ [P, kg]
                     unsafe {
-                        gemm_into(
+                        gemm_with(
+                            products,
                             [cg, kg, p],
                             (dw[group * cg * kg..].as_mut_ptr(), kg),
                             true,

@@ -926,6 +926,27 @@ impl FloatTensorOps<Flex> for Flex {
                 }
                 return out;
             }
+            // Lethe patch: bf16 ⇄ f32 in vectorised loops (`gemm_bf16::widen`/`narrow`).
+            if TypeId::of::<Src>() == TypeId::of::<bf16>()
+                && TypeId::of::<Dst>() == TypeId::of::<f32>()
+            {
+                let mut out = vec![Dst::default(); src.len()];
+                crate::ops::gemm_bf16::widen_into(
+                    bytemuck::cast_slice(src),
+                    bytemuck::cast_slice_mut(&mut out),
+                );
+                return out;
+            }
+            if TypeId::of::<Src>() == TypeId::of::<f32>()
+                && TypeId::of::<Dst>() == TypeId::of::<bf16>()
+            {
+                let mut out = vec![Dst::default(); src.len()];
+                crate::ops::gemm_bf16::narrow_into(
+                    bytemuck::cast_slice(src),
+                    bytemuck::cast_slice_mut(&mut out),
+                );
+                return out;
+            }
             src.iter().map(|&v| Dst::from_elem(v)).collect()
         }
 

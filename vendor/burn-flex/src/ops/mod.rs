@@ -106,6 +106,7 @@ pub(crate) mod conv2d_gemm;
 pub(crate) mod conv2d_winograd;
 pub mod conv_transpose;
 pub mod cumulative;
+// Lethe patch: GEMM on bf16 operands with AVX-512-BF16, f32 accumulation (see the file).
 pub mod deform_conv;
 pub mod expand;
 #[cfg(feature = "fft")]
@@ -113,6 +114,7 @@ pub mod fft;
 pub mod flip;
 mod float;
 pub mod gather_scatter;
+pub mod gemm_bf16;
 pub mod grid_sample;
 pub mod group_norm;
 mod int;

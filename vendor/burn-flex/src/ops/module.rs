@@ -24,7 +24,12 @@ pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(
     let tensor = tensor.to_contiguous();
     let shape = tensor.layout().shape().clone();
     let data: &[E] = tensor.storage();
-    let f32_data: alloc::vec::Vec<f32> = data.iter().map(|&v| to_f32(v)).collect();
+    let f32_data: alloc::vec::Vec<f32> = if E::dtype() == DType::BF16 {
+        // Lethe patch: the vectorised widening (`gemm_bf16::widen`).
+        crate::ops::gemm_bf16::widen(bytemuck::cast_slice(data))
+    } else {
+        data.iter().map(|&v| to_f32(v)).collect()
+    };
     let bytes = Bytes::from_elems(f32_data);
     FlexTensor::new(bytes, Layout::contiguous(shape), DType::F32)
 }
@@ -37,8 +42,13 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
     let tensor = tensor.to_contiguous();
     let shape = tensor.layout().shape().clone();
     let data: &[f32] = tensor.storage();
-    let half_data: alloc::vec::Vec<E> = data.iter().map(|&v| from_f32(v)).collect();
-    let bytes = Bytes::from_elems(half_data);
+    let bytes = if E::dtype() == DType::BF16 {
+        // Lethe patch: the vectorised narrowing (`gemm_bf16::narrow`).
+        Bytes::from_elems(crate::ops::gemm_bf16::narrow(data))
+    } else {
+        let half_data: alloc::vec::Vec<E> = data.iter().map(|&v| from_f32(v)).collect();
+        Bytes::from_elems(half_data)
+    };
     FlexTensor::new(bytes, Layout::contiguous(shape), E::dtype())
 }
 
@@ -47,18 +57,20 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
 #[cfg(feature = "rayon")]
 mod lethe_conv2d {
     use super::*;
-    use crate::ops::conv2d_gemm;
+    use crate::ops::conv2d_gemm::{self, Products};
+    use crate::ops::gemm_bf16;
     use burn_std::{bf16, f16};
 
     /// Runs `op` in f32 or f64; half-precision tensors are widened to f32 and the result
-    /// narrowed back.
+    /// narrowed back. bf16 tensors multiply natively (`Products::Bf16`) where the CPU has
+    /// AVX-512-BF16: their f32 widening is exact, so only the accumulation is f32.
     fn in_real(
         tensors: alloc::vec::Vec<FlexTensor>,
-        f32_op: impl FnOnce(alloc::vec::Vec<FlexTensor>) -> FlexTensor,
+        f32_op: impl FnOnce(alloc::vec::Vec<FlexTensor>, Products) -> FlexTensor,
         f64_op: impl FnOnce(alloc::vec::Vec<FlexTensor>) -> FlexTensor,
     ) -> FlexTensor {
         match tensors[0].dtype() {
-            DType::F32 => f32_op(tensors),
+            DType::F32 => f32_op(tensors, Products::Exact),
             DType::F64 => f64_op(tensors),
             DType::F16 => cast_from_f32(
                 f32_op(
@@ -66,6 +78,7 @@ mod lethe_conv2d {
                         .into_iter()
                         .map(|t| cast_to_f32(t, f16::to_f32))
                         .collect(),
+                    Products::Exact,
                 ),
                 f16::from_f32,
             ),
@@ -75,6 +88,11 @@ mod lethe_conv2d {
                         .into_iter()
                         .map(|t| cast_to_f32(t, bf16::to_f32))
                         .collect(),
+                    if gemm_bf16::available() {
+                        Products::Bf16
+                    } else {
+                        Products::Exact
+                    },
                 ),
                 bf16::from_f32,
             ),
@@ -98,13 +116,13 @@ mod lethe_conv2d {
         };
         in_real(
             tensors,
-            |t| {
+            |t, products| {
                 let (x, w, b) = split(t);
-                conv2d_gemm::conv2d::<f32>(x, w, b, options)
+                conv2d_gemm::conv2d::<f32>(x, w, b, options, products)
             },
             |t| {
                 let (x, w, b) = split(t);
-                conv2d_gemm::conv2d::<f64>(x, w, b, options)
+                conv2d_gemm::conv2d::<f64>(x, w, b, options, Products::Exact)
             },
         )
     }
@@ -112,7 +130,7 @@ mod lethe_conv2d {
     pub(super) fn bias_backward(output_grad: FlexTensor) -> FlexTensor {
         in_real(
             alloc::vec![output_grad],
-            |mut t| conv2d_gemm::conv2d_bias_backward::<f32>(t.pop().unwrap()),
+            |mut t, _| conv2d_gemm::conv2d_bias_backward::<f32>(t.pop().unwrap()),
             |mut t| conv2d_gemm::conv2d_bias_backward::<f64>(t.pop().unwrap()),
         )
     }
@@ -132,20 +150,21 @@ mod lethe_conv2d {
         };
         in_real(
             alloc::vec![x, weight, output_grad],
-            |t| {
+            |t, products| {
                 let (x, w, dy) = split(t);
                 if input_gradient {
-                    conv2d_gemm::conv2d_x_backward::<f32>(x, w, dy, options)
+                    conv2d_gemm::conv2d_x_backward::<f32>(x, w, dy, options, products)
                 } else {
-                    conv2d_gemm::conv2d_weight_backward::<f32>(x, w, dy, options)
+                    conv2d_gemm::conv2d_weight_backward::<f32>(x, w, dy, options, products)
                 }
             },
             |t| {
                 let (x, w, dy) = split(t);
+                let exact = Products::Exact;
                 if input_gradient {
-                    conv2d_gemm::conv2d_x_backward::<f64>(x, w, dy, options)
+                    conv2d_gemm::conv2d_x_backward::<f64>(x, w, dy, options, exact)
                 } else {
-                    conv2d_gemm::conv2d_weight_backward::<f64>(x, w, dy, options)
+                    conv2d_gemm::conv2d_weight_backward::<f64>(x, w, dy, options, exact)
                 }
             },
         )

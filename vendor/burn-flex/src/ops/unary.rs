@@ -64,7 +64,11 @@ where
         DType::F32 => unary_op_typed(tensor, f32_op),
         DType::F64 => unary_op_typed(tensor, f64_op),
         DType::F16 => unary_op_typed(tensor, |x: f16| f16::from_f32(f32_op(x.to_f32()))),
-        DType::BF16 => unary_op_typed(tensor, |x: bf16| bf16::from_f32(f32_op(x.to_f32()))),
+        // Lethe patch: inlined, branch-free bf16 conversions (`gemm_bf16`).
+        DType::BF16 => unary_op_typed(tensor, |x: bf16| {
+            use crate::ops::gemm_bf16::{bf16_to_f32, f32_to_bf16};
+            f32_to_bf16(f32_op(bf16_to_f32(x)))
+        }),
         _ => panic!("unary_op: unsupported dtype {:?}", dtype),
     }
 }

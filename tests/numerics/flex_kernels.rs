@@ -280,6 +280,44 @@ fn bf16_convolution_on_bf16_values_rounds_only_its_results() {
     check_from(DType::BF16, 5e-3, to_bf16);
 }
 
+/// A batched, broadcast bf16 matmul (attention's and the linears' path; native `vdpbf16ps`
+/// products on CPUs with AVX-512-BF16, f32 products elsewhere) on bf16 values equals the
+/// exact products up to the one rounding of each result to bf16.
+#[test]
+fn bf16_matmul_on_bf16_values_rounds_only_its_results() {
+    let dev = device(BackendChoice::Cpu).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(30);
+    let ([b0, b1, m, k], n) = ([2, 3, 20, 33], 17);
+    let lhs: Vec<f64> = random(b0 * b1 * m * k, &mut rng)
+        .into_iter()
+        .map(to_bf16)
+        .collect();
+    // rhs broadcast over the first batch dimension.
+    let rhs: Vec<f64> = random(b1 * k * n, &mut rng)
+        .into_iter()
+        .map(to_bf16)
+        .collect();
+    let got = values(
+        tensor(&lhs, [b0, b1, m, k], DType::BF16, &dev).matmul(tensor(
+            &rhs,
+            [1, b1, k, n],
+            DType::BF16,
+            &dev,
+        )),
+    );
+    assert_eq!(got.len(), b0 * b1 * m * n);
+    for (index, &value) in got.iter().enumerate() {
+        let (col, row, batch) = (index % n, (index / n) % m, index / (m * n));
+        let exact: f64 = (0..k)
+            .map(|i| lhs[(batch * m + row) * k + i] * rhs[((batch % b1) * k + i) * n + col])
+            .sum();
+        assert!(
+            (value - exact).abs() <= 2f64.powi(-8) * exact.abs() + 1e-5,
+            "[{batch}, {row}, {col}] = {value}, exact {exact}"
+        );
+    }
+}
+
 /// The native bf16 GEMM itself (`ops/gemm_bf16.rs`), where this CPU has AVX-512-BF16: equal
 /// to the f64 product of the bf16-rounded operands to f32 accumulation, on shapes with edge
 /// tiles in every direction, an odd depth, depths across the 256-deep blocks, transposed

@@ -447,7 +447,7 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
 }
 
 // ============================================================================
-// bf16 matmul (via f32 conversion)
+// bf16 matmul (via f32 conversion; Lethe patch: native bf16 products on AVX-512-BF16)
 // ============================================================================
 
 fn matmul_bf16(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
@@ -457,9 +457,9 @@ fn matmul_bf16(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     let lhs_shape = lhs.layout().shape();
     let rhs_shape = rhs.layout().shape();
 
-    // Convert bf16 -> f32
-    let lhs_f32: Vec<f32> = lhs.storage::<bf16>().iter().map(|x| x.to_f32()).collect();
-    let rhs_f32: Vec<f32> = rhs.storage::<bf16>().iter().map(|x| x.to_f32()).collect();
+    // Convert bf16 -> f32 (Lethe patch: vectorised, `gemm_bf16::widen`)
+    let lhs_f32 = crate::ops::gemm_bf16::widen(lhs.storage::<bf16>());
+    let rhs_f32 = crate::ops::gemm_bf16::widen(rhs.storage::<bf16>());
 
     // Create f32 tensors
     let lhs_f32_tensor = FlexTensor::new(
@@ -473,20 +473,79 @@ fn matmul_bf16(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
         DType::F32,
     );
 
-    // Compute matmul in f32
+    // Compute in f32, or (Lethe patch) with bf16 products where the CPU has them.
+    #[cfg(feature = "rayon")]
+    let result_f32 = if crate::ops::gemm_bf16::available() {
+        matmul_bf16_native(lhs_f32_tensor, rhs_f32_tensor)
+    } else {
+        matmul_gemm::<f32>(lhs_f32_tensor, rhs_f32_tensor)
+    };
+    #[cfg(not(feature = "rayon"))]
     let result_f32 = matmul_gemm::<f32>(lhs_f32_tensor, rhs_f32_tensor);
 
-    // Convert f32 -> bf16
-    let result_bf16: Vec<bf16> = result_f32
-        .storage::<f32>()
-        .iter()
-        .map(|x| bf16::from_f32(*x))
-        .collect();
+    // Convert f32 -> bf16 (Lethe patch: vectorised, `gemm_bf16::narrow`)
+    let result_bf16 = crate::ops::gemm_bf16::narrow(result_f32.storage::<f32>());
 
     FlexTensor::new(
         Bytes::from_elems(result_bf16),
         result_f32.layout().clone(),
         DType::BF16,
+    )
+}
+
+/// Lethe patch (issue #29): `[B..., M, K] × [B..., K, N]` of contiguous f32 tensors holding
+/// bf16 values, on `gemm_bf16` (bf16 products, f32 sums) — one matrix per rayon task, each
+/// single-threaded. Only where `gemm_bf16::available()`.
+#[cfg(feature = "rayon")]
+fn matmul_bf16_native(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+    use rayon::prelude::*;
+    let (lhs_shape, rhs_shape) = (lhs.layout().shape(), rhs.layout().shape());
+    let (lhs_rank, rhs_rank) = (lhs_shape.num_dims(), rhs_shape.num_dims());
+    let (m, k, n) = (
+        lhs_shape[lhs_rank - 2],
+        lhs_shape[lhs_rank - 1],
+        rhs_shape[rhs_rank - 1],
+    );
+    let lhs_batch = lhs_shape[..lhs_rank - 2].to_vec();
+    let rhs_batch = rhs_shape[..rhs_rank - 2].to_vec();
+    let (broadcast_shape, _, _) = broadcast_batch_dims(&lhs_batch, &rhs_batch);
+    let batch_size: usize = broadcast_shape.iter().product();
+    let lhs_batch_strides =
+        broadcast_batch_elem_strides(&lhs_batch, lhs.layout().strides(), broadcast_shape.len());
+    let rhs_batch_strides =
+        broadcast_batch_elem_strides(&rhs_batch, rhs.layout().strides(), broadcast_shape.len());
+    let (lhs_row_stride, lhs_col_stride) = get_2d_strides(lhs.layout());
+    let (rhs_row_stride, rhs_col_stride) = get_2d_strides(rhs.layout());
+    let mut out_dims = broadcast_shape.clone();
+    out_dims.extend([m, n]);
+    let matrix = checked_size(m, n);
+    let mut out = vec![0f32; batch_size * matrix];
+    let (lhs_data, rhs_data): (&[f32], &[f32]) = (lhs.storage(), rhs.storage());
+    let lhs_start = lhs.layout().start_offset() as isize;
+    let rhs_start = rhs.layout().start_offset() as isize;
+    if matrix > 0 {
+        out.par_chunks_mut(matrix).enumerate().for_each(|(b, out)| {
+            let lhs_off = lhs_start + batch_elem_offset(b, &broadcast_shape, &lhs_batch_strides);
+            let rhs_off = rhs_start + batch_elem_offset(b, &broadcast_shape, &rhs_batch_strides);
+            // SAFETY: the offsets and strides are those of the tensors' own layouts, and
+            // `gemm_bf16::available()` was checked by the caller.
+            unsafe {
+                crate::ops::gemm_bf16::gemm(
+                    [m, n, k],
+                    (out.as_mut_ptr(), n),
+                    false,
+                    lhs_data.as_ptr().offset(lhs_off),
+                    [lhs_col_stride, lhs_row_stride],
+                    rhs_data.as_ptr().offset(rhs_off),
+                    [rhs_col_stride, rhs_row_stride],
+                )
+            }
+        });
+    }
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(Shape::from(out_dims)),
+        DType::F32,
     )
 }
 

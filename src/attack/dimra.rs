@@ -162,6 +162,8 @@ pub fn in_attack_keys(error: String) -> String {
     ENGINE_KEYS
         .iter()
         .fold(error, |e, (engine, attack)| e.replace(engine, attack))
+        // The engine's label check speaks of its retain set, which is the attack's auxiliary data.
+        .replace("no retain image", "no auxiliary image")
 }
 
 /// Whether `word` (an error's first) is one of the attack config's keys.
@@ -215,6 +217,10 @@ mod tests {
         assert_eq!(
             renamed,
             "batch_size = 9 …; set grad_accumulation = 3; forgotten_class = 99, forgotten_images, evaluate_every, eval.samples"
+        );
+        assert_eq!(
+            in_attack_keys("data.forget_class = 99: no retain image has that label".into()),
+            "forgotten_class = 99: no auxiliary image has that label"
         );
         assert!(
             !is_attack_key("step"),

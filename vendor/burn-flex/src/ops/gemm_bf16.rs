@@ -408,26 +408,57 @@ mod x86 {
     ///
     /// # Safety
     /// As [`super::gemm`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     pub(super) unsafe fn gemm(
+        mnk @ [m, n, _]: [usize; 3],
+        dst: (*mut f32, usize),
+        accumulate: bool,
+        a: Operand,
+        b: Operand,
+    ) {
+        std::thread_local! {
+            /// The packed A and B blocks, kept per thread: a convolution runs one GEMM per
+            /// image, and a fresh zeroed B buffer is up to 0.5 MiB each time. Packing writes
+            /// every word the kernel reads, so a reused buffer needs no clearing.
+            static PACKED: core::cell::RefCell<[Vec<u32>; 2]> =
+                const { core::cell::RefCell::new([Vec::new(), Vec::new()]) };
+        }
+        let len_a = KC.div_ceil(2) * MC.min(m.next_multiple_of(MR));
+        let len_b = KC.div_ceil(2) * NC.min(n.next_multiple_of(NR));
+        PACKED.with_borrow_mut(|[packed_a, packed_b]| {
+            for (buffer, len) in [(&mut *packed_a, len_a), (&mut *packed_b, len_b)] {
+                if buffer.len() < len {
+                    buffer.resize(len, 0);
+                }
+            }
+            // SAFETY: as this function's; the buffers hold a whole block each.
+            unsafe { blocks(mnk, dst, accumulate, a, b, packed_a, packed_b) }
+        })
+    }
+
+    /// [`gemm`]'s loops over blocks, panels and tiles, packing into the given buffers.
+    ///
+    /// # Safety
+    /// As [`super::gemm`]; `packed_a`/`packed_b` must hold a whole packed block.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn blocks(
         [m, n, k]: [usize; 3],
         (dst, dst_rs): (*mut f32, usize),
         accumulate: bool,
         a: Operand,
         b: Operand,
+        packed_a: &mut [u32],
+        packed_b: &mut [u32],
     ) {
-        let mut packed_b = vec![0u32; KC.div_ceil(2) * NC.min(n.next_multiple_of(NR))];
-        let mut packed_a = vec![0u32; KC.div_ceil(2) * MC.min(m.next_multiple_of(MR))];
         for jc in (0..n).step_by(NC) {
             let nc = (n - jc).min(NC);
             for pc in (0..k).step_by(KC) {
                 let kc = (k - pc).min(KC);
                 let pairs = kc.div_ceil(2);
-                unsafe { pack_b(b, [pc, jc], [kc, nc], &mut packed_b) };
+                unsafe { pack_b(b, [pc, jc], [kc, nc], packed_b) };
                 let load_c = accumulate || pc > 0;
                 for ic in (0..m).step_by(MC) {
                     let mc = (m - ic).min(MC);
-                    unsafe { pack_a(a, [ic, pc], [mc, kc], &mut packed_a) };
+                    unsafe { pack_a(a, [ic, pc], [mc, kc], packed_a) };
                     for jr in (0..nc).step_by(NR) {
                         let b_panel = &packed_b[(jr / NR) * pairs * NR..];
                         for ir in (0..mc).step_by(MR) {

@@ -191,7 +191,8 @@ pub(crate) fn exp_nonpositive_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     const FLOOR: f32 = -87.3;
     let clamped = if x < FLOOR { FLOOR } else { x };
-    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let shifted = clamped * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -200,8 +201,11 @@ pub(crate) fn exp_nonpositive_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let y = p * r * r + r + 1.0;
-    // 2^n for n in [-126, 0], built from its exponent bits.
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // 2^n for n in [-126, 0], built from its exponent bits. `shifted`'s low mantissa bits
+    // hold 2^22 + n, so adding the bias 127 and shifting left by 23 leaves (n + 127) << 23.
+    // (`n as i32` would do, but Rust's saturating float-to-int cast compiles to a scalar
+    // compare-and-select per element and stops the loop around it from vectorising.)
+    let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
     if x < FLOOR { 0.0 } else { y * scale }
 }
 

@@ -66,7 +66,7 @@ pub fn group_norm_silu_f32(
             let first = (index % groups) * per_group;
             let channels = first..first + per_group;
             let affine = (&gamma[channels.clone()], &beta[channels]);
-            normalize_group(x, y, affine, spatial, epsilon, silu);
+            normalize_group(x, y, affine.0, affine.1, spatial, epsilon, silu);
         };
         #[cfg(feature = "rayon")]
         {
@@ -89,11 +89,51 @@ pub fn group_norm_silu_f32(
     )
 }
 
+/// Defines `fn $name` whose body is compiled three times — for AVX-512F, for AVX2 and for
+/// baseline x86-64 — and picks the widest the CPU has at run time. The crate is built for
+/// baseline x86-64, whose SSE2 vectors hold four f32s and whose division is the sigmoid's
+/// bottleneck. The kernels spell their sums as eight explicit lanes and Rust never contracts
+/// `a·b + c` into an FMA, so every version computes the same bits.
+macro_rules! widest_simd_fn {
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$attr])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn kernel($($arg: $ty),*) $body
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            {
+                #[target_feature(enable = "avx512f")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx512($($arg: $ty),*) {
+                    kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    kernel($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            kernel($($arg),*)
+        }
+    };
+}
+
+widest_simd_fn! {
 /// One (image, group) slice: `x` holds `gamma.len()` channels of `spatial` values each.
 fn normalize_group(
     x: &[f32],
     y: &mut [f32],
-    (gamma, beta): (&[f32], &[f32]),
+    gamma: &[f32],
+    beta: &[f32],
     spatial: usize,
     epsilon: f64,
     silu: bool,
@@ -123,6 +163,7 @@ fn normalize_group(
         }
     }
 }
+}
 
 /// Σ f(x) in f64, from f32 partial sums over 8 independent lanes (so the loop vectorises)
 /// flushed every 1024 elements (so rounding error stays that of a 128-term f32 sum).
@@ -138,6 +179,29 @@ fn sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
             }
         }
         let tail: f32 = octets.remainder().iter().map(|&v| f(v)).sum();
+        total += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64;
+    }
+    total
+}
+
+/// Σ a·f(b) in f64, accumulated as [`sum`] does.
+#[inline(always)]
+fn sum_of_products(a: &[f32], b: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut total = 0.0f64;
+    for (a, b) in a.chunks(1024).zip(b.chunks(1024)) {
+        let mut lanes = [0.0f32; 8];
+        let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+        for (a8, b8) in (&mut a8).zip(&mut b8) {
+            for lane in 0..8 {
+                lanes[lane] += a8[lane] * f(b8[lane]);
+            }
+        }
+        let tail: f32 = a8
+            .remainder()
+            .iter()
+            .zip(b8.remainder())
+            .map(|(&a, &b)| a * f(b))
+            .sum();
         total += lanes.iter().map(|&l| l as f64).sum::<f64>() + tail as f64;
     }
     total
@@ -220,7 +284,10 @@ pub fn group_norm_silu_backward_f32(
                 );
                 let slice = index * group_len..(index + 1) * group_len;
                 let (x, dy) = (&x[slice.clone()], &dy[slice]);
-                group_backward(x, dy, dx, affine, (dgamma, dbeta), spatial, epsilon, silu);
+                let (gamma, beta) = affine;
+                group_backward(
+                    x, dy, dx, gamma, beta, dgamma, dbeta, spatial, epsilon, silu,
+                );
             };
         #[cfg(feature = "rayon")]
         {
@@ -262,14 +329,17 @@ pub fn group_norm_silu_backward_f32(
     )
 }
 
+widest_simd_fn! {
 /// One (image, group) slice of [`group_norm_silu_backward_f32`].
 #[allow(clippy::too_many_arguments)]
 fn group_backward(
     x: &[f32],
     dy: &[f32],
     dx: &mut [f32],
-    (gamma, beta): (&[f32], &[f32]),
-    (dgamma, dbeta): (&mut [f32], &mut [f32]),
+    gamma: &[f32],
+    beta: &[f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
     spatial: usize,
     epsilon: f64,
     silu: bool,
@@ -288,20 +358,24 @@ fn group_backward(
         .enumerate()
     {
         let (g, b) = (gamma[c], beta[c]);
-        let (mut d_g, mut d_b) = (0.0f32, 0.0f32);
-        for ((da, &v), &d) in das.iter_mut().zip(xs).zip(dys) {
+        let affine_grad = |v: f32, d: f32| {
             let normalised = (v - centre) * inv_std;
             let a = normalised * g + b;
-            let grad = if silu {
+            if silu {
                 let s = sigmoid_f32(a);
                 d * (s + a * s * (1.0 - s))
             } else {
                 d
-            };
-            *da = grad;
-            d_g += grad * normalised;
-            d_b += grad;
+            }
+        };
+        // The gradient at the affine output as a plain map (so the sigmoid vectorises), then
+        // its two sums from eight independent lanes each (one running f32 sum is a
+        // dependency chain the compiler may not reorder); the channel is cache-hot.
+        for (da, (&v, &d)) in das.iter_mut().zip(xs.iter().zip(dys)) {
+            *da = affine_grad(v, d);
         }
+        let d_b = sum(das, |v| v) as f32;
+        let d_g = sum_of_products(das, xs, |v| (v - centre) * inv_std) as f32;
         dgamma[c] = d_g;
         dbeta[c] = d_b;
         sum_g += (g * d_b) as f64;
@@ -321,4 +395,5 @@ fn group_backward(
             *da = (g * *da - mean_g - normalised * mean_gx) * inv_std;
         }
     }
+}
 }

@@ -54,13 +54,14 @@ pub(crate) struct Conv3x3 {
 
 impl Conv3x3 {
     /// Whether this path is worth taking: the transforms cost a few additions per value, which
-    /// only pays off when the GEMMs they shrink are large — at least 64 input and 32 output
-    /// channels (measured with `lethe bench ops`: google/ddpm-cifar10-32's 128–512-channel
-    /// convolutions gain 20–45%, the demo's 32→32 and 32→64 ones break even or lose; the UNet's
+    /// only pays off when the GEMMs they shrink are large enough — at least 32 input and 32
+    /// output channels (measured with `lethe bench ops`: google/ddpm-cifar10-32's 128–512-channel
+    /// convolutions gain 20–45%; the demo's 32→32 ones broke even while the input transform
+    /// ran one tile row at a time, and gain ~7% since it runs over whole planes; the UNet's
     /// conv_in and conv_out with 1–3 channels stay on im2col + GEMM). Padding up to 2 on either
     /// side keeps the input gradient a convolution of the same kind.
     pub(crate) fn worth_it(&self, pad_end: [usize; 2]) -> bool {
-        self.c_in >= 64
+        self.c_in >= 32
             && self.c_out >= 32
             && self.pad.iter().chain(&pad_end).all(|&p| p <= 2)
             && self.h_out >= 2
@@ -156,66 +157,82 @@ fn transform_input<T: Real>(
     v: &mut [T],
 ) {
     let t_total = images.len() * tiles_y * tiles_x;
-    // Each plane is copied into a zero-bordered scratch covering every tile's patch, its even
-    // and odd columns apart: tile `tx` then reads columns `tx` and `tx + 1` of each half, so
-    // every loop below runs over consecutive tiles with unit stride (and vectorises). The
-    // border is zeroed once and never written.
-    let (ph, half_w) = (2 * tiles_y + 2, tiles_x + 1);
+    let tiles = tiles_y * tiles_x;
+    // Each plane is copied into a zero-bordered scratch covering every tile's patch (the border
+    // is zeroed once and never written), then gathered as the patches' four columns: column `k`
+    // of tile `tx` in padded row `y` is `columns[k][slot(y)][tx]`, with the even rows' slots
+    // before the odd rows'. Both 1-D transforms then run as unit-stride loops over whole planes
+    // — along the rows over `columns`, down the columns over the even/odd row halves, where
+    // the patch rows of tile row `ty` are even[ty], odd[ty], even[ty + 1], odd[ty + 1]. (A
+    // UNet's lower levels have rows of 4–16 tiles, too short for the loops to vectorise one
+    // tile row at a time.)
+    let (ph, pw) = (2 * tiles_y + 2, 2 * tiles_x + 2);
+    let column_len = ph * tiles_x;
+    let half_rows = tiles_y + 1;
     v.par_chunks_mut(XI * t_total).enumerate().for_each_init(
         || {
-            let plane = vec![T::zero(); 2 * ph * half_w];
-            (plane, vec![T::zero(); 8 * half_w])
+            let padded = vec![T::zero(); ph * pw];
+            (
+                padded,
+                vec![T::zero(); 4 * column_len],
+                vec![T::zero(); 4 * column_len],
+            )
         },
-        |(padded, rows), (channel, v)| {
+        |(padded, columns, rows), (channel, v)| {
             for (local, image) in images.clone().enumerate() {
-                let plane = src.plane(image, channel);
-                copy_deinterleaved(plane, [src.h, src.w], pad, [ph, half_w], padded);
-                let (even, odd) = padded.split_at(ph * half_w);
-                for ty in 0..tiles_y {
-                    // Bᵀ d down the patch rows of this tile row: rows[half][r][column].
-                    for (h, half) in [even, odd].into_iter().enumerate() {
-                        let d = |r: usize| &half[(2 * ty + r) * half_w..][..half_w];
-                        let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-                        let t = &mut rows[h * 4 * half_w..][..4 * half_w];
-                        let (t0, t) = t.split_at_mut(half_w);
-                        let (t1, t) = t.split_at_mut(half_w);
-                        let (t2, t3) = t.split_at_mut(half_w);
-                        // Every slice cut to `half_w` where the loop can see it: no bounds
-                        // check is left in the loop, so it vectorises.
-                        let (d0, d1, d2, d3) =
-                            (&d0[..half_w], &d1[..half_w], &d2[..half_w], &d3[..half_w]);
-                        let t3 = &mut t3[..half_w];
-                        for x in 0..half_w {
-                            t0[x] = d0[x] - d2[x];
-                            t1[x] = d1[x] + d2[x];
-                            t2[x] = d2[x] - d1[x];
-                            t3[x] = d1[x] - d3[x];
+                copy_padded(
+                    src.plane(image, channel),
+                    [src.h, src.w],
+                    pad,
+                    [ph, pw],
+                    padded,
+                );
+                for (y, row) in padded.chunks_exact(pw).enumerate() {
+                    let slot = (y % 2) * half_rows + y / 2;
+                    for k in 0..4 {
+                        let dst = &mut columns[k * column_len + slot * tiles_x..][..tiles_x];
+                        for (d, &value) in dst.iter_mut().zip(row[k..].iter().step_by(2)) {
+                            *d = value;
                         }
                     }
-                    // (Bᵀ d) B along each row: columns 2tx, 2tx+1, 2tx+2, 2tx+3 are
-                    // even[tx], odd[tx], even[tx+1], odd[tx+1].
-                    let first = (local * tiles_y + ty) * tiles_x;
-                    for r in 0..4 {
-                        let e = &rows[r * half_w..][..half_w];
-                        let o = &rows[(4 + r) * half_w..][..half_w];
-                        let base = first + r * 4 * t_total;
-                        let (v01, v23) = v[base..].split_at_mut(2 * t_total);
-                        let (v0, v1) = v01.split_at_mut(t_total);
-                        let (v2, v3) = v23.split_at_mut(t_total);
-                        let (v0, v1) = (&mut v0[..tiles_x], &mut v1[..tiles_x]);
-                        let (v2, v3) = (&mut v2[..tiles_x], &mut v3[..tiles_x]);
-                        for tx in 0..tiles_x {
-                            v0[tx] = e[tx] - e[tx + 1];
-                        }
-                        for tx in 0..tiles_x {
-                            v1[tx] = o[tx] + e[tx + 1];
-                        }
-                        for tx in 0..tiles_x {
-                            v2[tx] = e[tx + 1] - o[tx];
-                        }
-                        for tx in 0..tiles_x {
-                            v3[tx] = o[tx] - o[tx + 1];
-                        }
+                }
+                // Bᵀ along each row: the patch's columns 0..4 → its row transform `rows[c]`.
+                let (c0, c) = columns.split_at(column_len);
+                let (c1, c) = c.split_at(column_len);
+                let (c2, c3) = c.split_at(column_len);
+                let (r0, r) = rows.split_at_mut(column_len);
+                let (r1, r) = r.split_at_mut(column_len);
+                let (r2, r3) = r.split_at_mut(column_len);
+                let c3 = &c3[..column_len];
+                let r3 = &mut r3[..column_len];
+                for i in 0..column_len {
+                    r0[i] = c0[i] - c2[i];
+                    r1[i] = c1[i] + c2[i];
+                    r2[i] = c2[i] - c1[i];
+                    r3[i] = c1[i] - c3[i];
+                }
+                // Bᵀ down each column of tiles, into ξ = 4·r + c.
+                let first = local * tiles;
+                for (c, transformed) in rows.chunks_exact(column_len).enumerate() {
+                    let (even, odd) = transformed.split_at(half_rows * tiles_x);
+                    let (e0, e1) = (&even[..tiles], &even[tiles_x..][..tiles]);
+                    let (o0, o1) = (&odd[..tiles], &odd[tiles_x..][..tiles]);
+                    let out = |r: usize| {
+                        let at = (4 * r + c) * t_total + first;
+                        at..at + tiles
+                    };
+                    let (x0, x1, x2, x3) = (out(0), out(1), out(2), out(3));
+                    for (d, (a, b)) in v[x0].iter_mut().zip(e0.iter().zip(e1)) {
+                        *d = *a - *b;
+                    }
+                    for (d, (a, b)) in v[x1].iter_mut().zip(o0.iter().zip(e1)) {
+                        *d = *a + *b;
+                    }
+                    for (d, (a, b)) in v[x2].iter_mut().zip(e1.iter().zip(o0)) {
+                        *d = *a - *b;
+                    }
+                    for (d, (a, b)) in v[x3].iter_mut().zip(o0.iter().zip(o1)) {
+                        *d = *a - *b;
                     }
                 }
             }
@@ -223,37 +240,18 @@ fn transform_input<T: Real>(
     );
 }
 
-/// Writes `plane` (`size`) at offset `pad` into a zero-bordered `[ph, 2·half_w]` scratch held as
-/// its even columns (`padded[..ph·half_w]`) and its odd columns (the rest), cropping what no
-/// tile reads; the border keeps its zeros.
-fn copy_deinterleaved<T: Copy>(
+/// Writes `plane` (`size`) at offset `pad` into a zero-bordered `[ph, pw]` scratch, cropping
+/// what no tile reads; the border keeps its zeros.
+fn copy_padded<T: Copy>(
     plane: &[T],
     [h, w]: [usize; 2],
     pad: [usize; 2],
-    [ph, half_w]: [usize; 2],
+    [ph, pw]: [usize; 2],
     padded: &mut [T],
 ) {
-    let (even, odd) = padded.split_at_mut(ph * half_w);
-    let cols = w.min((2 * half_w).saturating_sub(pad[1]));
-    // Values 0, 2, 4, … of a row land in one half and 1, 3, 5, … in the other: column
-    // `pad + x` is even for even x when the padding is even. Two straight copies per row, no
-    // per-element choice of half.
-    let (first, second, first_at, second_at) = if pad[1] % 2 == 0 {
-        (even, odd, pad[1] / 2, pad[1] / 2)
-    } else {
-        (odd, even, pad[1] / 2, pad[1] / 2 + 1)
-    };
+    let cols = w.min(pw.saturating_sub(pad[1]));
     for y in 0..h.min(ph.saturating_sub(pad[0])) {
-        let row = (y + pad[0]) * half_w;
-        let values = &plane[y * w..][..cols];
-        let firsts = &mut first[row + first_at..][..cols.div_ceil(2)];
-        for (slot, &value) in firsts.iter_mut().zip(values.iter().step_by(2)) {
-            *slot = value;
-        }
-        let seconds = &mut second[row + second_at..][..cols / 2];
-        for (slot, &value) in seconds.iter_mut().zip(values.iter().skip(1).step_by(2)) {
-            *slot = value;
-        }
+        padded[(y + pad[0]) * pw + pad[1]..][..cols].copy_from_slice(&plane[y * w..][..cols]);
     }
 }
 
@@ -287,7 +285,9 @@ fn multiply_per_xi<T: Real>(
 }
 
 /// `Y = Aᵀ M A` per tile, plus the bias, written into `y` (`[images, c_out, h_out, w_out]` of
-/// this pass) from `M[c][ξ][t]`.
+/// this pass) from `M[c][ξ][t]`. Both 1-D transforms run over a whole plane's tiles at once
+/// (unit stride; see [`transform_input`]), then the four values of each tile are scattered
+/// into the output plane.
 fn transform_output<T: Real>(
     m: &[T],
     c_out: usize,
@@ -296,45 +296,47 @@ fn transform_output<T: Real>(
     bias: Option<&[T]>,
     y: &mut [T],
 ) {
-    let t_total = y.len() / (c_out * h_out * w_out) * tiles_y * tiles_x;
+    let tiles = tiles_y * tiles_x;
+    let t_total = y.len() / (c_out * h_out * w_out) * tiles;
     y.par_chunks_mut(h_out * w_out).enumerate().for_each_init(
-        || vec![T::zero(); 4 * tiles_x],
-        |s, (plane, y)| {
+        || (vec![T::zero(); 8 * tiles], vec![T::zero(); 4 * tiles]),
+        |(s, corners), (plane, y)| {
             let (local, c) = (plane / c_out, plane % c_out);
             let m = &m[c * XI * t_total..][..XI * t_total];
             let bias = bias.map_or(T::zero(), |b| b[c]);
-            for ty in 0..tiles_y {
-                let first = (local * tiles_y + ty) * tiles_x;
-                let row = |xi: usize| &m[xi * t_total + first..][..tiles_x];
-                for out_row in 0..2 {
-                    let oy = 2 * ty + out_row;
+            let row = |xi: usize| &m[xi * t_total + local * tiles..][..tiles];
+            // s[i][col] = (Aᵀ M)[i][col] over the plane's tiles.
+            for col in 0..4 {
+                let (m0, m1, m2, m3) = (row(col), row(4 + col), row(8 + col), row(12 + col));
+                let (top, bottom) = s.split_at_mut(4 * tiles);
+                let top = &mut top[col * tiles..][..tiles];
+                let bottom = &mut bottom[col * tiles..][..tiles];
+                for t in 0..tiles {
+                    top[t] = m0[t] + m1[t] + m2[t];
+                    bottom[t] = m1[t] - m2[t] - m3[t];
+                }
+            }
+            // corners[2i + j] = (Aᵀ M A)[i][j] + bias over the plane's tiles.
+            for (i, s) in s.chunks_exact(4 * tiles).enumerate() {
+                let (s0, rest) = s.split_at(tiles);
+                let (s1, rest) = rest.split_at(tiles);
+                let (s2, s3) = rest.split_at(tiles);
+                let (left, right) = corners[2 * i * tiles..][..2 * tiles].split_at_mut(tiles);
+                for t in 0..tiles {
+                    left[t] = s0[t] + s1[t] + s2[t] + bias;
+                    right[t] = s1[t] - s2[t] - s3[t] + bias;
+                }
+            }
+            for (corner, values) in corners.chunks_exact(tiles).enumerate() {
+                let (i, j) = (corner / 2, corner % 2);
+                for (ty, values) in values.chunks_exact(tiles_x).enumerate() {
+                    let oy = 2 * ty + i;
                     if oy >= h_out {
                         break;
                     }
-                    // s[col][tx] = (Aᵀ M)[out_row][col] for every tile of the row.
-                    for col in 0..4 {
-                        let (m0, m1, m2, m3) =
-                            (row(col), row(4 + col), row(8 + col), row(12 + col));
-                        let s = &mut s[col * tiles_x..][..tiles_x];
-                        if out_row == 0 {
-                            for tx in 0..tiles_x {
-                                s[tx] = m0[tx] + m1[tx] + m2[tx];
-                            }
-                        } else {
-                            for tx in 0..tiles_x {
-                                s[tx] = m1[tx] - m2[tx] - m3[tx];
-                            }
-                        }
-                    }
-                    let (s0, s) = s.split_at(tiles_x);
-                    let (s1, s) = s.split_at(tiles_x);
-                    let (s2, s3) = s.split_at(tiles_x);
-                    let y = &mut y[oy * w_out..][..w_out];
-                    for (tx, pair) in y.chunks_mut(2).enumerate() {
-                        pair[0] = s0[tx] + s1[tx] + s2[tx] + bias;
-                        if let Some(second) = pair.get_mut(1) {
-                            *second = s1[tx] - s2[tx] - s3[tx] + bias;
-                        }
+                    let out_row = &mut y[oy * w_out..][..w_out];
+                    for (slot, &value) in out_row[j..].iter_mut().step_by(2).zip(values) {
+                        *slot = value;
                     }
                 }
             }
@@ -342,80 +344,88 @@ fn transform_output<T: Real>(
     );
 }
 
-/// `Ŷ[c][ξ][t] = (A dY Aᵀ)[ξ]` for every output-gradient tile (2×2, zeros past the edge).
+/// `Ŷ[c][ξ][t] = (A dY Aᵀ)[ξ]` for every output-gradient tile (2×2, zeros past the edge). The
+/// plane's tiles are gathered as their four values `q[2i + j][t] = dY[2ty + i][2tx + j]`, then
+/// both 1-D transforms run over whole planes (unit stride; see [`transform_input`]).
 fn transform_output_grad<T: Real>(
     src: Planes<T>,
     images: Range<usize>,
     [tiles_y, tiles_x]: [usize; 2],
     y_hat: &mut [T],
 ) {
-    let t_total = images.len() * tiles_y * tiles_x;
+    let tiles = tiles_y * tiles_x;
+    let t_total = images.len() * tiles;
+    let (ph, pw) = (2 * tiles_y, 2 * tiles_x);
     y_hat
         .par_chunks_mut(XI * t_total)
         .enumerate()
         .for_each_init(
-            || vec![T::zero(); 4 * tiles_x],
-            |cols, (channel, out)| {
+            || {
+                let padded = vec![T::zero(); ph * pw];
+                (
+                    padded,
+                    vec![T::zero(); 4 * tiles],
+                    vec![T::zero(); 8 * tiles],
+                )
+            },
+            |(padded, q, p), (channel, out)| {
                 for (local, image) in images.clone().enumerate() {
-                    let plane = src.plane(image, channel);
-                    for ty in 0..tiles_y {
-                        // The tile row's two output rows, even and odd columns apart (zeros past
-                        // the edge): cols = [row 0 even, row 0 odd, row 1 even, row 1 odd].
-                        cols.fill(T::zero());
-                        for dy in 0..2 {
-                            let y = 2 * ty + dy;
-                            if y >= src.h {
-                                break;
+                    // Odd sizes: the last tile row or column reads the scratch's zeros.
+                    copy_padded(
+                        src.plane(image, channel),
+                        [src.h, src.w],
+                        [0, 0],
+                        [ph, pw],
+                        padded,
+                    );
+                    for (y, row) in padded.chunks_exact(pw).enumerate() {
+                        let (ty, i) = (y / 2, y % 2);
+                        for j in 0..2 {
+                            let dst = &mut q[(2 * i + j) * tiles + ty * tiles_x..][..tiles_x];
+                            for (d, &value) in dst.iter_mut().zip(row[j..].iter().step_by(2)) {
+                                *d = value;
                             }
-                            for (x, &value) in plane[y * src.w..][..src.w].iter().enumerate() {
-                                cols[(2 * dy + x % 2) * tiles_x + x / 2] = value;
+                        }
+                    }
+                    // A dY: rows [top, top + bottom, top − bottom, −bottom], per column j:
+                    // p[r][j].
+                    for j in 0..2 {
+                        let (top, bottom) =
+                            (&q[j * tiles..][..tiles], &q[(2 + j) * tiles..][..tiles]);
+                        for r in 0..4 {
+                            let dst = &mut p[(2 * r + j) * tiles..][..tiles];
+                            for (d, (&t, &b)) in dst.iter_mut().zip(top.iter().zip(bottom)) {
+                                *d = match r {
+                                    0 => t,
+                                    1 => t + b,
+                                    2 => t - b,
+                                    _ => -b,
+                                };
                             }
                         }
-                        let first = (local * tiles_y + ty) * tiles_x;
-                        let (top, bottom) = cols.split_at_mut(2 * tiles_x);
-                        // A dY: the 4 rows [top, top + bottom, top − bottom, −bottom], written as
-                        // [top, bottom] ← [top + bottom, top − bottom] with rows 0 and 3 read
-                        // from the originals first.
-                        for r in [0, 3] {
-                            let rows: &[T] = if r == 0 { top } else { bottom };
-                            write_across(rows, tiles_x, r, r == 3, first, t_total, out);
+                    }
+                    // (A dY) Aᵀ: per row r, [e, e + o, e − o, −o] into ξ = 4r + c.
+                    let first = local * tiles;
+                    for r in 0..4 {
+                        let (e, o) = (
+                            &p[2 * r * tiles..][..tiles],
+                            &p[(2 * r + 1) * tiles..][..tiles],
+                        );
+                        for c in 0..4 {
+                            let dst = &mut out[(4 * r + c) * t_total + first..][..tiles];
+                            for (d, (&e, &o)) in dst.iter_mut().zip(e.iter().zip(o)) {
+                                *d = match c {
+                                    0 => e,
+                                    1 => e + o,
+                                    2 => e - o,
+                                    _ => -o,
+                                };
+                            }
                         }
-                        for (t, b) in top.iter_mut().zip(bottom.iter_mut()) {
-                            (*t, *b) = (*t + *b, *t - *b);
-                        }
-                        write_across(top, tiles_x, 1, false, first, t_total, out);
-                        write_across(bottom, tiles_x, 2, false, first, t_total, out);
                     }
                 }
             },
         );
-}
-
-/// Row `r` of `(A dY) Aᵀ` for a row of tiles: from the row's even and odd columns
-/// (`row[..tiles_x]`, `row[tiles_x..]`; `negate` for `−v`), `[e, e + o, e − o, −o]` into
-/// `out[(4r + c)·t_total + first + tx]`.
-fn write_across<T: Real>(
-    row: &[T],
-    tiles_x: usize,
-    r: usize,
-    negate: bool,
-    first: usize,
-    t_total: usize,
-    out: &mut [T],
-) {
-    let sign = if negate { -T::one() } else { T::one() };
-    let (e, o) = row.split_at(tiles_x);
-    let base = r * 4 * t_total + first;
-    let (v01, v23) = out[base..].split_at_mut(2 * t_total);
-    let (v0, v1) = v01.split_at_mut(t_total);
-    let (v2, v3) = v23.split_at_mut(t_total);
-    for tx in 0..tiles_x {
-        let (e, o) = (sign * e[tx], sign * o[tx]);
-        v0[tx] = e;
-        v1[tx] = e + o;
-        v2[tx] = e - o;
-        v3[tx] = -o;
-    }
 }
 
 /// A 3×3 stride-1 convolution of `src` with the transformed kernels `u` (`[c_out, 16,

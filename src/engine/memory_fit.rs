@@ -13,24 +13,7 @@
 
 use crate::train::memory::gib;
 
-/// The heap a training pass's forward graph held at 1 and at 2 images (bytes).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PassMemory {
-    pub one: u64,
-    pub two: u64,
-}
-
-impl PassMemory {
-    /// What each further image in a pass adds.
-    pub fn per_image(&self) -> u64 {
-        self.two.saturating_sub(self.one)
-    }
-
-    /// A pass of `images` (linear through the two measurements).
-    pub fn at(&self, images: usize) -> u64 {
-        self.one + self.per_image() * (images.max(1) as u64 - 1)
-    }
-}
+pub use crate::train::memory::PassMemory;
 
 /// The question: a step of `batch` images in `accumulation` micro-batches, plus `held` bytes
 /// of weight-sized copies (gradients, the optimizer's moments), on a machine with `available`

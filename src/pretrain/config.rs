@@ -10,6 +10,14 @@ use crate::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
 use crate::diffusion::unet::UNetConfig;
 use crate::util::{cosine_decay, sha256_hex};
 
+/// Largest `model.sample_size` a pretrain config may ask for: diffusers' pixel-space
+/// UNet2DModel checkpoints stop at 256; far beyond, resizing the data set alone would take
+/// the machine's memory before the run could say so.
+pub const MAX_SAMPLE_SIZE: usize = 1024;
+
+/// Most copies of one injected image (`data.inject.copies`); each is held in memory.
+pub const MAX_INJECTED_COPIES: usize = 100_000;
+
 /// `lethe pretrain --config FILE` (TOML). See `examples/pretrain-demo.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,14 +115,71 @@ impl PretrainConfig {
             .precision
             .check_trainable()
             .map_err(|e| format!("{}: [train] {e}", path.display()))?;
-        let t = &config.train;
-        if t.batch_size == 0 || t.steps == 0 || t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
+        config
+            .check_values()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Every value the TOML types let through but the run cannot use, by key and value, so
+    /// it is refused before anything is written (issue #30): each of these either panicked
+    /// mid-run (a drop probability above 1, a label past the class embedding) or trained
+    /// something other than what was asked.
+    fn check_values(&self) -> Result<(), String> {
+        let t = &self.train;
+        let unit = |key: &str, value: f64| {
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("train.{key} = {value} must be between 0 and 1"))
+            }
+        };
+        if t.steps == 0 {
+            return Err("train.steps must be set, ≥ 1 (it has no default)".into());
+        }
+        if t.batch_size == 0 {
+            return Err("train.batch_size must be set, ≥ 1 (it has no default)".into());
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
             return Err(format!(
-                "{}: [train] steps, batch_size and learning_rate must be set and positive",
-                path.display()
+                "train.learning_rate = {} must be set to a finite number > 0 (it has no default)",
+                t.learning_rate
             ));
         }
-        Ok(config)
+        unit("final_lr_fraction", t.final_lr_fraction)?;
+        unit("ema_decay", t.ema_decay)?;
+        unit("cond_drop_prob", t.cond_drop_prob)?;
+        if !(t.grad_clip_norm.is_finite() && t.grad_clip_norm >= 0.0) {
+            return Err(format!(
+                "train.grad_clip_norm = {} must be a finite number ≥ 0 (0 = no clipping)",
+                t.grad_clip_norm
+            ));
+        }
+        if self.model.sample_size > MAX_SAMPLE_SIZE {
+            return Err(format!(
+                "model.sample_size = {} is larger than Lethe trains from scratch (≤ {MAX_SAMPLE_SIZE} pixels a side)",
+                self.model.sample_size
+            ));
+        }
+        for (i, injection) in self.data.inject.iter().enumerate() {
+            let at = format!("data.inject[{i}] ({})", injection.path.display());
+            if let Some(classes) = self.model.num_class_embeds
+                && injection.label >= classes
+            {
+                return Err(format!(
+                    "{at}: label = {} is past the model's class embedding (model.num_class_embeds = {classes}: labels 0..{})",
+                    injection.label,
+                    classes - 1
+                ));
+            }
+            if injection.copies > MAX_INJECTED_COPIES {
+                return Err(format!(
+                    "{at}: copies = {} is more than {MAX_INJECTED_COPIES} (each copy is held in memory)",
+                    injection.copies
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Hash of everything that determines the run except its length, so a resumed run
@@ -225,6 +290,131 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// The demo's pretrain config with the line that starts with `key =` replaced by `line`.
+    fn demo_config_replacing(dir: &Path, key: &str, line: &str) -> PathBuf {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pretrain-demo.toml");
+        let text = std::fs::read_to_string(demo).unwrap();
+        let prefix = format!("{key} =");
+        assert!(
+            text.lines().any(|l| l.starts_with(&prefix)),
+            "{key} is in the example"
+        );
+        let replaced: Vec<&str> = text
+            .lines()
+            .map(|l| if l.starts_with(&prefix) { line } else { l })
+            .collect();
+        let path = dir.join(format!("{key}.toml"));
+        std::fs::write(&path, replaced.join("\n")).unwrap();
+        path
+    }
+
+    /// Issue #30: values the TOML types let through but no run can use are refused by key
+    /// and value, naming the file, before anything is written — two of them (a drop
+    /// probability above 1, a label past the class embedding) panicked mid-run before.
+    #[test]
+    fn each_impossible_value_is_refused_by_its_key_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("steps", "steps = 0", "train.steps must be set"),
+            (
+                "batch_size",
+                "batch_size = 0",
+                "train.batch_size must be set",
+            ),
+            (
+                "learning_rate",
+                "learning_rate = nan",
+                "train.learning_rate = NaN",
+            ),
+            (
+                "learning_rate",
+                "learning_rate = -1",
+                "train.learning_rate = -1",
+            ),
+            (
+                "learning_rate",
+                "learning_rate = inf",
+                "train.learning_rate = inf",
+            ),
+            (
+                "final_lr_fraction",
+                "final_lr_fraction = -3",
+                "train.final_lr_fraction = -3 must be between 0 and 1",
+            ),
+            (
+                "ema_decay",
+                "ema_decay = 2.0",
+                "train.ema_decay = 2 must be between 0 and 1",
+            ),
+            (
+                "cond_drop_prob",
+                "cond_drop_prob = 1.5",
+                "train.cond_drop_prob = 1.5 must be between 0 and 1",
+            ),
+            (
+                "grad_clip_norm",
+                "grad_clip_norm = -1.0",
+                "train.grad_clip_norm = -1 must be",
+            ),
+            (
+                "grad_clip_norm",
+                "grad_clip_norm = nan",
+                "train.grad_clip_norm = NaN must be",
+            ),
+            (
+                "sample_size",
+                "sample_size = 100000",
+                "model.sample_size = 100000 is larger",
+            ),
+            (
+                "label",
+                "label = 12",
+                "data.inject[0] (assets/data/tshirt.png): label = 12 is past the model's class embedding",
+            ),
+            (
+                "copies",
+                "copies = 1000000000",
+                "data.inject[0] (assets/data/tshirt.png): copies = 1000000000 is more than",
+            ),
+        ];
+        for (key, line, expected) in cases {
+            let path = demo_config_replacing(dir.path(), key, line);
+            let err = PretrainConfig::from_file(&path).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{}: ", path.display())) && err.contains(expected),
+                "{line}: {err}"
+            );
+        }
+        // The edges are allowed: a warm-up as long as the run (or longer: the rate then ramps
+        // up throughout, as short test runs do), no decay, no clipping, always dropping the
+        // label, the last class.
+        for (key, line) in [
+            ("warmup_steps", "warmup_steps = 7000"),
+            ("final_lr_fraction", "final_lr_fraction = 1.0"),
+            ("grad_clip_norm", "grad_clip_norm = 0.0"),
+            ("cond_drop_prob", "cond_drop_prob = 1.0"),
+            ("label", "label = 11"),
+        ] {
+            let path = demo_config_replacing(dir.path(), key, line);
+            PretrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+
+    #[test]
+    fn every_bundled_pretrain_config_is_accepted() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(examples).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with("pretrain") && name.ends_with(".toml") {
+                PretrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 6, "{seen} pretrain configs");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::data::{ImageSet, ImageSpec};
 use crate::diffusion::schedule::NoiseSchedule;
 use crate::diffusion::unet::UNet;
 use crate::train::ema::{update_ema, warmed_up_decay};
+use crate::train::memory::{PassMemory, available_memory, gib, heap_meter_installed, heap_peak_of};
 use crate::train::{GradVec, Layout, OptimizerConfig, clip_to_norm, draw, step_rng};
 use crate::util::atomic_write;
 
@@ -72,6 +73,9 @@ pub fn run_with_schedule(
     let data = build_training_set(&config.data, spec)?;
     let schedule = NoiseSchedule::from_config(&config.scheduler)?;
     let null_class = config.model.lethe_null_class;
+    let mut model = UNet::new(&config.model, config.train.seed, &device)?
+        .with_precision(config.train.precision);
+    check_memory(config, &model, (&data, &schedule), &device)?;
     let out = &config.out_dir;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     atomic_write(
@@ -80,7 +84,6 @@ pub fn run_with_schedule(
     )
     .map_err(|e| e.to_string())?;
 
-    let mut model = UNet::new(&config.model, config.train.seed, &device)?;
     let mut optim = OptimizerConfig::adam().init();
     let inner = device.clone().inner();
     let mut ema = UNet::new(&config.model, config.train.seed, &inner)?;
@@ -199,6 +202,59 @@ pub fn run_with_schedule(
         }
     }
     Ok(out.join("checkpoint"))
+}
+
+/// On a device that reports no memory pools (the CPU), refuses a batch whose training step
+/// would not fit in the memory left, before anything is written: the OS would kill the
+/// process instead of the run saying so (issue #30). A training pass is measured at 1 and 2
+/// images (`PassMemory`: the graph autodiff keeps grows linearly with the images), plus the
+/// weight-sized copies a step holds.
+fn check_memory(
+    config: &PretrainConfig,
+    model: &UNet,
+    (data, schedule): (&ImageSet, &NoiseSchedule),
+    device: &Device,
+) -> Result<(), String> {
+    if device.memory_pool_usage().is_some() || !heap_meter_installed() {
+        return Ok(());
+    }
+    let train = &config.train;
+    // Its own random stream: the run's draws are untouched.
+    let mut rng = step_rng(train.seed.wrapping_add(0x6d656d), 0);
+    let mut pass_bytes = |images: usize| {
+        heap_peak_of(|| {
+            let batch = sample_batch(data, schedule, images, None, 0.0, &mut rng, device);
+            let eps = model.forward(batch.xt, batch.timesteps, batch.labels);
+            (eps - batch.noise).square().mean()
+        })
+        .1
+    };
+    let (Some(one), Some(two), Some(available)) =
+        (pass_bytes(1), pass_bytes(2), available_memory())
+    else {
+        return Ok(()); // not measurable here
+    };
+    let pass = PassMemory { one, two };
+    // A backward pass's gradients (per parameter, then flat), Adam's two moments, the EMA.
+    let held = 5 * 4 * Layout::of(model).len() as u64;
+    let need = pass.at(train.batch_size).saturating_add(held);
+    if need <= available {
+        return Ok(());
+    }
+    let advice = match pass.most_images(held, available) {
+        Some(images) => format!("lower train.batch_size to at most {images}"),
+        None => "even a batch of 1 image does not fit: use a GPU or a machine with more memory"
+            .to_string(),
+    };
+    Err(format!(
+        "train.batch_size = {} needs about {} of memory (a training pass's forward graph measured {} at 1 image and {} at 2 images, plus {} of gradients, Adam's moments and the EMA), but {} is available; {advice}",
+        train.batch_size,
+        gib(need),
+        gib(one),
+        gib(two),
+        gib(held),
+        gib(available)
+    ))
 }
 
 struct Batch {

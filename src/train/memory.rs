@@ -41,6 +41,37 @@ pub fn heap_peak_of<T>(work: impl FnOnce() -> T) -> (T, Option<u64>) {
     (out, Some(meter.get_peak_memory() as u64))
 }
 
+/// The heap a training pass's forward graph held at 1 and at 2 images (bytes): the
+/// activations autodiff keeps for the backward pass grow linearly with the images in a pass,
+/// so the two points give any pass's (`engine::memory_fit`, `pretrain`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PassMemory {
+    pub one: u64,
+    pub two: u64,
+}
+
+impl PassMemory {
+    /// What each further image in a pass adds.
+    pub fn per_image(&self) -> u64 {
+        self.two.saturating_sub(self.one)
+    }
+
+    /// The most images one pass can take with `held` bytes on top and `available` bytes
+    /// left (`None` when not even one fits).
+    pub fn most_images(&self, held: u64, available: u64) -> Option<usize> {
+        let room = available.checked_sub(self.one.saturating_add(held))?;
+        Some(match self.per_image() {
+            0 => usize::MAX,
+            per_image => usize::try_from(room / per_image).unwrap_or(usize::MAX - 1) + 1,
+        })
+    }
+
+    /// A pass of `images` (linear through the two measurements).
+    pub fn at(&self, images: usize) -> u64 {
+        self.one + self.per_image() * (images.max(1) as u64 - 1)
+    }
+}
+
 /// Peak memory of one run, as recorded in `run.json` (`peak_memory`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemoryReport {
@@ -189,5 +220,19 @@ mod tests {
         };
         assert_eq!(r.describe().unwrap(), "process 1.50 GiB resident");
         assert_eq!(MemoryReport::default().describe(), None);
+    }
+
+    #[test]
+    fn the_most_images_a_pass_takes_fill_the_room_left() {
+        const MIB: u64 = 1 << 20;
+        // 7 MiB at 1 image, 2 MiB per further image, 20 MiB held.
+        let pass = PassMemory {
+            one: 7 * MIB,
+            two: 9 * MIB,
+        };
+        assert_eq!(pass.most_images(20 * MIB, 27 * MIB), Some(1));
+        assert_eq!(pass.most_images(20 * MIB, 33 * MIB), Some(4));
+        assert_eq!(pass.at(4) + 20 * MIB, 33 * MIB, "4 images fill it exactly");
+        assert_eq!(pass.most_images(20 * MIB, 26 * MIB), None);
     }
 }

@@ -899,3 +899,35 @@ fn bench_times_a_checkpoint_and_profiles_its_attention() {
         "{err}"
     );
 }
+
+/// `lethe pretrain` with a batch no machine holds is refused by its key, naming the file,
+/// before its out_dir exists (issue #30: it created the directory and ground on silently).
+#[test]
+fn a_pretrain_batch_beyond_memory_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pretrain-demo.toml");
+    let text = std::fs::read_to_string(demo)
+        .unwrap()
+        .lines()
+        .map(|line| match line {
+            l if l.starts_with("out_dir =") => format!("out_dir = {:?}", out_dir.to_str().unwrap()),
+            l if l.starts_with("batch_size =") => "batch_size = 100000000".to_string(),
+            l => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = tmp.path().join("pretrain.toml");
+    std::fs::write(&config, text).unwrap();
+    let (ok, out, err) = lethe(&["pretrain", "--config", config.to_str().unwrap()]);
+    assert!(!ok, "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: train.batch_size = 100000000 needs about",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("lower train.batch_size to at most "), "{err}");
+    assert!(!out_dir.exists(), "a refused pretrain leaves no out_dir");
+}

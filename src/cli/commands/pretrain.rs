@@ -6,6 +6,7 @@ use clap::Args;
 
 use lethe::pretrain::{self, PretrainConfig};
 
+use super::unlearn::naming_the_file;
 use crate::cli::args::Compute;
 use crate::cli::progress::bar;
 
@@ -55,8 +56,16 @@ pub fn run(args: &PretrainArgs) -> Result<(), String> {
         pretrain::Progress {
             on_step: &mut on_step,
         },
-    )?;
+    )
+    .map_err(|e| naming_the_file(path, e, is_pretrain_key))?;
     pb.finish();
     println!("EMA checkpoint: {}", out.display());
     Ok(())
+}
+
+/// An error the run found in a config value begins with its key (`train.batch_size = …`).
+fn is_pretrain_key(word: &str) -> bool {
+    ["train.", "model.", "data."]
+        .iter()
+        .any(|section| word.starts_with(section))
 }

@@ -223,7 +223,8 @@ fn check_memory(
     let mut rng = step_rng(train.seed.wrapping_add(0x6d656d), 0);
     let mut pass_bytes = |images: usize| {
         heap_peak_of(|| {
-            let batch = sample_batch(data, schedule, images, None, 0.0, &mut rng, device);
+            let (null_class, drop) = (config.model.lethe_null_class, train.cond_drop_prob);
+            let batch = sample_batch(data, schedule, images, null_class, drop, &mut rng, device);
             let eps = model.forward(batch.xt, batch.timesteps, batch.labels);
             (eps - batch.noise).square().mean()
         })

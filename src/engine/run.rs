@@ -151,6 +151,7 @@ fn prepare(config: &ExperimentConfig, emit: &dyn Fn(Event)) -> Result<Prepared, 
         width: source.config.sample_size,
     };
     let data = prepare_data(config, spec, &source.config)?;
+    check_sampler_steps(&config.eval.sampling(), &source)?;
     // Written into config.toml by a run, the fitted evaluation is what a resumed run uses.
     let record = selection.record();
     let device_label = format!("{} {}", record.backend, record.device);
@@ -169,6 +170,20 @@ fn prepare(config: &ExperimentConfig, emit: &dyn Fn(Event)) -> Result<Prepared, 
         fitted,
         fit_note,
     })
+}
+
+/// A sampler takes at most one step per training timestep of the model; refused here, before
+/// a run directory exists, instead of at the original's evaluation (issue #30).
+fn check_sampler_steps(sampling: &Sampling, source: &checkpoint::Checkpoint) -> Result<(), String> {
+    let timesteps = source.schedule.num_train_timesteps();
+    if sampling.steps > timesteps {
+        return Err(format!(
+            "eval.sampler_steps = {} is more than the {timesteps} training timesteps of {} (num_train_timesteps)",
+            sampling.steps,
+            source.dir.join(checkpoint::SCHEDULER_CONFIG).display()
+        ));
+    }
+    Ok(())
 }
 
 /// What a run of `config` starts from, without training it: the cost estimate, the

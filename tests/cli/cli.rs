@@ -844,6 +844,29 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
         "c",
     ]);
     assert!(!ok && err.contains("train.grad_accumulation = 5"), "{err}");
+    // More sampler steps than the model has timesteps: refused by key, with the file, before
+    // a run directory exists (it started the run and failed at the first evaluation).
+    std::fs::write(
+        &config,
+        accumulated.replace("sampler_steps = 2", "sampler_steps = 100000"),
+    )
+    .unwrap();
+    let (ok, _, err) = lethe(&[
+        "unlearn",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "d",
+    ]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: eval.sampler_steps = 100000 is more than the 1000 training timesteps",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert!(!tmp.path().join("runs/d").exists(), "{err}");
 }
 
 /// `lethe bench` and `lethe bench ops` time any checkpoint (issue #29): each row with the

@@ -54,9 +54,9 @@ pub fn verdict(pass: &PassMemory, request: &Request) -> Result<String, String> {
             gib(request.available)
         ));
     }
-    let fitting = (1..=micro)
-        .rev()
-        .find(|&m| request.need(pass, m) <= request.available);
+    let fitting = pass
+        .most_images(request.held, request.available)
+        .map(|most| most.min(micro));
     let advice = match fitting {
         Some(m) => {
             let accumulation = request.batch.div_ceil(m);

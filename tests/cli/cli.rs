@@ -771,14 +771,18 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
         "batch_size = 4\n[eval]",
         "batch_size = 4\ngrad_accumulation = 2\n[eval]",
     );
-    std::fs::write(&config, &accumulated).unwrap();
-    let (ok, out, err) = lethe(&[
-        "unlearn",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
-        "a",
-    ]);
+    // `lethe unlearn` on the config written as `text`, into run directory `runs/<name>`.
+    let unlearn = |text: &str, name: &str| {
+        std::fs::write(&config, text).unwrap();
+        lethe(&[
+            "unlearn",
+            "--config",
+            config.to_str().unwrap(),
+            "--name",
+            name,
+        ])
+    };
+    let (ok, out, err) = unlearn(&accumulated, "a");
     assert!(ok, "{out}\n{err}");
     let all = format!("{out}\n{err}");
     assert!(
@@ -799,21 +803,13 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
 
     // A batch no machine holds: refused with the batch and the accumulation that fits (the OS
     // would kill the process instead of reporting it)…
-    std::fs::write(
-        &config,
-        accumulated.replace(
+    let (ok, out, err) = unlearn(
+        &accumulated.replace(
             "batch_size = 4\ngrad_accumulation = 2",
             "batch_size = 100000000",
         ),
-    )
-    .unwrap();
-    let (ok, out, err) = lethe(&[
-        "unlearn",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
         "b",
-    ]);
+    );
     assert!(!ok, "{out}\n{err}");
     assert!(
         err.contains(&format!(
@@ -831,33 +827,17 @@ fn accumulation_reports_peak_memory_and_a_batch_beyond_memory_is_refused_before_
         "a refused run leaves no directory"
     );
     // An accumulation that cannot split the batch is refused with its key.
-    std::fs::write(
-        &config,
-        accumulated.replace("grad_accumulation = 2", "grad_accumulation = 5"),
-    )
-    .unwrap();
-    let (ok, _, err) = lethe(&[
-        "unlearn",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
+    let (ok, _, err) = unlearn(
+        &accumulated.replace("grad_accumulation = 2", "grad_accumulation = 5"),
         "c",
-    ]);
+    );
     assert!(!ok && err.contains("train.grad_accumulation = 5"), "{err}");
     // More sampler steps than the model has timesteps: refused by key, with the file, before
     // a run directory exists (it started the run and failed at the first evaluation).
-    std::fs::write(
-        &config,
-        accumulated.replace("sampler_steps = 2", "sampler_steps = 100000"),
-    )
-    .unwrap();
-    let (ok, _, err) = lethe(&[
-        "unlearn",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
+    let (ok, _, err) = unlearn(
+        &accumulated.replace("sampler_steps = 2", "sampler_steps = 100000"),
         "d",
-    ]);
+    );
     assert!(!ok, "{err}");
     assert!(
         err.contains(&format!(

@@ -1,26 +1,30 @@
 //! Lethe patch (issue #29): 3×3, stride-1 convolutions — the forward, the input gradient and the
-//! weight gradient — by Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms
+//! weight gradient — by Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray, "Fast Algorithms
 //! for Convolutional Neural Networks", 2016).
 //!
 //! Why: after im2col + GEMM reached ~75% of the fp32 peak, the 3×3 convolutions were still three
-//! quarters of a google/ddpm-cifar10-32-sized training step. F(2×2, 3×3) computes each 2×2 output
-//! tile from a 4×4 input patch with 16 multiplications instead of 36, so the GEMM work falls by
-//! 2.25× for a few additions per value in the transforms.
+//! quarters of a google/ddpm-cifar10-32-sized training step. F(4×4, 3×3) computes each 4×4
+//! output tile from a 6×6 input patch with 36 multiplications instead of 144, so the GEMM work
+//! falls by 4× for a few additions per value in the transforms. (Rounds 3–4 used F(2×2, 3×3),
+//! 2.25×; with the transforms run over all of a pass's tiles at once, 4×4 tiles are faster on
+//! every level of the demo's and google/ddpm-cifar10-32's UNets, 7×7 and 4×4 planes included —
+//! `lethe bench`, round 5.)
 //!
-//! Per 2×2 output tile, with `d` the 4×4 input patch and `g` a 3×3 kernel:
+//! Per 4×4 output tile, with `d` the 6×6 input patch and `g` a 3×3 kernel:
 //!
 //! - forward: `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Batched over tiles and channels, the element-wise
-//!   product summed over input channels is 16 GEMMs, one per position ξ of the 4×4 transformed
+//!   product summed over input channels is 36 GEMMs, one per position ξ of the transformed
 //!   tile: `M[ξ] [Cout, T] = U[ξ] [Cout, Cin] · V[ξ] [Cin, T]`.
 //! - input gradient: a stride-1 3×3 convolution of the output gradient with the kernels flipped
 //!   and input/output channels swapped, padded by `2 − pad`: the same routine.
 //! - weight gradient: `Y` is bilinear in `U = G g Gᵀ` and `V`, so `∂L/∂U[ξ] = Σ_tiles
-//!   (A dY Aᵀ)[ξ] · V[ξ]` — 16 GEMMs `[Cout, T] · [T, Cin]` — and `∂L/∂g = Gᵀ (∂L/∂U) G`.
+//!   (A dY Aᵀ)[ξ] · V[ξ]` — 36 GEMMs `[Cout, T] · [T, Cin]` — and `∂L/∂g = Gᵀ (∂L/∂U) G`.
 //!
-//! Tiles past the output's last row or column (odd sizes) read zeros and are not written. The
-//! transformed data is laid out `[channel][ξ][tile]`, so each transform runs in parallel over
-//! channels on disjoint memory and each GEMM reads one ξ through a row stride of `16·T`.
-//! Images are processed in passes whose transformed buffers stay near [`PASS_BYTES`].
+//! The kernel transforms (`G` has sixths and twenty-fourths) run in f64 and are rounded once.
+//! Tiles past the output's last rows or columns read zeros and are not written. The transformed
+//! data is laid out `[channel][ξ][tile]`, so each transform runs in parallel over channels on
+//! disjoint memory and each GEMM reads one ξ through a row stride of `36·T`. Images are
+//! processed in passes whose transformed buffers stay near [`PASS_BYTES`].
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -30,12 +34,16 @@ use rayon::prelude::*;
 
 use super::conv2d_gemm::{Real, gemm_into};
 
-/// Values in a transformed 4×4 tile.
-const XI: usize = 16;
+/// Outputs along each side of a tile.
+const TILE: usize = 4;
+/// Inputs along each side of a tile's patch (`TILE + 3 − 1`).
+const PATCH: usize = 6;
+/// Values in a transformed 6×6 tile.
+const XI: usize = PATCH * PATCH;
 
 /// Upper bound for one pass's transformed input or output (bytes): small enough that both stay
 /// in a 32 MiB L3 between the transforms and the GEMMs, large enough that each GEMM gets
-/// hundreds of columns (two images of a 32×32 UNet level with 128 channels).
+/// hundreds of columns.
 const PASS_BYTES: usize = 4 << 20;
 
 /// A 3×3, stride-1, undilated, single-group convolution.
@@ -56,10 +64,9 @@ impl Conv3x3 {
     /// Whether this path is worth taking: the transforms cost a few additions per value, which
     /// only pays off when the GEMMs they shrink are large enough — at least 32 input and 32
     /// output channels (measured with `lethe bench ops`: google/ddpm-cifar10-32's 128–512-channel
-    /// convolutions gain 20–45%; the demo's 32→32 ones broke even while the input transform
-    /// ran one tile row at a time, and gain ~7% since it runs over whole planes; the UNet's
-    /// conv_in and conv_out with 1–3 channels stay on im2col + GEMM). Padding up to 2 on either
-    /// side keeps the input gradient a convolution of the same kind.
+    /// convolutions and the demo's 32–128-channel ones gain; the UNet's conv_in and conv_out
+    /// with 1–3 channels stay on im2col + GEMM). Padding up to 2 on either side keeps the input
+    /// gradient a convolution of the same kind.
     pub(crate) fn worth_it(&self, pad_end: [usize; 2]) -> bool {
         self.c_in >= 32
             && self.c_out >= 32
@@ -67,6 +74,88 @@ impl Conv3x3 {
             && self.h_out >= 2
             && self.w_out >= 2
     }
+}
+
+/// `G v` for a kernel row or column `v`: the 6 values of its transform.
+fn g_times([a, b, c]: [f64; 3]) -> [f64; PATCH] {
+    [
+        a / 4.0,
+        -(a + b + c) / 6.0,
+        -(a - b + c) / 6.0,
+        a / 24.0 + b / 12.0 + c / 6.0,
+        a / 24.0 - b / 12.0 + c / 6.0,
+        c,
+    ]
+}
+
+/// `Gᵀ v` for 6 transformed values: the 3 kernel values they came from (the adjoint of
+/// [`g_times`]).
+fn g_transpose_times([v0, v1, v2, v3, v4, v5]: [f64; PATCH]) -> [f64; 3] {
+    [
+        v0 / 4.0 - (v1 + v2) / 6.0 + (v3 + v4) / 24.0,
+        (v2 - v1) / 6.0 + (v3 - v4) / 12.0,
+        (v3 + v4 - v1 - v2) / 6.0 + v5,
+    ]
+}
+
+widest_simd_fn! {
+/// `d = Bᵀ s` across six vectors, `Bᵀ` with rows `[4 0 −5 0 1 0]`, `[0 −4 −4 1 1 0]`, `[0 4 −4 −1 1 0]`,
+/// `[0 −2 −1 2 1 0]`, `[0 2 −1 −2 1 0]`, `[0 4 0 −5 0 1]`.
+fn b_transpose_times<T: Real>(s: [&[T]; PATCH], d: [&mut [T]; PATCH]) {
+    let n = d[0].len();
+    let [s0, s1, s2, s3, s4, s5] = s.map(|s| &s[..n]);
+    let [d0, d1, d2, d3, d4, d5] = d.map(|d| &mut d[..n]);
+    let (two, four, five) = (real::<T>(2.0), real::<T>(4.0), real::<T>(5.0));
+    for t in 0..n {
+        let (a0, a1, a2, a3, a4, a5) = (s0[t], s1[t], s2[t], s3[t], s4[t], s5[t]);
+        d0[t] = four * a0 - five * a2 + a4;
+        d1[t] = a3 + a4 - four * (a1 + a2);
+        d2[t] = four * (a1 - a2) + a4 - a3;
+        d3[t] = two * (a3 - a1) + a4 - a2;
+        d4[t] = two * (a1 - a3) + a4 - a2;
+        d5[t] = four * a1 - five * a3 + a5;
+    }
+}
+}
+
+widest_simd_fn! {
+/// `d = Aᵀ s + bias` across six vectors, `Aᵀ` with rows `[1 1 1 1 1 0]`, `[0 1 −1 2 −2 0]`, `[0 1 1 4 4 0]`,
+/// `[0 1 −1 8 −8 1]`.
+fn a_transpose_times<T: Real>(s: [&[T]; PATCH], d: [&mut [T]; TILE], bias: T) {
+    let n = d[0].len();
+    let [s0, s1, s2, s3, s4, s5] = s.map(|s| &s[..n]);
+    let [d0, d1, d2, d3] = d.map(|d| &mut d[..n]);
+    let (two, four, eight) = (real::<T>(2.0), real::<T>(4.0), real::<T>(8.0));
+    for t in 0..n {
+        let (sum12, diff12) = (s1[t] + s2[t], s1[t] - s2[t]);
+        let (sum34, diff34) = (s3[t] + s4[t], s3[t] - s4[t]);
+        d0[t] = s0[t] + sum12 + sum34 + bias;
+        d1[t] = diff12 + two * diff34 + bias;
+        d2[t] = sum12 + four * sum34 + bias;
+        d3[t] = diff12 + eight * diff34 + s5[t] + bias;
+    }
+}
+}
+
+widest_simd_fn! {
+/// `d = A s` across four vectors (`A` the transpose of [`a_transpose_times`]'s `Aᵀ`).
+fn a_times<T: Real>(s: [&[T]; TILE], d: [&mut [T]; PATCH]) {
+    let n = d[0].len();
+    let [s0, s1, s2, s3] = s.map(|s| &s[..n]);
+    let [d0, d1, d2, d3, d4, d5] = d.map(|d| &mut d[..n]);
+    let (two, four, eight) = (real::<T>(2.0), real::<T>(4.0), real::<T>(8.0));
+    for t in 0..n {
+        let (q0, q1, q2, q3) = (s0[t], s1[t], s2[t], s3[t]);
+        let (even, odd) = (q0 + q2, q1 + q3);
+        let (even4, odd8) = (q0 + four * q2, two * q1 + eight * q3);
+        d0[t] = q0;
+        d1[t] = even + odd;
+        d2[t] = even - odd;
+        d3[t] = even4 + odd8;
+        d4[t] = even4 - odd8;
+        d5[t] = q3;
+    }
+}
 }
 
 /// NCHW images: `channels` planes of `h × w` per image.
@@ -85,46 +174,76 @@ impl<T> Planes<'_, T> {
     }
 }
 
-/// Output tiles along each axis for an output of `size`.
-fn tiles(size: [usize; 2]) -> [usize; 2] {
-    [size[0].div_ceil(2), size[1].div_ceil(2)]
+/// How a pass numbers its tiles: `t = (ty·images + image)·tiles_x + tx`, so that each tile row
+/// of every image in the pass sits next to the others — the 1-D transforms down the tile
+/// columns then read and write whole vectors of all the pass's tiles.
+#[derive(Clone, Copy)]
+struct TileOrder {
+    tiles_y: usize,
+    tiles_x: usize,
+    /// Tiles in one tile row across the pass's images.
+    row_len: usize,
+    /// Tiles in the pass.
+    total: usize,
 }
 
-/// Images per pass so that `channels × 16 × tiles` values stay near [`PASS_BYTES`].
-fn images_per_pass<T>(channels: usize, tiles_per_image: usize, batch: usize) -> usize {
-    let per_image = channels * XI * tiles_per_image * core::mem::size_of::<T>();
+impl TileOrder {
+    /// The tiles covering an output of `size`, for `images` images.
+    fn new(size: [usize; 2], images: usize) -> Self {
+        let [tiles_y, tiles_x] = size.map(|s| s.div_ceil(TILE));
+        Self {
+            tiles_y,
+            tiles_x,
+            row_len: images * tiles_x,
+            total: images * tiles_y * tiles_x,
+        }
+    }
+}
+
+/// Images per pass so that `channels × ξ × tiles` values stay near [`PASS_BYTES`].
+fn images_per_pass<T>(channels: usize, values_per_image: usize, batch: usize) -> usize {
+    let per_image = channels * values_per_image * core::mem::size_of::<T>();
     (PASS_BYTES / per_image.max(1)).clamp(1, batch.max(1))
 }
 
-fn half<T: Real>() -> T {
-    T::from(0.5).unwrap()
+fn real<T: Real>(v: f64) -> T {
+    T::from(v).unwrap()
 }
 
-/// `G v` for a kernel row or column `v`: the 4 values of its transform.
-fn g_times<T: Real>([a, b, c]: [T; 3]) -> [T; 4] {
-    [a, (a + b + c) * half(), (a - b + c) * half(), c]
+fn wide<T: Real>(v: T) -> f64 {
+    num_traits::ToPrimitive::to_f64(&v).unwrap()
 }
 
-/// `Gᵀ v` for 4 transformed values: the 3 kernel values they came from (the adjoint of
-/// [`g_times`]).
-fn g_transpose_times<T: Real>([a, b, c, d]: [T; 4]) -> [T; 3] {
-    [a + (b + c) * half(), (b - c) * half(), (b + c) * half() + d]
+/// `N` equal consecutive slices of `len` values from the start of `buffer`.
+fn split_n<T, const N: usize>(buffer: &mut [T], len: usize) -> [&mut [T]; N] {
+    let mut parts = buffer.chunks_exact_mut(len);
+    core::array::from_fn(|_| parts.next().expect("buffer holds N slices"))
+}
+
+/// Copies every fourth value of `row` from `first` on into `dst` (one value per tile column;
+/// a short row leaves the rest of `dst` as it was).
+fn gather_every_tile<T: Copy>(row: &[T], first: usize, dst: &mut [T]) {
+    for (d, &value) in dst.iter_mut().zip(row[first..].iter().step_by(TILE)) {
+        *d = value;
+    }
 }
 
 /// `U[o][ξ][i] = (G k Gᵀ)[ξ]` for every 3×3 kernel `k = kernels[o][i]` of `[outer, inner, 3, 3]`,
 /// in parallel over `o` (on the UNet's 4×4 levels this costs as much as the convolution itself
-/// if done on one thread). GEMM `ξ` reads `U[·][ξ][·]` with a row stride of `16·inner`.
+/// if done on one thread). GEMM `ξ` reads `U[·][ξ][·]` with a row stride of `36·inner`.
 fn transform_kernels<T: Real>(kernels: &[T], outer: usize, inner: usize) -> Vec<T> {
     let mut u = vec![T::zero(); XI * outer * inner];
     u.par_chunks_mut(XI * inner).enumerate().for_each(|(o, u)| {
         for i in 0..inner {
             let k = &kernels[(o * inner + i) * 9..][..9];
-            // Columns first: G k is 4×3.
-            let cols: [[T; 4]; 3] = core::array::from_fn(|c| g_times([k[c], k[3 + c], k[6 + c]]));
-            for r in 0..4 {
+            let k = |at: usize| wide(k[at]);
+            // Columns first: G k is 6×3.
+            let cols: [[f64; PATCH]; 3] =
+                core::array::from_fn(|c| g_times([k(c), k(3 + c), k(6 + c)]));
+            for r in 0..PATCH {
                 let row = g_times([cols[0][r], cols[1][r], cols[2][r]]);
                 for (c, &value) in row.iter().enumerate() {
-                    u[(r * 4 + c) * inner + i] = value;
+                    u[(r * PATCH + c) * inner + i] = real(value);
                 }
             }
         }
@@ -148,34 +267,38 @@ fn flipped_transposed<T: Real>(w: &[T], c_out: usize, c_in: usize) -> Vec<T> {
 }
 
 /// `V[c][ξ][t] = (Bᵀ d B)[ξ]` for every channel `c` and every tile `t` of `images`, where `d` is
-/// the 4×4 patch whose top-left input pixel is `(2·ty − pad, 2·tx − pad)` (zeros outside).
+/// the 6×6 patch whose top-left input pixel is `(4·ty − pad, 4·tx − pad)` (zeros outside).
+/// Tiles are numbered `t = (ty·images + image)·tiles_x + tx` (see [`TileOrder`]).
 fn transform_input<T: Real>(
     src: Planes<T>,
     images: Range<usize>,
     pad: [usize; 2],
-    [tiles_y, tiles_x]: [usize; 2],
+    order: TileOrder,
     v: &mut [T],
 ) {
-    let t_total = images.len() * tiles_y * tiles_x;
-    let tiles = tiles_y * tiles_x;
+    let TileOrder {
+        tiles_y,
+        tiles_x,
+        row_len,
+        total,
+    } = order;
     // Each plane is copied into a zero-bordered scratch covering every tile's patch (the border
-    // is zeroed once and never written), then gathered as the patches' four columns: column `k`
-    // of tile `tx` in padded row `y` is `columns[k][slot(y)][tx]`, with the even rows' slots
-    // before the odd rows'. Both 1-D transforms then run as unit-stride loops over whole planes
-    // — along the rows over `columns`, down the columns over the even/odd row halves, where
-    // the patch rows of tile row `ty` are even[ty], odd[ty], even[ty + 1], odd[ty + 1]. (A
-    // UNet's lower levels have rows of 4–16 tiles, too short for the loops to vectorise one
-    // tile row at a time.)
-    let (ph, pw) = (2 * tiles_y + 2, 2 * tiles_x + 2);
-    let column_len = ph * tiles_x;
-    let half_rows = tiles_y + 1;
-    v.par_chunks_mut(XI * t_total).enumerate().for_each_init(
+    // is zeroed once and never written), then gathered as the patches' six columns: column `k`
+    // of tile `tx` of image `i` in padded row `y` is `columns[k][slot(y)][i][tx]`, with the rows
+    // grouped by `y mod 4` (`slot(y) = (y mod 4)·(tiles_y + 1) + y / 4`). Both 1-D transforms
+    // then run as unit-stride loops over all the pass's images at once — along the rows over
+    // `columns`, down the columns over the row groups, where patch row `k` of tile row `ty` is
+    // row `ty + k / 4` of group `k mod 4`. (A UNet's lower levels have rows of 2–16 tiles, too
+    // short for the loops to vectorise one plane, let alone one tile row, at a time.)
+    let (ph, pw) = (TILE * tiles_y + 2, TILE * tiles_x + 2);
+    let group_rows = tiles_y + 1;
+    let column_len = TILE * group_rows * row_len;
+    v.par_chunks_mut(XI * total).enumerate().for_each_init(
         || {
-            let padded = vec![T::zero(); ph * pw];
             (
-                padded,
-                vec![T::zero(); 4 * column_len],
-                vec![T::zero(); 4 * column_len],
+                vec![T::zero(); ph * pw],
+                vec![T::zero(); PATCH * column_len],
+                vec![T::zero(); PATCH * column_len],
             )
         },
         |(padded, columns, rows), (channel, v)| {
@@ -188,53 +311,30 @@ fn transform_input<T: Real>(
                     padded,
                 );
                 for (y, row) in padded.chunks_exact(pw).enumerate() {
-                    let slot = (y % 2) * half_rows + y / 2;
-                    for k in 0..4 {
-                        let dst = &mut columns[k * column_len + slot * tiles_x..][..tiles_x];
-                        for (d, &value) in dst.iter_mut().zip(row[k..].iter().step_by(2)) {
-                            *d = value;
-                        }
+                    let slot = (y % TILE) * group_rows + y / TILE;
+                    let at = slot * row_len + local * tiles_x;
+                    for k in 0..PATCH {
+                        gather_every_tile(row, k, &mut columns[k * column_len + at..][..tiles_x]);
                     }
                 }
-                // Bᵀ along each row: the patch's columns 0..4 → its row transform `rows[c]`.
-                let (c0, c) = columns.split_at(column_len);
-                let (c1, c) = c.split_at(column_len);
-                let (c2, c3) = c.split_at(column_len);
-                let (r0, r) = rows.split_at_mut(column_len);
-                let (r1, r) = r.split_at_mut(column_len);
-                let (r2, r3) = r.split_at_mut(column_len);
-                let c3 = &c3[..column_len];
-                let r3 = &mut r3[..column_len];
-                for i in 0..column_len {
-                    r0[i] = c0[i] - c2[i];
-                    r1[i] = c1[i] + c2[i];
-                    r2[i] = c2[i] - c1[i];
-                    r3[i] = c1[i] - c3[i];
-                }
-                // Bᵀ down each column of tiles, into ξ = 4·r + c.
-                let first = local * tiles;
-                for (c, transformed) in rows.chunks_exact(column_len).enumerate() {
-                    let (even, odd) = transformed.split_at(half_rows * tiles_x);
-                    let (e0, e1) = (&even[..tiles], &even[tiles_x..][..tiles]);
-                    let (o0, o1) = (&odd[..tiles], &odd[tiles_x..][..tiles]);
-                    let out = |r: usize| {
-                        let at = (4 * r + c) * t_total + first;
-                        at..at + tiles
-                    };
-                    let (x0, x1, x2, x3) = (out(0), out(1), out(2), out(3));
-                    for (d, (a, b)) in v[x0].iter_mut().zip(e0.iter().zip(e1)) {
-                        *d = *a - *b;
-                    }
-                    for (d, (a, b)) in v[x1].iter_mut().zip(o0.iter().zip(e1)) {
-                        *d = *a + *b;
-                    }
-                    for (d, (a, b)) in v[x2].iter_mut().zip(e1.iter().zip(o0)) {
-                        *d = *a - *b;
-                    }
-                    for (d, (a, b)) in v[x3].iter_mut().zip(o0.iter().zip(o1)) {
-                        *d = *a - *b;
-                    }
-                }
+            }
+            // Bᵀ along each row: the patch's columns → its row transforms `rows[c]`.
+            let mut cols = columns.chunks_exact(column_len);
+            b_transpose_times(
+                core::array::from_fn(|_| cols.next().unwrap()),
+                split_n(rows, column_len),
+            );
+            // Bᵀ down each column of tiles, into ξ = 6·r + c.
+            for (c, transformed) in rows.chunks_exact(column_len).enumerate() {
+                let patch_row = |k: usize| {
+                    let group = (k % TILE) * group_rows + k / TILE;
+                    &transformed[group * row_len..][..total]
+                };
+                let mut out = v.chunks_exact_mut(total).skip(c).step_by(PATCH);
+                b_transpose_times(
+                    core::array::from_fn(patch_row),
+                    core::array::from_fn(|_| out.next().unwrap()),
+                );
             }
         },
     );
@@ -255,7 +355,7 @@ fn copy_padded<T: Copy>(
     }
 }
 
-/// The 16 GEMMs `M[ξ] [m, T] (+)= lhs[ξ] [m, k] · rhs[ξ] [k, T]`, in parallel over ξ, each
+/// The 36 GEMMs `M[ξ] [m, T] (+)= lhs[ξ] [m, k] · rhs[ξ] [k, T]`, in parallel over ξ, each
 /// operand given by its base, its stride between ξ and its (column, row) strides.
 #[allow(clippy::too_many_arguments)]
 fn multiply_per_xi<T: Real>(
@@ -285,150 +385,137 @@ fn multiply_per_xi<T: Real>(
 }
 
 /// `Y = Aᵀ M A` per tile, plus the bias, written into `y` (`[images, c_out, h_out, w_out]` of
-/// this pass) from `M[c][ξ][t]`. Both 1-D transforms run over a whole plane's tiles at once
-/// (unit stride; see [`transform_input`]), then the four values of each tile are scattered
-/// into the output plane.
+/// this pass) from `M[c][ξ][t]`. Both 1-D transforms run over a channel's tiles of all images
+/// at once (unit stride; see [`transform_input`]) and leave the 16 values of each tile in the
+/// first 16 rows of `m[c]`; those are then scattered into the output planes.
 fn transform_output<T: Real>(
-    m: &[T],
-    c_out: usize,
-    [tiles_y, tiles_x]: [usize; 2],
+    m: &mut [T],
+    order: TileOrder,
     [h_out, w_out]: [usize; 2],
     bias: Option<&[T]>,
     y: &mut [T],
 ) {
-    let tiles = tiles_y * tiles_x;
-    let t_total = y.len() / (c_out * h_out * w_out) * tiles;
-    y.par_chunks_mut(h_out * w_out).enumerate().for_each_init(
-        || (vec![T::zero(); 8 * tiles], vec![T::zero(); 4 * tiles]),
-        |(s, corners), (plane, y)| {
-            let (local, c) = (plane / c_out, plane % c_out);
-            let m = &m[c * XI * t_total..][..XI * t_total];
+    let TileOrder {
+        tiles_x,
+        row_len,
+        total,
+        ..
+    } = order;
+    let c_out = m.len() / (XI * total);
+    m.par_chunks_mut(XI * total).enumerate().for_each_init(
+        || vec![T::zero(); TILE * PATCH * total],
+        |s, (c, m)| {
+            // s[i][col] = (Aᵀ M)[i][col].
+            for col in 0..PATCH {
+                let mut out = s.chunks_exact_mut(total).skip(col).step_by(PATCH);
+                a_transpose_times(
+                    core::array::from_fn(|k| &m[(k * PATCH + col) * total..][..total]),
+                    core::array::from_fn(|_| out.next().unwrap()),
+                    T::zero(),
+                );
+            }
+            // m[4i + j] = (Aᵀ M A)[i][j] + bias (M is read in full above).
             let bias = bias.map_or(T::zero(), |b| b[c]);
-            let row = |xi: usize| &m[xi * t_total + local * tiles..][..tiles];
-            // s[i][col] = (Aᵀ M)[i][col] over the plane's tiles.
-            for col in 0..4 {
-                let (m0, m1, m2, m3) = (row(col), row(4 + col), row(8 + col), row(12 + col));
-                let (top, bottom) = s.split_at_mut(4 * tiles);
-                let top = &mut top[col * tiles..][..tiles];
-                let bottom = &mut bottom[col * tiles..][..tiles];
-                for t in 0..tiles {
-                    top[t] = m0[t] + m1[t] + m2[t];
-                    bottom[t] = m1[t] - m2[t] - m3[t];
-                }
+            for (i, s) in s.chunks_exact(PATCH * total).enumerate() {
+                let mut cols = s.chunks_exact(total);
+                a_transpose_times(
+                    core::array::from_fn(|_| cols.next().unwrap()),
+                    split_n(&mut m[i * TILE * total..], total),
+                    bias,
+                );
             }
-            // corners[2i + j] = (Aᵀ M A)[i][j] + bias over the plane's tiles.
-            for (i, s) in s.chunks_exact(4 * tiles).enumerate() {
-                let (s0, rest) = s.split_at(tiles);
-                let (s1, rest) = rest.split_at(tiles);
-                let (s2, s3) = rest.split_at(tiles);
-                let (left, right) = corners[2 * i * tiles..][..2 * tiles].split_at_mut(tiles);
-                for t in 0..tiles {
-                    left[t] = s0[t] + s1[t] + s2[t] + bias;
-                    right[t] = s1[t] - s2[t] - s3[t] + bias;
-                }
-            }
-            for (corner, values) in corners.chunks_exact(tiles).enumerate() {
-                let (i, j) = (corner / 2, corner % 2);
-                for (ty, values) in values.chunks_exact(tiles_x).enumerate() {
-                    let oy = 2 * ty + i;
+        },
+    );
+    let m: &[T] = m;
+    y.par_chunks_mut(h_out * w_out)
+        .enumerate()
+        .for_each(|(plane, y)| {
+            let (local, c) = (plane / c_out, plane % c_out);
+            let corners = &m[c * XI * total..][..TILE * TILE * total];
+            for (corner, values) in corners.chunks_exact(total).enumerate() {
+                let (i, j) = (corner / TILE, corner % TILE);
+                for (ty, values) in values.chunks_exact(row_len).enumerate() {
+                    let oy = TILE * ty + i;
                     if oy >= h_out {
                         break;
                     }
-                    let out_row = &mut y[oy * w_out..][..w_out];
-                    for (slot, &value) in out_row[j..].iter_mut().step_by(2).zip(values) {
+                    let values = &values[local * tiles_x..][..tiles_x];
+                    let slots = y[oy * w_out..][..w_out][j.min(w_out)..]
+                        .iter_mut()
+                        .step_by(TILE);
+                    for (slot, &value) in slots.zip(values) {
                         *slot = value;
                     }
                 }
+            }
+        });
+}
+
+/// `Ŷ[c][ξ][t] = (A dY Aᵀ)[ξ]` for every output-gradient tile (4×4, zeros past the edge), in
+/// the tile order of [`transform_input`]. Each channel's tiles are gathered as their 16 values
+/// `q[4i + j][t] = dY[4ty + i][4tx + j]`, then both 1-D transforms run over all the pass's
+/// images at once (unit stride).
+fn transform_output_grad<T: Real>(
+    src: Planes<T>,
+    images: Range<usize>,
+    order: TileOrder,
+    y_hat: &mut [T],
+) {
+    let TileOrder {
+        tiles_y,
+        tiles_x,
+        row_len,
+        total,
+    } = order;
+    let (ph, pw) = (TILE * tiles_y, TILE * tiles_x);
+    y_hat.par_chunks_mut(XI * total).enumerate().for_each_init(
+        || {
+            (
+                vec![T::zero(); ph * pw],
+                vec![T::zero(); TILE * TILE * total],
+                vec![T::zero(); PATCH * TILE * total],
+            )
+        },
+        |(padded, q, p), (channel, out)| {
+            for (local, image) in images.clone().enumerate() {
+                // Sizes that are no multiple of 4: the last tiles read the scratch's zeros.
+                copy_padded(
+                    src.plane(image, channel),
+                    [src.h, src.w],
+                    [0, 0],
+                    [ph, pw],
+                    padded,
+                );
+                for (y, row) in padded.chunks_exact(pw).enumerate() {
+                    let (ty, i) = (y / TILE, y % TILE);
+                    let at = ty * row_len + local * tiles_x;
+                    for j in 0..TILE {
+                        let dst = &mut q[(TILE * i + j) * total + at..][..tiles_x];
+                        gather_every_tile(row, j, dst);
+                    }
+                }
+            }
+            // A dY, per column j: p[r][j] = Σ_i A[r][i] q[i][j].
+            for j in 0..TILE {
+                let mut dst = p.chunks_exact_mut(total).skip(j).step_by(TILE);
+                a_times(
+                    core::array::from_fn(|i| &q[(TILE * i + j) * total..][..total]),
+                    core::array::from_fn(|_| dst.next().unwrap()),
+                );
+            }
+            // (A dY) Aᵀ, per row r: into ξ = 6·r + c.
+            for r in 0..PATCH {
+                let mut dst = out.chunks_exact_mut(total).skip(PATCH * r);
+                a_times(
+                    core::array::from_fn(|j| &p[(TILE * r + j) * total..][..total]),
+                    core::array::from_fn(|_| dst.next().unwrap()),
+                );
             }
         },
     );
 }
 
-/// `Ŷ[c][ξ][t] = (A dY Aᵀ)[ξ]` for every output-gradient tile (2×2, zeros past the edge). The
-/// plane's tiles are gathered as their four values `q[2i + j][t] = dY[2ty + i][2tx + j]`, then
-/// both 1-D transforms run over whole planes (unit stride; see [`transform_input`]).
-fn transform_output_grad<T: Real>(
-    src: Planes<T>,
-    images: Range<usize>,
-    [tiles_y, tiles_x]: [usize; 2],
-    y_hat: &mut [T],
-) {
-    let tiles = tiles_y * tiles_x;
-    let t_total = images.len() * tiles;
-    let (ph, pw) = (2 * tiles_y, 2 * tiles_x);
-    y_hat
-        .par_chunks_mut(XI * t_total)
-        .enumerate()
-        .for_each_init(
-            || {
-                let padded = vec![T::zero(); ph * pw];
-                (
-                    padded,
-                    vec![T::zero(); 4 * tiles],
-                    vec![T::zero(); 8 * tiles],
-                )
-            },
-            |(padded, q, p), (channel, out)| {
-                for (local, image) in images.clone().enumerate() {
-                    // Odd sizes: the last tile row or column reads the scratch's zeros.
-                    copy_padded(
-                        src.plane(image, channel),
-                        [src.h, src.w],
-                        [0, 0],
-                        [ph, pw],
-                        padded,
-                    );
-                    for (y, row) in padded.chunks_exact(pw).enumerate() {
-                        let (ty, i) = (y / 2, y % 2);
-                        for j in 0..2 {
-                            let dst = &mut q[(2 * i + j) * tiles + ty * tiles_x..][..tiles_x];
-                            for (d, &value) in dst.iter_mut().zip(row[j..].iter().step_by(2)) {
-                                *d = value;
-                            }
-                        }
-                    }
-                    // A dY: rows [top, top + bottom, top − bottom, −bottom], per column j:
-                    // p[r][j].
-                    for j in 0..2 {
-                        let (top, bottom) =
-                            (&q[j * tiles..][..tiles], &q[(2 + j) * tiles..][..tiles]);
-                        for r in 0..4 {
-                            let dst = &mut p[(2 * r + j) * tiles..][..tiles];
-                            for (d, (&t, &b)) in dst.iter_mut().zip(top.iter().zip(bottom)) {
-                                *d = match r {
-                                    0 => t,
-                                    1 => t + b,
-                                    2 => t - b,
-                                    _ => -b,
-                                };
-                            }
-                        }
-                    }
-                    // (A dY) Aᵀ: per row r, [e, e + o, e − o, −o] into ξ = 4r + c.
-                    let first = local * tiles;
-                    for r in 0..4 {
-                        let (e, o) = (
-                            &p[2 * r * tiles..][..tiles],
-                            &p[(2 * r + 1) * tiles..][..tiles],
-                        );
-                        for c in 0..4 {
-                            let dst = &mut out[(4 * r + c) * t_total + first..][..tiles];
-                            for (d, (&e, &o)) in dst.iter_mut().zip(e.iter().zip(o)) {
-                                *d = match c {
-                                    0 => e,
-                                    1 => e + o,
-                                    2 => e - o,
-                                    _ => -o,
-                                };
-                            }
-                        }
-                    }
-                }
-            },
-        );
-}
-
-/// A 3×3 stride-1 convolution of `src` with the transformed kernels `u` (`[c_out, 16,
+/// A 3×3 stride-1 convolution of `src` with the transformed kernels `u` (`[c_out, 36,
 /// src.channels]`, from [`transform_kernels`]), `pad` zeros before the first row and column,
 /// output `out_size`.
 fn convolve<T: Real>(
@@ -441,18 +528,18 @@ fn convolve<T: Real>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let c_in = src.channels;
-    let tiles = tiles(out_size);
-    let per_image = tiles[0] * tiles[1];
-    let pass = images_per_pass::<T>(c_in.max(c_out), per_image, batch);
+    let per_image = TileOrder::new(out_size, 1).total;
+    let pass = images_per_pass::<T>(c_in.max(c_out), XI * per_image, batch);
     let out_len = c_out * out_size[0] * out_size[1];
     let mut y = vec![T::zero(); batch * out_len];
     let (mut v, mut m) = (Vec::new(), Vec::new());
     for first in (0..batch).step_by(pass) {
         let images = first..(first + pass).min(batch);
-        let t = images.len() * per_image;
+        let order = TileOrder::new(out_size, images.len());
+        let t = order.total;
         v.resize(c_in * XI * t, T::zero());
         m.resize(c_out * XI * t, T::zero());
-        transform_input(src, images.clone(), pad, tiles, &mut v);
+        transform_input(src, images.clone(), pad, order, &mut v);
         // M[c_out][ξ][t] = U[ξ] [c_out, c_in] · V[c_in][ξ][t]
         multiply_per_xi(
             [c_out, t, c_in],
@@ -462,7 +549,7 @@ fn convolve<T: Real>(
             (&v, t, [1, (XI * t) as isize]),
         );
         let y = &mut y[images.start * out_len..images.end * out_len];
-        transform_output(&m, c_out, tiles, out_size, bias, y);
+        transform_output(&mut m, order, out_size, bias, y);
     }
     y
 }
@@ -482,7 +569,8 @@ pub(crate) fn conv2d<T: Real>(s: &Conv3x3, x: &[T], w: &[T], bias: Option<&[T]>)
 /// Gradient with respect to the input, from the output gradient `dy` (`[batch, c_out, h_out,
 /// w_out]`): the output gradient convolved with the rotated, transposed kernels.
 pub(crate) fn conv2d_x_backward<T: Real>(s: &Conv3x3, w: &[T], dy: &[T]) -> Vec<T> {
-    let u = transform_kernels(&flipped_transposed(w, s.c_out, s.c_in), s.c_in, s.c_out);
+    let flipped = flipped_transposed(w, s.c_out, s.c_in);
+    let u = transform_kernels(&flipped, s.c_in, s.c_out);
     let src = Planes {
         data: dy,
         channels: s.c_out,
@@ -495,9 +583,8 @@ pub(crate) fn conv2d_x_backward<T: Real>(s: &Conv3x3, w: &[T], dy: &[T]) -> Vec<
 
 /// Gradient with respect to the kernels (`[c_out, c_in, 3, 3]`).
 pub(crate) fn conv2d_weight_backward<T: Real>(s: &Conv3x3, x: &[T], dy: &[T]) -> Vec<T> {
-    let tiles = tiles([s.h_out, s.w_out]);
-    let per_image = tiles[0] * tiles[1];
-    let pass = images_per_pass::<T>(s.c_in.max(s.c_out), per_image, s.batch);
+    let per_image = TileOrder::new([s.h_out, s.w_out], 1).total;
+    let pass = images_per_pass::<T>(s.c_in.max(s.c_out), XI * per_image, s.batch);
     let xs = Planes {
         data: x,
         channels: s.c_in,
@@ -510,16 +597,17 @@ pub(crate) fn conv2d_weight_backward<T: Real>(s: &Conv3x3, x: &[T], dy: &[T]) ->
         h: s.h_out,
         w: s.w_out,
     };
-    // ∂L/∂U [c_out][16][c_in], summed over passes.
+    // ∂L/∂U [c_out][36][c_in], summed over passes.
     let mut du = vec![T::zero(); XI * s.c_out * s.c_in];
     let (mut v, mut y_hat) = (Vec::new(), Vec::new());
     for first in (0..s.batch).step_by(pass) {
         let images = first..(first + pass).min(s.batch);
-        let t = images.len() * per_image;
+        let order = TileOrder::new([s.h_out, s.w_out], images.len());
+        let t = order.total;
         v.resize(s.c_in * XI * t, T::zero());
         y_hat.resize(s.c_out * XI * t, T::zero());
-        transform_input(xs, images.clone(), s.pad, tiles, &mut v);
-        transform_output_grad(dys, images, tiles, &mut y_hat);
+        transform_input(xs, images.clone(), s.pad, order, &mut v);
+        transform_output_grad(dys, images, order, &mut y_hat);
         // ∂L/∂U[ξ] [c_out, c_in] += Ŷ[c_out][ξ][t] · V[c_in][ξ][t]ᵀ
         multiply_per_xi(
             [s.c_out, s.c_in, t],
@@ -529,19 +617,21 @@ pub(crate) fn conv2d_weight_backward<T: Real>(s: &Conv3x3, x: &[T], dy: &[T]) ->
             (&v, t, [(XI * t) as isize, 1]),
         );
     }
-    // ∂L/∂k = Gᵀ (∂L/∂U) G per kernel, in parallel over output channels.
+    // ∂L/∂k = Gᵀ (∂L/∂U) G per kernel (in f64, like the kernel transform), in parallel over
+    // output channels.
     let mut dw = vec![T::zero(); s.c_out * s.c_in * 9];
     dw.par_chunks_mut(s.c_in * 9)
         .zip(du.par_chunks(XI * s.c_in))
         .for_each(|(dw, du)| {
             for (i, dk) in dw.chunks_mut(9).enumerate() {
-                let d = |r: usize, c: usize| du[(r * 4 + c) * s.c_in + i];
-                let cols: [[T; 3]; 4] = core::array::from_fn(|c| {
-                    g_transpose_times([d(0, c), d(1, c), d(2, c), d(3, c)])
-                });
+                let d = |r: usize, c: usize| wide(du[(r * PATCH + c) * s.c_in + i]);
+                let cols: [[f64; 3]; PATCH] =
+                    core::array::from_fn(|c| g_transpose_times(core::array::from_fn(|r| d(r, c))));
                 for r in 0..3 {
-                    let row = g_transpose_times([cols[0][r], cols[1][r], cols[2][r], cols[3][r]]);
-                    dk[r * 3..r * 3 + 3].copy_from_slice(&row);
+                    let row = g_transpose_times(core::array::from_fn(|c| cols[c][r]));
+                    for (d, v) in dk[r * 3..r * 3 + 3].iter_mut().zip(row) {
+                        *d = real(v);
+                    }
                 }
             }
         });

@@ -89,44 +89,6 @@ pub fn group_norm_silu_f32(
     )
 }
 
-/// Defines `fn $name` whose body is compiled three times — for AVX-512F, for AVX2 and for
-/// baseline x86-64 — and picks the widest the CPU has at run time. The crate is built for
-/// baseline x86-64, whose SSE2 vectors hold four f32s and whose division is the sigmoid's
-/// bottleneck. The kernels spell their sums as eight explicit lanes and Rust never contracts
-/// `a·b + c` into an FMA, so every version computes the same bits.
-macro_rules! widest_simd_fn {
-    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$attr])*
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn kernel($($arg: $ty),*) $body
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
-            {
-                #[target_feature(enable = "avx512f")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx512($($arg: $ty),*) {
-                    kernel($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn avx2($($arg: $ty),*) {
-                    kernel($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked just above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            kernel($($arg),*)
-        }
-    };
-}
-
 widest_simd_fn! {
 /// One (image, group) slice: `x` holds `gamma.len()` channels of `spatial` values each.
 fn normalize_group(

@@ -88,6 +88,9 @@ pub(crate) fn float_storage_as_f32(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+// Lethe patch: the `widest_simd_fn!` macro (see the file).
+#[macro_use]
+mod simd;
 pub mod activation;
 pub mod attention;
 pub mod attention_backward;
@@ -101,7 +104,7 @@ pub mod conv;
 // Lethe patch: conv2d forward/backward as im2col + GEMM per image (see the file).
 #[cfg(feature = "rayon")]
 pub(crate) mod conv2d_gemm;
-// Lethe patch: 3×3 stride-1 conv2d and its gradients by Winograd F(2×2, 3×3) (see the file).
+// Lethe patch: 3×3 stride-1 conv2d and its gradients by Winograd F(4×4, 3×3) (see the file).
 #[cfg(feature = "rayon")]
 pub(crate) mod conv2d_winograd;
 pub mod conv_transpose;

@@ -29,6 +29,10 @@ pub struct RunState {
     /// SHA-256 of `config.toml` when the state was saved: a resumed run must run the same
     /// experiment.
     pub config_sha256: String,
+    /// The snapshot directory in `resume/` that holds the weights of this step
+    /// (`train::snapshot`; none before the first step, and in states of earlier versions).
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 /// SHA-256 of the run's `config.toml`.
@@ -123,6 +127,7 @@ mod tests {
             guidance: 2.0,
             method: serde_json::json!({ "f_k": 0.5 }),
             config_sha256: "abc".into(),
+            snapshot: Some("snapshot-000000007".into()),
         };
         write_state(dir.path(), &state).unwrap();
         assert_eq!(read_state(dir.path()).unwrap(), Some(state));

@@ -534,7 +534,7 @@ impl<'a> Run<'a> {
         }
         resume::write_state(
             &self.dir.resume_dir(),
-            &self.state(serde_json::Value::Null)?,
+            &self.state(serde_json::Value::Null, None)?,
         )
     }
 
@@ -858,7 +858,7 @@ impl<'a> Run<'a> {
             let inner = self.device.clone().inner();
             let fresh = std::mem::replace(&mut self.model, self.original.clone());
             let (model, loaded, ema) = snapshot::load(
-                &self.dir.resume_dir(),
+                &snapshot::location(&self.dir.resume_dir(), state.snapshot.as_deref()),
                 fresh,
                 optim,
                 self.ema.take(),
@@ -1047,8 +1047,13 @@ impl<'a> Run<'a> {
     }
 
     /// What `resume/state.json` records now.
-    fn state(&self, method: serde_json::Value) -> Result<RunState, String> {
+    fn state(
+        &self,
+        method: serde_json::Value,
+        snapshot: Option<String>,
+    ) -> Result<RunState, String> {
         Ok(RunState {
+            snapshot,
             step: self.steps_done,
             train_seconds: self.train_seconds,
             guidance: self.sampler.guidance,
@@ -1057,14 +1062,22 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Saves the weights, optimizer moments, EMA and step; `state.json` last, so a save cut
-    /// short leaves the previous state in charge.
+    /// Saves the weights, optimizer moments, EMA and step: a new snapshot, then `state.json`
+    /// naming it, then the older snapshots go — so a save cut short leaves the previous
+    /// state, with its own snapshot, in charge.
     fn save_state(&mut self, optim: &ModuleOptimizer, method: &dyn Method) -> Result<(), String> {
         let dir = self.dir.resume_dir();
-        if self.steps_done > 0 {
-            snapshot::save(&dir, &self.model, optim, self.ema.as_ref())?;
+        let saved = if self.steps_done > 0 {
+            let name =
+                snapshot::save(&dir, self.steps_done, &self.model, optim, self.ema.as_ref())?;
+            Some(name)
+        } else {
+            None
+        };
+        resume::write_state(&dir, &self.state(method.saved_state(), saved.clone())?)?;
+        if let Some(name) = &saved {
+            snapshot::remove_others(&dir, name)?;
         }
-        resume::write_state(&dir, &self.state(method.saved_state())?)?;
         self.last_state_save = Instant::now();
         self.dir.write_info(&self.info(RunStatus::Running, None))
     }

@@ -125,7 +125,10 @@ pub fn run_with_schedule(
         None => (0, 0, 0.0),
     };
     if state.is_some() {
-        let (m, o, e) = crate::train::snapshot::load(&state_dir, model, optim, Some(ema), &inner)?;
+        let saved = state.as_ref().and_then(|s| s.snapshot.as_deref());
+        let snapshot_dir = crate::train::snapshot::location(&state_dir, saved);
+        let (m, o, e) =
+            crate::train::snapshot::load(&snapshot_dir, model, optim, Some(ema), &inner)?;
         (model, optim) = (m, o);
         ema = e.expect("the EMA was asked for");
     }
@@ -192,13 +195,14 @@ pub fn run_with_schedule(
         if (every > 0 && (step + 1) % every == 0) || done {
             append(&out.join("train_log.jsonl"), &log)?;
             log.clear();
-            let at = ResumeState {
+            let mut at = ResumeState {
                 step: global_step + 1,
                 config_hash: config.identity_hash(),
                 elapsed_seconds: line.seconds,
                 parent_steps,
+                snapshot: None,
             };
-            save_all(config, &lineage, &model, &optim, &ema, &at)?;
+            save_all(config, &lineage, &model, &optim, &ema, &mut at)?;
         }
     }
     Ok(out.join("checkpoint"))

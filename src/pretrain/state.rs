@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::PretrainConfig;
 use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::unet::UNet;
+use crate::train::snapshot;
 use crate::util::{atomic_write, sha256_hex};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -21,6 +22,10 @@ pub(super) struct ResumeState {
     /// Steps the continued run (`continue_from`) had trained; 0 for a run from scratch.
     #[serde(default)]
     pub(super) parent_steps: usize,
+    /// The snapshot directory in `resume/` holding this step's weights (`train::snapshot`;
+    /// none in states of earlier versions, whose files sit in `resume/` itself).
+    #[serde(default)]
+    pub(super) snapshot: Option<String>,
 }
 
 /// Steps of `config.train.steps` that the run in `out_dir` has completed (0 when none).
@@ -101,15 +106,16 @@ pub(super) fn append(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Writes the EMA checkpoint and the resume state. The state file is written last, so
-/// an interrupted save resumes from the previous consistent state.
+/// Writes the EMA checkpoint and the resume state: a new snapshot, then the state file naming
+/// it, then the older snapshots go — so an interrupted save resumes from the previous
+/// consistent state. Records the snapshot's name in `state`.
 pub(super) fn save_all(
     config: &PretrainConfig,
     lineage: &Lineage,
     model: &UNet,
     optim: &burn::optim::ModuleOptimizer,
     ema: &UNet,
-    state: &ResumeState,
+    state: &mut ResumeState,
 ) -> Result<(), String> {
     let out = &config.out_dir;
     let data_hash = sha256_hex(toml::to_string(&config.data).expect("toml").as_bytes());
@@ -134,12 +140,10 @@ pub(super) fn save_all(
     .map_err(|e| e.to_string())?;
 
     let resume = out.join("resume");
-    crate::train::snapshot::save(&resume, model, optim, Some(ema))?;
-    atomic_write(
-        &resume.join("state.json"),
-        serde_json::to_string_pretty(state)
-            .expect("json")
-            .as_bytes(),
-    )
-    .map_err(|e| e.to_string())
+    let name = snapshot::save(&resume, state.step, model, optim, Some(ema))?;
+    state.snapshot = Some(name.clone());
+    let path = resume.join("state.json");
+    let text = serde_json::to_string_pretty(state).expect("json");
+    atomic_write(&path, text.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    snapshot::remove_others(&resume, &name)
 }

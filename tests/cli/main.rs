@@ -7,6 +7,7 @@ mod common;
 
 mod bad_inputs;
 mod cli;
+mod crash;
 mod demo_assets;
 mod remote;
 mod reproduce;

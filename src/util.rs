@@ -5,26 +5,48 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename, so a
-/// crash never leaves a half-written file under the final name.
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// crash never leaves a half-written file under the final name. The temporary file's name is
+/// fixed per destination ([`partial_name`]): a write cut short by a kill leaves one such file,
+/// which the next write of the same file replaces — runs do not pile up temporary files.
+/// (One writer per file: every file Lethe writes this way belongs to one run or command.)
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    // Temp files are created 0600; the result should be an ordinary readable file (0644).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    let file_name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name to write")
+    })?;
+    let partial = dir.join(partial_name(&file_name.to_string_lossy()));
+    let written = std::fs::File::create(&partial).and_then(|mut file| {
+        // An ordinary readable file (0644), whatever the umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&partial, path)) {
+        // A full disk or an unwritable directory: leave nothing half-written behind.
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
     }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// The temporary name [`atomic_write`] writes `file_name` under before renaming it.
+pub fn partial_name(file_name: &str) -> String {
+    format!(".{file_name}.partial")
+}
+
+/// Whether `file_name` is a temporary file of a write cut short: [`atomic_write`]'s, or the
+/// random `.tmpXXXXXX` names of versions before it had fixed ones.
+pub fn is_partial_write(file_name: &str) -> bool {
+    (file_name.starts_with('.') && file_name.ends_with(".partial")) || file_name.starts_with(".tmp")
 }
 
 /// Cosine decay from `base` (at `progress` 0) to `floor_fraction × base` (at 1); `progress`
@@ -78,6 +100,9 @@ mod tests {
     fn atomic_write_replaces_content_and_leaves_a_readable_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/out.bin");
+        // What a write killed half-way leaves: replaced by the next write of the same file.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path.with_file_name(".out.bin.partial"), b"half").unwrap();
         atomic_write(&path, b"one").unwrap();
         atomic_write(&path, b"two").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");

@@ -26,7 +26,7 @@ use burn::tensor::Device;
 
 use crate::diffusion::checkpoint::{self, Provenance};
 use crate::diffusion::unet::UNet;
-use crate::util::atomic_write;
+use crate::util::{atomic_write, is_partial_write};
 
 const PREFIX: &str = "snapshot-";
 const MODEL: &str = "model.bpk";
@@ -78,7 +78,7 @@ pub fn location(dir: &Path, name: Option<&str>) -> PathBuf {
 }
 
 /// Removes every snapshot in `dir` but `keep`, the temporary files of writes cut short
-/// (`atomic_write`'s `.tmp…`), and what earlier versions left there (the single-directory
+/// (`util::is_partial_write`), and what earlier versions left there (the single-directory
 /// layout's files and their temporary names). Call it only after the state naming `keep` is
 /// written.
 pub fn remove_others(dir: &Path, keep: &str) -> Result<(), String> {
@@ -90,7 +90,7 @@ pub fn remove_others(dir: &Path, keep: &str) -> Result<(), String> {
         let path = entry.path();
         let removed = if name.starts_with(PREFIX) && name != keep {
             std::fs::remove_dir_all(&path)
-        } else if LEGACY_FILES.contains(&name.as_ref()) || name.starts_with(".tmp") {
+        } else if LEGACY_FILES.contains(&name.as_ref()) || is_partial_write(&name) {
             std::fs::remove_file(&path)
         } else {
             Ok(())

@@ -459,6 +459,9 @@ fn save_then_load_roundtrips_weights_and_provenance() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into())
             .collect();
-        assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
+        assert!(
+            names.iter().all(|n| !lethe::util::is_partial_write(n)),
+            "{names:?}"
+        );
     }
 }

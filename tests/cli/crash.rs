@@ -39,17 +39,22 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 /// What a run directory must hold whenever its process has died, however it died: a
-/// `run.json` that parses, `metrics.jsonl` lines that parse (the last one may be cut), and a
-/// saved state that names a complete snapshot. Returns the saved step.
+/// `run.json` that parses (unlearning runs), log lines that parse (the last one may be cut),
+/// and a saved state that names a complete snapshot. Returns the saved step.
 fn check_consistent(run: &Path) -> u64 {
-    json(&run.join("run.json"));
-    if let Ok(text) = std::fs::read_to_string(run.join("metrics.jsonl")) {
+    if run.join("run.json").exists() || run.join("metrics.jsonl").exists() {
+        json(&run.join("run.json"));
+    }
+    for log in ["metrics.jsonl", "train_log.jsonl"] {
+        let Ok(text) = std::fs::read_to_string(run.join(log)) else {
+            continue;
+        };
         let lines: Vec<&str> = text.lines().collect();
         for (n, line) in lines.iter().enumerate() {
             let parsed = serde_json::from_str::<serde_json::Value>(line);
             assert!(
                 parsed.is_ok() || n + 1 == lines.len(),
-                "{}: line {} does not parse: {line}",
+                "{}/{log}: line {} does not parse: {line}",
                 run.display(),
                 n + 1
             );
@@ -75,13 +80,25 @@ fn check_consistent(run: &Path) -> u64 {
     step
 }
 
-/// Temporary files and saved states left in a finished run directory.
-fn leftovers(run: &Path) -> Vec<PathBuf> {
+/// Temporary files left in a finished run directory, and anything in its `resume/` but the
+/// state and the snapshot it names — where the run `keeps_state` (pretraining keeps it to be
+/// continued; a finished unlearning run deletes its `resume/`).
+fn leftovers(run: &Path, keeps_state: bool) -> Vec<PathBuf> {
+    let resume = run.join("resume");
+    let state = resume.join("state.json");
+    let named = if keeps_state {
+        Some(resume.join(json(&state)["snapshot"].as_str().unwrap()))
+    } else {
+        None
+    };
     files(run)
         .into_keys()
         .filter(|p| {
+            let kept = *p == state || named.as_ref().is_some_and(|n| p.starts_with(n));
             let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with(".tmp") || name.contains(".tmp") || p.starts_with(run.join("resume"))
+            lethe::util::is_partial_write(&name)
+                || name.ends_with(".tmp")
+                || (p.starts_with(&resume) && !(keeps_state && kept))
         })
         .collect()
 }
@@ -132,95 +149,202 @@ fn saving_experiment(dir: &Path, steps: usize) -> PathBuf {
     config
 }
 
-fn final_weights(run: &Path) -> Vec<f32> {
-    let ckpt = lethe::diffusion::checkpoint::load(
-        &run.join("checkpoints/final"),
-        &burn::tensor::Device::flex(),
-    )
-    .unwrap();
+/// Every parameter of the checkpoint in `dir`, in order.
+fn final_weights(dir: &Path) -> Vec<f32> {
+    let ckpt = lethe::diffusion::checkpoint::load(dir, &burn::tensor::Device::flex()).unwrap();
     lethe::diffusion::checkpoint::parameter_values(&ckpt.unet)
         .into_iter()
         .flat_map(|(_, _, values)| values)
         .collect()
 }
 
+/// Whether the run in `run` has taken all its `steps`: an unlearning run's `run.json` says
+/// so; a pretraining run has no `run.json` and keeps its last state.
+fn finished(run: &Path, steps: u64) -> bool {
+    if run.join("run.json").exists() {
+        json(&run.join("run.json"))["status"] == "finished"
+    } else {
+        saved_step(run) == Some(steps)
+    }
+}
+
+/// Starts the run in `run` (`start(round)`: the first start, then resumptions) up to six
+/// times, each killed (SIGKILL) a few milliseconds after it has saved a later step — with a
+/// save after every step, often in the middle of the next one — and checks the run directory
+/// and the `source` files after every kill. Returns how many starts were killed.
+fn kill_at_random_points(
+    run: &Path,
+    steps: u64,
+    start: impl Fn(usize) -> Child,
+    source: (&Path, &BTreeMap<PathBuf, Vec<u8>>),
+) -> usize {
+    let seed: u64 = rand::rng().random();
+    eprintln!("kill points drawn with seed {seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut kills = 0;
+    for round in 0..6 {
+        let from = saved_step(run).unwrap_or(0) + 1;
+        if from >= steps - 2 {
+            break;
+        }
+        let mut child = start(round);
+        // Never more than a third of the way to the end, so that several starts get killed.
+        let target = from + rng.random_range(0..(steps - 2 - from).div_ceil(3).max(1));
+        if wait_for_step(&mut child, run, target) {
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
+            child.kill().unwrap();
+            kills += 1;
+        }
+        let status = child.wait().unwrap();
+        let step = check_consistent(run);
+        // Snapshots that no state names: saves the kill cut short.
+        let cut_saves = std::fs::read_dir(run.join("resume")).map_or(0, |entries| {
+            let snapshots = entries.filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("snapshot-")
+            });
+            snapshots.count().saturating_sub(1)
+        });
+        eprintln!(
+            "start {round}: killed after saved step {target}: state at step {step}, \
+             {cut_saves} save(s) cut short, {status}"
+        );
+        assert_eq!(&files(source.0), source.1, "the source changed");
+        if finished(run, steps) {
+            break;
+        }
+    }
+    kills
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 #[test]
-fn runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
+fn unlearning_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let steps = 40;
     let config = saving_experiment(tmp.path(), steps);
     let config = config.to_str().unwrap();
-    let source = files(&tmp.path().join("ckpt"));
+    let source_dir = tmp.path().join("ckpt");
+    let source = files(&source_dir);
     let (ok, out, err) = lethe(&["unlearn", "--config", config, "--name", "whole"]);
     assert!(ok, "{out}\n{err}");
 
-    let seed: u64 = rand::rng().random();
-    eprintln!("kill points drawn with seed {seed}");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let run = tmp.path().join("runs/cut");
     let run_arg = run.to_str().unwrap().to_string();
-    let mut kills = 0;
-    for round in 0..6 {
-        let from = saved_step(&run).unwrap_or(0) + 1;
-        if from >= steps as u64 - 2 {
-            break;
-        }
-        let mut child = if round == 0 {
+    let start = |round: usize| {
+        if round == 0 {
             spawn(
                 &["unlearn", "--config", config, "--name", "cut"],
                 Stdio::null(),
             )
         } else {
             spawn(&["unlearn", "--resume", &run_arg], Stdio::null())
-        };
-        // Killed once it has saved a later step, a few milliseconds into whatever it does
-        // next: with a save after every step, that is often in the middle of one.
-        // Never more than a third of the way to the end, so that several rounds get killed.
-        let span = (steps as u64 - 2 - from).div_ceil(3).max(1);
-        let target = from + rng.random_range(0..span);
-        if wait_for_step(&mut child, &run, target) {
-            std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
-            child.kill().unwrap();
-            kills += 1;
         }
-        let status = child.wait().unwrap();
-        let step = check_consistent(&run);
-        // Snapshots that no state names: saves the kill cut short.
-        let cut_saves = std::fs::read_dir(run.join("resume"))
-            .map(|entries| entries.count().saturating_sub(3))
-            .unwrap_or(0);
-        eprintln!(
-            "round {round}: killed after saved step {target}, state at step {step}, \
-             {cut_saves} save(s) cut short, {status}"
-        );
-        assert_eq!(
-            files(&tmp.path().join("ckpt")),
-            source,
-            "the source checkpoint changed"
-        );
-        if json(&run.join("run.json"))["status"] == "finished" {
-            break;
-        }
-    }
-    assert!(kills >= 3, "only {kills} of the runs were killed");
+    };
+    let kills = kill_at_random_points(&run, steps as u64, start, (&source_dir, &source));
+    assert!(kills >= 3, "only {kills} of the starts were killed");
 
-    while json(&run.join("run.json"))["status"] != "finished" {
+    while !finished(&run, steps as u64) {
         let (ok, out, err) = lethe(&["unlearn", "--resume", &run_arg]);
         assert!(ok, "{out}\n{err}");
     }
     assert_eq!(json(&run.join("run.json"))["steps_done"], steps);
-    let (whole, cut) = (
-        final_weights(&tmp.path().join("runs/whole")),
-        final_weights(&run),
-    );
-    let diff = whole
-        .iter()
-        .zip(&cut)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let whole = final_weights(&tmp.path().join("runs/whole/checkpoints/final"));
+    let diff = max_difference(&whole, &final_weights(&run.join("checkpoints/final")));
     assert!(diff <= 1e-5, "weights after {kills} kills differ by {diff}");
-    assert_eq!(leftovers(&run), Vec::<PathBuf>::new());
-    assert_eq!(files(&tmp.path().join("ckpt")), source);
+    assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
+    assert_eq!(files(&source_dir), source);
+}
+
+/// A pretraining config for a tiny model (8×8, channels 8/16) on `cli::tiny_experiment`'s
+/// retain images, saving after every step, into `out`.
+fn tiny_pretrain_config(dir: &Path, out: &Path, steps: usize) -> PathBuf {
+    let config = dir.join(format!(
+        "{}.toml",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    let text = format!(
+        r#"out_dir = "{out}"
+[model]
+sample_size = 8
+in_channels = 1
+out_channels = 1
+block_out_channels = [8, 16]
+layers_per_block = 1
+down_block_types = ["DownBlock2D", "DownBlock2D"]
+up_block_types = ["UpBlock2D", "UpBlock2D"]
+add_attention = false
+norm_num_groups = 4
+num_class_embeds = 12
+lethe_null_class = 11
+[scheduler]
+num_train_timesteps = 1000
+beta_schedule = "linear"
+beta_start = 0.0001
+beta_end = 0.02
+variance_type = "fixed_small"
+clip_sample = true
+[data]
+sources = ["{retain}"]
+[train]
+steps = {steps}
+batch_size = 4
+learning_rate = 1e-3
+warmup_steps = 2
+final_lr_fraction = 0.1
+ema_decay = 0.9
+cond_drop_prob = 0.1
+grad_clip_norm = 1.0
+seed = 0
+checkpoint_every = 1
+"#,
+        out = out.display(),
+        retain = dir.join("retain").display(),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+#[test]
+fn a_pretraining_run_killed_at_random_points_resumes_to_the_uninterrupted_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_experiment(tmp.path());
+    let steps = 40;
+    let source_dir = tmp.path().join("retain");
+    let source = files(&source_dir);
+    let whole = tiny_pretrain_config(tmp.path(), &tmp.path().join("whole"), steps);
+    let (ok, out, err) = lethe(&["pretrain", "--config", whole.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+
+    let run = tmp.path().join("cut");
+    let config = tiny_pretrain_config(tmp.path(), &run, steps);
+    let config = config.to_str().unwrap();
+    // A pretraining run resumes by running the same config again.
+    let start = |_| spawn(&["pretrain", "--config", config], Stdio::null());
+    let kills = kill_at_random_points(&run, steps as u64, start, (&source_dir, &source));
+    assert!(kills >= 3, "only {kills} of the starts were killed");
+
+    while !finished(&run, steps as u64) {
+        let (ok, out, err) = lethe(&["pretrain", "--config", config]);
+        assert!(ok, "{out}\n{err}");
+    }
+    let diff = max_difference(
+        &final_weights(&tmp.path().join("whole/checkpoint")),
+        &final_weights(&run.join("checkpoint")),
+    );
+    assert!(
+        diff <= 1e-5,
+        "EMA weights after {kills} kills differ by {diff}"
+    );
+    assert_eq!(leftovers(&run, true), Vec::<PathBuf>::new());
+    assert_eq!(files(&source_dir), source);
 }
 
 /// A tmpfs mounted for the life of the value (unmounted on drop), or `None` where this
@@ -322,7 +446,7 @@ fn a_disk_that_fills_mid_run_fails_clearly_and_the_run_resumes_once_there_is_roo
     let info = json(&run.join("run.json"));
     assert_eq!(info["status"], "finished");
     assert_eq!(info["steps_done"], steps);
-    assert_eq!(leftovers(&run), Vec::<PathBuf>::new());
+    assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
     assert_eq!(files(&tmp.path().join("ckpt")), source);
 }
 

@@ -39,7 +39,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// The temporary name [`atomic_write`] writes `file_name` under before renaming it.
-pub fn partial_name(file_name: &str) -> String {
+fn partial_name(file_name: &str) -> String {
     format!(".{file_name}.partial")
 }
 

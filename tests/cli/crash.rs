@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use super::cli::{lethe, tiny_experiment};
+use crate::common::max_abs_diff;
 
 /// Every file under `dir` with its bytes.
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -217,14 +218,6 @@ fn kill_at_random_points(
     kills
 }
 
-fn max_difference(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn unlearning_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
     let tmp = tempfile::tempdir().unwrap();
@@ -257,7 +250,7 @@ fn unlearning_runs_killed_at_random_points_resume_to_the_uninterrupted_weights()
     }
     assert_eq!(json(&run.join("run.json"))["steps_done"], steps);
     let whole = final_weights(&tmp.path().join("runs/whole/checkpoints/final"));
-    let diff = max_difference(&whole, &final_weights(&run.join("checkpoints/final")));
+    let diff = max_abs_diff(&whole, &final_weights(&run.join("checkpoints/final")));
     assert!(diff <= 1e-5, "weights after {kills} kills differ by {diff}");
     assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
     assert_eq!(files(&source_dir), source);
@@ -335,7 +328,7 @@ fn a_pretraining_run_killed_at_random_points_resumes_to_the_uninterrupted_weight
         let (ok, out, err) = lethe(&["pretrain", "--config", config]);
         assert!(ok, "{out}\n{err}");
     }
-    let diff = max_difference(
+    let diff = max_abs_diff(
         &final_weights(&tmp.path().join("whole/checkpoint")),
         &final_weights(&run.join("checkpoint")),
     );

@@ -180,3 +180,13 @@ pub fn tiny_demo_checkpoint(dir: &std::path::Path) {
         },
     );
 }
+
+/// The largest element-wise difference of two equally long vectors.
+#[allow(dead_code)]
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::common::max_abs_diff;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lethe::diffusion::checkpoint;
 use lethe::diffusion::schedule::{NoiseSchedule, SchedulerConfig};
@@ -62,14 +63,6 @@ fn values(t: Tensor<4>) -> Vec<f32> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn unet_matches(case: &str) {

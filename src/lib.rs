@@ -24,6 +24,8 @@ pub mod device_check;
 pub mod diffusion;
 pub mod engine;
 pub mod experiment;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod images;
 pub mod metrics;
 pub mod pretrain;

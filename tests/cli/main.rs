@@ -9,6 +9,7 @@ mod bad_inputs;
 mod cli;
 mod crash;
 mod demo_assets;
+mod fuzz_regressions;
 mod remote;
 mod reproduce;
 mod sweep;

@@ -713,6 +713,9 @@ impl Workbench {
             evaluate_every: self.attack.evaluate_every,
             cond_drop_prob: 0.1,
             seed: unlearned.train.seed,
+            // Saved as often as the unlearning run was.
+            save_state_every: unlearned.train.save_state_every,
+            save_state_minutes: unlearned.train.save_state_minutes,
             eval: unlearned.eval.clone(),
         })
     }

@@ -42,6 +42,11 @@ pub struct AttackConfig {
     /// The attacker's fine-tuning also trains the unconditional branch this often.
     pub cond_drop_prob: f64,
     pub seed: u64,
+    /// Save the resume state every this many steps (0 = by time only) …
+    pub save_state_every: usize,
+    /// … and whenever this many minutes have passed since the last save (0 = by steps
+    /// only): a killed attack loses at most this much work (`lethe attack --resume RUN_DIR`).
+    pub save_state_minutes: f64,
     pub eval: EvalConfig,
 }
 
@@ -62,6 +67,8 @@ impl Default for AttackConfig {
             evaluate_every: 100,
             cond_drop_prob: 0.1,
             seed: 0,
+            save_state_every: UnlearnTrain::default().save_state_every,
+            save_state_minutes: UnlearnTrain::default().save_state_minutes,
             eval: EvalConfig::default(),
         }
     }
@@ -119,6 +126,8 @@ impl AttackConfig {
                 seed: self.seed,
                 cond_drop_prob: self.cond_drop_prob,
                 reduction: crate::unlearn::step::Reduction::Mean,
+                save_state_every: self.save_state_every,
+                save_state_minutes: self.save_state_minutes,
                 ..UnlearnTrain::default()
             },
             eval: EvalConfig {
@@ -141,8 +150,10 @@ impl AttackConfig {
 /// The engine run's key for each of the attack config's own (the run
 /// [`AttackConfig::to_experiment`] makes, which the engine checks). Longer engine names
 /// first: `data.forget` is a prefix of the two before it.
-const ENGINE_KEYS: [(&str, &str); 11] = [
+const ENGINE_KEYS: [(&str, &str); 13] = [
     ("train.steps", "steps"),
+    ("train.save_state_every", "save_state_every"),
+    ("train.save_state_minutes", "save_state_minutes"),
     ("train.batch_size", "batch_size"),
     ("train.grad_accumulation", "grad_accumulation"),
     ("train.learning_rate", "learning_rate"),

@@ -1,7 +1,9 @@
 //! `lethe sweep run`: the sweep's trials on this machine, `jobs` at a time, each in its own
 //! `lethe sweep trial DIR I` process with `threads` CPU threads (so a trial that fails or
 //! is killed takes no other with it, and the cores are split, not oversubscribed). Output
-//! goes to `logs/<i>.log`; finished trials are skipped, interrupted ones continued.
+//! goes to `logs/<i>.log`; finished trials are skipped, interrupted ones continued. A trial
+//! ends when the runner does (`trial::end_with_parent`), so a killed runner leaves no
+//! orphans behind.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -148,6 +150,7 @@ fn spawn(dir: &Path, index: usize, log: &Path, options: &LocalOptions) -> Result
         .arg("--threads")
         .arg(options.threads_per_job.to_string())
         .env("RAYON_NUM_THREADS", options.threads_per_job.to_string())
+        .env(super::trial::PARENT_ENV, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)

@@ -7,6 +7,39 @@ use super::manifest::TrialRecord;
 use crate::experiment::ExperimentConfig;
 use crate::experiment::run_dir::{RunDir, RunStatus};
 
+/// How `lethe sweep run` tells each trial process its own process id.
+pub const PARENT_ENV: &str = "LETHE_SWEEP_PARENT";
+
+/// Ends this trial process once the `lethe sweep run` that started it (named by
+/// [`PARENT_ENV`]) has gone — killed, or its terminal closed. An orphaned trial would run on
+/// unseen, and a new `sweep run` would skip it as running elsewhere. Ending is a kill at an
+/// arbitrary point, which every run survives: the next `sweep run` continues it from its last
+/// saved state. Trials started another way (Slurm, by hand) are left alone.
+pub fn end_with_parent() {
+    #[cfg(unix)]
+    {
+        let parent = std::env::var(PARENT_ENV)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(parent) = parent else {
+            return;
+        };
+        std::thread::spawn(move || {
+            loop {
+                // An orphan is adopted by init or a subreaper: its parent id changes.
+                if std::os::unix::process::parent_id() != parent {
+                    eprintln!(
+                        "the `lethe sweep run` that started this trial (process {parent}) has ended: \
+                         stopping here; `lethe sweep run` again continues from the last saved state"
+                    );
+                    std::process::exit(1);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+    }
+}
+
 #[derive(Debug)]
 pub enum Next {
     /// No run yet: start it with this config.

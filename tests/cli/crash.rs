@@ -69,7 +69,12 @@ fn check_consistent(run: &Path) -> u64 {
     let step = state["step"].as_u64().unwrap();
     if step > 0 {
         let snapshot = run.join("resume").join(state["snapshot"].as_str().unwrap());
-        for file in ["model.bpk", "optimizer.bpk", "ema.safetensors"] {
+        let files: &[&str] = if keeps_an_ema(run) {
+            &["model.bpk", "optimizer.bpk", "ema.safetensors"]
+        } else {
+            &["model.bpk", "optimizer.bpk"]
+        };
+        for file in files {
             assert!(
                 snapshot.join(file).is_file(),
                 "{} names {} without {file}",
@@ -79,6 +84,16 @@ fn check_consistent(run: &Path) -> u64 {
         }
     }
     step
+}
+
+/// Whether the run in `run` keeps an EMA of its weights (a third snapshot file): an
+/// unlearning run or attack when its `config.toml` says so; pretraining always does.
+fn keeps_an_ema(run: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(run.join("config.toml")) else {
+        return true;
+    };
+    let config: toml::Value = toml::from_str(&text).unwrap();
+    config["train"]["ema_decay"].as_float().unwrap() > 0.0
 }
 
 /// Temporary files left in a finished run directory, and anything in its `resume/` but the
@@ -256,6 +271,207 @@ fn unlearning_runs_killed_at_random_points_resume_to_the_uninterrupted_weights()
     assert_eq!(files(&source_dir), source);
 }
 
+/// A DiMRA attack on `cli::tiny_experiment`'s checkpoint, `steps` long, saving its state after
+/// every step and probing (and checkpointing) every 10.
+fn saving_attack(dir: &Path, steps: usize) -> PathBuf {
+    tiny_experiment(dir);
+    let text = format!(
+        r#"checkpoint = "{d}/ckpt"
+runs_dir = "{d}/runs"
+auxiliary = ["{d}/retain"]
+forgotten_images = ["{d}/forget.png"]
+forgotten_label = 10
+steps = {steps}
+batch_size = 4
+evaluate_every = 10
+save_state_every = 1
+[eval]
+samples = 2
+grid = 2
+sampler_steps = 2
+classifier = ""
+"#,
+        d = dir.display()
+    );
+    let path = dir.join("attack.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn an_attack_killed_at_random_points_resumes_to_the_uninterrupted_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = 30;
+    let config = saving_attack(tmp.path(), steps);
+    let config = config.to_str().unwrap();
+    // The attacked checkpoint is the source: an attack never writes into it.
+    let source_dir = tmp.path().join("ckpt");
+    let source = files(&source_dir);
+    let (ok, out, err) = lethe(&["attack", "--config", config, "--name", "whole"]);
+    assert!(ok, "{out}\n{err}");
+
+    let run = tmp.path().join("runs/cut");
+    let run_arg = run.to_str().unwrap().to_string();
+    let start = |round: usize| {
+        if round == 0 {
+            spawn(
+                &["attack", "--config", config, "--name", "cut"],
+                Stdio::null(),
+            )
+        } else {
+            spawn(&["attack", "--resume", &run_arg], Stdio::null())
+        }
+    };
+    let kills = kill_at_random_points(&run, steps as u64, start, (&source_dir, &source));
+    assert!(kills >= 3, "only {kills} of the starts were killed");
+
+    while !finished(&run, steps as u64) {
+        let (ok, out, err) = lethe(&["attack", "--resume", &run_arg]);
+        assert!(ok, "{out}\n{err}");
+    }
+    let whole = final_weights(&tmp.path().join("runs/whole/checkpoints/final"));
+    let diff = max_abs_diff(&whole, &final_weights(&run.join("checkpoints/final")));
+    assert!(diff <= 1e-5, "weights after {kills} kills differ by {diff}");
+    // The probes along the way are the uninterrupted attack's.
+    for step in ["step_00010", "step_00020"] {
+        let cut = final_weights(&run.join("checkpoints").join(step));
+        let whole = final_weights(&tmp.path().join("runs/whole/checkpoints").join(step));
+        assert!(max_abs_diff(&whole, &cut) <= 1e-5, "{step} differs");
+    }
+    assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
+    assert_eq!(files(&source_dir), source);
+}
+
+/// A sweep of two seeds of [`saving_experiment`] into `out`.
+fn saving_sweep(dir: &Path, base: &Path, out: &Path) -> PathBuf {
+    let path = dir.join(format!(
+        "{}.toml",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    let text = format!(
+        "base = \"{}\"\nout = \"{}\"\n[grid]\n\"train.seed\" = [0, 1]\n",
+        base.display(),
+        out.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The trial run directories of the sweep in `dir` (named `NNN-…`), in order.
+fn trial_runs(dir: &Path) -> Vec<PathBuf> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("00"))
+        .collect();
+    runs.sort();
+    runs
+}
+
+#[test]
+fn a_sweep_killed_at_random_points_takes_its_trials_with_it_and_finishes_as_uninterrupted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let steps = 30u64;
+    let base = saving_experiment(tmp.path(), steps as usize);
+    let source_dir = tmp.path().join("ckpt");
+    let source = files(&source_dir);
+    let jobs = ["--jobs", "2", "--threads", "1"];
+    let whole = saving_sweep(tmp.path(), &base, &tmp.path().join("whole"));
+    let (ok, out, err) = lethe(&[&["sweep", "run", whole.to_str().unwrap()][..], &jobs].concat());
+    assert!(ok, "{out}\n{err}");
+    let whole_runs = trial_runs(&tmp.path().join("whole"));
+    assert_eq!(whole_runs.len(), 2);
+
+    let dir = tmp.path().join("cut");
+    let file = saving_sweep(tmp.path(), &base, &dir);
+    let args = [&["sweep", "run", file.to_str().unwrap()][..], &jobs].concat();
+    let seed: u64 = rand::rng().random();
+    eprintln!("kill points drawn with seed {seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut kills = 0;
+    for round in 0..6 {
+        let runs: Vec<PathBuf> = whole_runs
+            .iter()
+            .map(|r| dir.join(r.file_name().unwrap()))
+            .collect();
+        // Steps saved by the trials together (a finished trial has deleted its state).
+        let saved = |runs: &[PathBuf]| -> u64 {
+            let step = |r: &PathBuf| {
+                if finished(r, steps) {
+                    steps
+                } else {
+                    saved_step(r).unwrap_or(0)
+                }
+            };
+            runs.iter().map(step).sum()
+        };
+        let before = saved(&runs);
+        if before >= 2 * (steps - 2) {
+            break;
+        }
+        let mut runner = spawn(&args, Stdio::null());
+        // Killed once the trials together have saved a few more steps.
+        let target = before + rng.random_range(1..=6);
+        let started = Instant::now();
+        let reached = loop {
+            if runner.try_wait().unwrap().is_some() {
+                break false;
+            }
+            if saved(&runs) >= target {
+                break true;
+            }
+            assert!(started.elapsed().as_secs() < 300, "no state saved in 300 s");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if reached {
+            std::thread::sleep(Duration::from_micros(rng.random_range(0..20_000)));
+            runner.kill().unwrap();
+            kills += 1;
+        }
+        runner.wait().unwrap();
+        // The trials notice that their runner is gone and end: no run stays locked.
+        let ended = Instant::now();
+        while runs
+            .iter()
+            .any(|r| lethe::experiment::RunDir::open(r).is_locked())
+        {
+            assert!(
+                ended.elapsed().as_secs() < 10,
+                "a trial still runs 10 s after its `sweep run` was killed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let states: Vec<u64> = runs
+            .iter()
+            .filter(|r| r.exists())
+            .map(|r| check_consistent(r))
+            .collect();
+        eprintln!(
+            "start {round}: runner killed after {target} saved steps in all: states at {states:?}"
+        );
+        assert_eq!(files(&source_dir), source, "the source changed");
+    }
+    assert!(kills >= 2, "only {kills} of the starts were killed");
+
+    let (ok, out, err) = lethe(&args);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("2 trials: 2 done"), "{out}");
+    for whole in &whole_runs {
+        let cut = dir.join(whole.file_name().unwrap());
+        let diff = max_abs_diff(
+            &final_weights(&whole.join("checkpoints/final")),
+            &final_weights(&cut.join("checkpoints/final")),
+        );
+        assert!(
+            diff <= 1e-5,
+            "{}: weights after {kills} kills differ by {diff}",
+            cut.display()
+        );
+        assert_eq!(leftovers(&cut, false), Vec::<PathBuf>::new());
+    }
+    assert_eq!(files(&source_dir), source);
+}
+
 /// A pretraining config for a tiny model (8×8, channels 8/16) on `cli::tiny_experiment`'s
 /// retain images, saving after every step, into `out`.
 fn tiny_pretrain_config(dir: &Path, out: &Path, steps: usize) -> PathBuf {
@@ -388,28 +604,12 @@ fn with_runs_dir(config: &Path, runs: &Path) {
     std::fs::write(config, text).unwrap();
 }
 
-#[test]
-fn a_disk_that_fills_mid_run_fails_clearly_and_the_run_resumes_once_there_is_room() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(disk) = Tmpfs::mount(&tmp.path().join("disk")) else {
-        return;
-    };
-    let steps = 300;
-    let config = saving_experiment(tmp.path(), steps);
-    with_runs_dir(&config, &disk.0.join("runs"));
-    let source = files(&tmp.path().join("ckpt"));
-    let run = disk.0.join("runs/full");
-
-    let args = [
-        "unlearn",
-        "--config",
-        config.to_str().unwrap(),
-        "--name",
-        "full",
-    ];
-    let mut child = spawn(&args, Stdio::piped());
-    assert!(wait_for_step(&mut child, &run, 3), "the run ended early");
-    // Fill the disk while the run saves a state after every step.
+/// Starts `lethe args` (a run in `run`, on `disk`, saving after every step), fills the disk
+/// once it has saved step 3, and checks that it fails naming a path in the run and leaves a
+/// consistent directory. Returns the ballast file that filled the disk.
+fn run_until_the_disk_fills(args: &[&str], run: &Path, disk: &Tmpfs) -> PathBuf {
+    let mut child = spawn(args, Stdio::piped());
+    assert!(wait_for_step(&mut child, run, 3), "the run ended early");
     let ballast = disk.0.join("ballast");
     let mut file = std::fs::File::create(&ballast).unwrap();
     let chunk = vec![0u8; 1 << 16];
@@ -424,8 +624,28 @@ fn a_disk_that_fills_mid_run_fails_clearly_and_the_run_resumes_once_there_is_roo
         err.contains(&run.display().to_string()),
         "the error names no path in the run: {err}"
     );
-    let saved = check_consistent(&run);
+    let saved = check_consistent(run);
     assert!(saved >= 3, "state at step {saved}");
+    ballast
+}
+
+#[test]
+fn a_disk_that_fills_mid_run_fails_clearly_and_the_run_resumes_once_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&tmp.path().join("disk")) else {
+        return;
+    };
+    let steps = 300;
+    let config = saving_experiment(tmp.path(), steps);
+    with_runs_dir(&config, &disk.0.join("runs"));
+    let source = files(&tmp.path().join("ckpt"));
+    let run = disk.0.join("runs/full");
+    let config = config.to_str().unwrap();
+    let ballast = run_until_the_disk_fills(
+        &["unlearn", "--config", config, "--name", "full"],
+        &run,
+        &disk,
+    );
     let status = json(&run.join("run.json"))["status"].clone();
     assert!(
         status == "failed" || status == "running",
@@ -441,6 +661,26 @@ fn a_disk_that_fills_mid_run_fails_clearly_and_the_run_resumes_once_there_is_roo
     assert_eq!(info["steps_done"], steps);
     assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
     assert_eq!(files(&tmp.path().join("ckpt")), source);
+}
+
+#[test]
+fn a_pretraining_run_on_a_disk_that_fills_fails_clearly_and_continues_once_there_is_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&tmp.path().join("disk")) else {
+        return;
+    };
+    tiny_experiment(tmp.path());
+    let steps = 300;
+    let run = disk.0.join("full");
+    let config = tiny_pretrain_config(tmp.path(), &run, steps);
+    let config = config.to_str().unwrap();
+    let ballast = run_until_the_disk_fills(&["pretrain", "--config", config], &run, &disk);
+
+    std::fs::remove_file(&ballast).unwrap();
+    let (ok, out, err) = lethe(&["pretrain", "--config", config]);
+    assert!(ok, "{out}\n{err}");
+    assert!(finished(&run, steps as u64));
+    assert_eq!(leftovers(&run, true), Vec::<PathBuf>::new());
 }
 
 #[test]

@@ -356,6 +356,7 @@ fn collect(dir: &Path) -> Result<(), String> {
 }
 
 fn run_trial(dir: &Path, index: usize, threads: Option<usize>) -> Result<(), String> {
+    trial::end_with_parent();
     let manifest = Manifest::read(dir)?;
     let record = manifest.trial(index)?;
     println!(

@@ -1,14 +1,16 @@
-//! `lethe bench gui`: the workbench's frame time while a real run streams events. The
-//! whole UI (event draining, panels, plots, grids, tessellation) runs on a headless egui
+//! `lethe bench gui`: the workbench's frame time while a real run streams events, or while
+//! a dropped folder loads. The whole UI (event draining, panels, plots, grids, tessellation) runs on a headless egui
 //! context at a 60 Hz pace while the engine trains on its own thread; only GPU painting,
 //! which needs a window, is left out.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use eframe::egui;
 
 use super::frame_stats::quantile;
 use super::live::Phase;
+use super::sets::Role;
 use super::{LetheApp, Workbench};
 use crate::experiment::ExperimentConfig;
 
@@ -26,12 +28,42 @@ pub struct FrameReport {
 pub fn measure(config: ExperimentConfig, timeout: Duration) -> Result<FrameReport, String> {
     let ctx = egui::Context::default();
     let mut state = Workbench::demo();
+    state.finish_loading();
     state.config = config;
     let mut app = LetheApp::with_state(state, &ctx, false);
     app.state.start();
     if app.state.outbox.is_empty() {
         return Err(app.state.status.clone());
     }
+    frames_until(&mut app, &ctx, timeout, |app| {
+        match app.state.live.as_ref().map(|l| l.phase.clone()) {
+            Some(Phase::Failed(e)) => Some(Err(format!("the run failed: {e}"))),
+            Some(phase) if phase.is_over() => Some(Ok(format!("{phase:?}"))),
+            _ => None,
+        }
+    })
+}
+
+/// Drops `paths` on the retain set of a headless workbench and draws a frame every 1/60 s
+/// until they have loaded (on the worker thread the workbench starts).
+pub fn measure_load(paths: &[PathBuf], timeout: Duration) -> Result<FrameReport, String> {
+    let ctx = egui::Context::default();
+    let mut state = Workbench::demo();
+    state.finish_loading();
+    let mut app = LetheApp::with_state(state, &ctx, false);
+    app.state.add_files(Role::Retain, paths);
+    frames_until(&mut app, &ctx, timeout, |app| {
+        (!app.state.retain.is_loading()).then(|| Ok(app.state.status.clone()))
+    })
+}
+
+/// Draws frames of `app` at a 60 Hz pace until `over` says how it ended.
+fn frames_until(
+    app: &mut LetheApp,
+    ctx: &egui::Context,
+    timeout: Duration,
+    over: impl Fn(&LetheApp) -> Option<Result<String, String>>,
+) -> Result<FrameReport, String> {
     let input = || egui::RawInput {
         screen_rect: Some(egui::Rect::from_min_size(
             egui::Pos2::ZERO,
@@ -49,12 +81,7 @@ pub fn measure(config: ExperimentConfig, timeout: Duration) -> Result<FrameRepor
         let _meshes = ctx.tessellate(output.shapes, output.pixels_per_point);
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         events += applied;
-        let phase = app.state.live.as_ref().map(|l| l.phase.clone());
-        if phase.as_ref().is_some_and(Phase::is_over) {
-            let outcome = match phase.expect("some") {
-                Phase::Failed(e) => return Err(format!("the run failed: {e}")),
-                p => format!("{p:?}"),
-            };
+        if let Some(outcome) = over(app) {
             return Ok(FrameReport {
                 frames: times.len(),
                 events,
@@ -62,11 +89,11 @@ pub fn measure(config: ExperimentConfig, timeout: Duration) -> Result<FrameRepor
                 p99_ms: quantile(times.clone(), 0.99).unwrap_or(0.0),
                 max_ms: times.iter().copied().fold(0.0, f64::max),
                 wall_seconds: start.elapsed().as_secs_f64(),
-                outcome,
+                outcome: outcome?,
             });
         }
         if start.elapsed() > timeout {
-            return Err(format!("the run did not end within {timeout:?}"));
+            return Err(format!("not over within {timeout:?}"));
         }
         if let Some(rest) = frame.checked_sub(t0.elapsed()) {
             std::thread::sleep(rest);

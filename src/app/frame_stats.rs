@@ -2,7 +2,9 @@
 //! out panels and plots) — shown in the status bar and printed by `lethe bench gui`.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Frames kept for the percentiles.
 const WINDOW: usize = 600;
@@ -34,6 +36,60 @@ impl FrameStats {
     pub fn is_empty(&self) -> bool {
         self.recent.is_empty()
     }
+}
+
+/// `lethe --frame-log FILE`: the frame statistics appended as a JSON line every few seconds,
+/// with the process's resident memory, for soak tests (tools/soak_gui.sh).
+pub struct FrameLog {
+    path: PathBuf,
+    started: Instant,
+    last: Instant,
+}
+
+impl FrameLog {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    pub fn new(path: PathBuf) -> Self {
+        let now = Instant::now();
+        Self {
+            path,
+            started: now,
+            last: now,
+        }
+    }
+
+    /// Appends a line when the last one is `EVERY` old. `step` is the run's, if one runs.
+    pub fn tick(&mut self, stats: &FrameStats, step: Option<usize>) {
+        if self.last.elapsed() < Self::EVERY {
+            return;
+        }
+        self.last = Instant::now();
+        let line = serde_json::json!({
+            "seconds": self.started.elapsed().as_secs_f64(),
+            "frames": stats.frames,
+            "window": stats.len(),
+            "p50_ms": stats.quantile_ms(0.5),
+            "p99_ms": stats.quantile_ms(0.99),
+            "max_ms": stats.quantile_ms(1.0),
+            "step": step,
+            "rss_kib": resident_kib(),
+        });
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            eprintln!("--frame-log {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// VmRSS from /proc (Linux); `None` elsewhere.
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Nearest-rank quantile of `values` (ms); `None` when empty.

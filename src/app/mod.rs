@@ -44,6 +44,8 @@ pub struct LetheApp {
     /// Whether the heat map is drawn by the WGSL shader (wgpu renderer) or on the CPU.
     pub shader_heatmap: bool,
     pub frames: frame_stats::FrameStats,
+    /// `lethe --frame-log FILE`: the frame statistics written out every few seconds.
+    pub frame_log: Option<frame_stats::FrameLog>,
     textures: textures::Textures,
     pub export: export::ExportState,
     /// Where the drop zones were drawn last frame (files dropped over one go to it).
@@ -92,6 +94,7 @@ impl LetheApp {
             grid_step: None,
             shader_heatmap,
             frames: frame_stats::FrameStats::default(),
+            frame_log: None,
             textures: textures::Textures::default(),
             export: export::ExportState::default(),
             drop_zones: Vec::new(),
@@ -107,6 +110,7 @@ impl LetheApp {
             self.engine.send(command);
         }
         self.state.poll_remote();
+        self.state.poll_sets();
         let mut applied = 0;
         while let Ok(event) = self.engine.events().try_recv() {
             self.state.apply(event);
@@ -126,8 +130,11 @@ impl LetheApp {
         self.handle_dropped_files(ui.ctx());
         panels::show(self, ui);
         self.export.poll_screenshot(ui.ctx());
-        // Background connects and round-trip probes are polled by frames.
-        if self.state.remote.busy() {
+        // Background connects, round-trip probes and set loads are polled by frames.
+        if self.state.remote.busy()
+            || self.state.forget.is_loading()
+            || self.state.retain.is_loading()
+        {
             ui.ctx()
                 .request_repaint_after(std::time::Duration::from_millis(100));
         } else if self.state.config.header.backend == crate::backend::BackendChoice::Remote {
@@ -135,6 +142,9 @@ impl LetheApp {
                 .request_repaint_after(std::time::Duration::from_secs(1));
         }
         self.frames.record(start.elapsed());
+        if let Some(log) = &mut self.frame_log {
+            log.tick(&self.frames, self.state.live.as_ref().map(|l| l.steps_done));
+        }
     }
 
     fn handle_dropped_files(&mut self, ctx: &egui::Context) {
@@ -163,10 +173,18 @@ impl eframe::App for LetheApp {
     }
 }
 
-/// `lethe` with no arguments: the workbench window.
+/// What `lethe` asks of the window beyond the workbench it opens with.
+#[derive(Debug, Default)]
+pub struct LaunchOptions {
+    /// Start the loaded experiment once its sets are in (`--start`).
+    pub start: bool,
+    /// Write frame statistics here every few seconds (`--frame-log`).
+    pub frame_log: Option<std::path::PathBuf>,
+}
+
 /// Opens the workbench window: with `workbench` when given (`lethe --config FILE`), else the
 /// settings saved by the last session, else the demo.
-pub fn launch_with(workbench: Option<Workbench>) -> Result<(), String> {
+pub fn launch_with(workbench: Option<Workbench>, launch: LaunchOptions) -> Result<(), String> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Lethe — machine unlearning workbench")
@@ -185,6 +203,8 @@ pub fn launch_with(workbench: Option<Workbench>) -> Result<(), String> {
             };
             // The right half shows the original model from the start, not after Run.
             app.state.preview();
+            app.state.start_when_ready = launch.start;
+            app.frame_log = launch.frame_log.map(frame_stats::FrameLog::new);
             Ok(Box::new(app))
         }),
     )
@@ -192,5 +212,5 @@ pub fn launch_with(workbench: Option<Workbench>) -> Result<(), String> {
 }
 
 pub fn launch() -> Result<(), String> {
-    launch_with(None)
+    launch_with(None, LaunchOptions::default())
 }

@@ -26,6 +26,9 @@ pub fn screenshot(
     after_steps: Option<usize>,
     say: &dyn Fn(&str),
 ) -> Result<(), String> {
+    let mut workbench = workbench;
+    // The picture shows the sets as loaded, not their progress bars.
+    workbench.finish_loading();
     let mut harness = Harness::builder()
         .with_size(window)
         .with_pixels_per_point(2.0)

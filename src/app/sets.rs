@@ -1,9 +1,13 @@
 //! The forget and retain sets as the data panel shows them: their sources, the loaded
-//! images (for counts and thumbnails) and every rejected file with its reason.
+//! images (for counts and thumbnails) and every rejected file with its reason. Sets load on
+//! a worker thread — the GUI thread never decodes an image — with progress and a cancel.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::data::{ImageSet, ImageSpec, Rejected, load_paths};
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use crate::data::{DataError, EachLoaded, ImageSet, ImageSpec, LoadProgress, Rejected, load_each};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -30,6 +34,33 @@ pub struct SetView {
     pub rejected: Vec<Rejected>,
     /// Bumped on every change, so thumbnails are re-uploaded only then.
     pub version: u64,
+    /// The load under way, if any; the set shows its last images until it ends.
+    pub loading: Option<SetLoad>,
+}
+
+/// A load of a set's sources on a worker thread.
+#[derive(Debug, Clone)]
+pub struct SetLoad {
+    /// The set's sources once the load ends (the new paths among them only if they load).
+    sources: Vec<PathBuf>,
+    /// Paths being added by a drop or a pick: refused, rather than kept, if unreadable.
+    new: Vec<PathBuf>,
+    pub progress: Arc<LoadProgress>,
+    result: Receiver<LoadResult>,
+}
+
+type LoadResult = Result<EachLoaded, DataError>;
+
+/// How a load ended, for the status line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadReport {
+    Loaded {
+        /// New paths that joined the set.
+        added: usize,
+        rejected: usize,
+        images: usize,
+    },
+    Cancelled,
 }
 
 impl SetView {
@@ -48,6 +79,7 @@ impl SetView {
             images: None,
             rejected: Vec::new(),
             version: 0,
+            loading: None,
         }
     }
 
@@ -59,73 +91,173 @@ impl SetView {
         self.len() == 0
     }
 
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
     /// Replaces the sources and loads them.
     pub fn set_sources(&mut self, sources: Vec<PathBuf>, spec: ImageSpec) {
+        self.cancel_load();
         self.sources = sources;
-        self.rejected.clear();
         self.reload(spec);
     }
 
-    /// Adds dropped or picked paths: each is tried on its own, so one bad file is listed
-    /// with its reason and the good ones still join the set. Returns how many were added.
+    /// Adds dropped or picked paths (those not in the set already): each loads on its own,
+    /// so one that cannot be read is listed with its reason and the others still join.
+    /// Returns how many paths it started loading.
     pub fn add_paths(&mut self, paths: &[PathBuf], spec: ImageSpec) -> usize {
-        self.rejected.clear();
-        let mut added = 0;
-        for path in paths {
-            if self.sources.contains(path) {
-                continue;
+        let (mut sources, mut new) = match self.loading.take() {
+            // Dropped while a load runs: the new load takes over its paths too.
+            Some(load) => {
+                load.progress.cancel();
+                (load.sources, load.new)
             }
-            match load_paths(std::slice::from_ref(path), spec) {
-                Ok(_) => {
-                    self.sources.push(path.clone());
-                    added += 1;
-                }
-                Err(e) => self.rejected.push(Rejected {
-                    path: path.clone(),
-                    reason: reason_without_path(&e.to_string(), path),
-                }),
-            }
-        }
-        let dropped_rejections = std::mem::take(&mut self.rejected);
-        self.reload(spec);
-        self.rejected.splice(0..0, dropped_rejections);
-        added
+            None => (self.sources.clone(), Vec::new()),
+        };
+        let fresh: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| !sources.contains(p))
+            .cloned()
+            .collect();
+        sources.extend(fresh.iter().cloned());
+        new.extend(fresh.iter().cloned());
+        self.start_load(sources, new, spec);
+        fresh.len()
     }
 
     pub fn remove_source(&mut self, index: usize, spec: ImageSpec) {
         if index < self.sources.len() {
+            self.cancel_load();
             self.sources.remove(index);
-            self.rejected.clear();
             self.reload(spec);
         }
     }
 
     pub fn clear(&mut self) {
+        self.cancel_load();
         self.sources.clear();
         self.images = None;
         self.rejected.clear();
         self.version += 1;
     }
 
-    /// Loads every source (for another model's image size, too).
+    /// Loads every source again (for another model's image size, too).
     pub fn reload(&mut self, spec: ImageSpec) {
-        self.version += 1;
+        self.cancel_load();
         if self.sources.is_empty() {
             self.images = None;
+            self.rejected.clear();
+            self.version += 1;
             return;
         }
-        match load_paths(&self.sources, spec) {
-            Ok(set) => {
-                self.rejected.extend(set.rejected.iter().cloned());
-                self.images = Some(set);
-            }
+        self.start_load(self.sources.clone(), Vec::new(), spec);
+    }
+
+    /// Stops the load under way; the set keeps what it had before it.
+    pub fn cancel_load(&mut self) {
+        if let Some(load) = self.loading.take() {
+            load.progress.cancel();
+        }
+    }
+
+    fn start_load(&mut self, sources: Vec<PathBuf>, new: Vec<PathBuf>, spec: ImageSpec) {
+        let progress = Arc::new(LoadProgress::default());
+        let (send, result) = crossbeam_channel::bounded(1);
+        let job = (sources.clone(), progress.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("load {} set", self.role.name()))
+            .spawn(move || {
+                let (paths, progress) = job;
+                // The receiver is gone when the load was cancelled or replaced.
+                let _ = send.send(load_each(&paths, spec, &progress));
+            });
+        if let Err(e) = spawned {
+            self.rejected = vec![Rejected {
+                path: sources.first().cloned().unwrap_or_default(),
+                reason: format!("cannot start loading: {e}"),
+            }];
+            return;
+        }
+        self.loading = Some(SetLoad {
+            sources,
+            new,
+            progress,
+            result,
+        });
+    }
+
+    /// Takes the result of a load that has ended (called every frame); `None` while it runs.
+    pub fn poll(&mut self) -> Option<LoadReport> {
+        let load = self.loading.as_ref()?;
+        let result = match load.result.try_recv() {
+            Ok(result) => result,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => Err(DataError::Unreadable {
+                path: load.sources.first().cloned().unwrap_or_default(),
+                reason: "the loading thread stopped without a result".into(),
+            }),
+        };
+        Some(self.finish(result))
+    }
+
+    /// Waits for the load under way (screenshots, tests, the frame benchmark's setup).
+    pub fn wait(&mut self) -> Option<LoadReport> {
+        let load = self.loading.as_ref()?;
+        let result = load.result.recv().unwrap_or(Err(DataError::Cancelled));
+        Some(self.finish(result))
+    }
+
+    fn finish(&mut self, result: LoadResult) -> LoadReport {
+        let load = self.loading.take().expect("a load to finish");
+        let loaded = match result {
+            Ok(loaded) => loaded,
+            Err(DataError::Cancelled) => return LoadReport::Cancelled,
             Err(e) => {
-                self.images = None;
-                self.rejected.push(Rejected {
-                    path: self.sources.first().cloned().unwrap_or_default(),
+                self.rejected = vec![Rejected {
+                    path: load.sources.first().cloned().unwrap_or_default(),
                     reason: e.to_string(),
-                });
+                }];
+                self.version += 1;
+                return self.report(0);
             }
+        };
+        // A new path that gave no image (unreadable, or every file in it rejected) stays
+        // out of the sources; the set's own sources stay, listed with their reason.
+        let refused: Vec<&PathBuf> = loaded
+            .outcomes
+            .iter()
+            .filter(|(path, outcome)| {
+                load.new.contains(path) && !matches!(outcome, Ok(n) if *n > 0)
+            })
+            .map(|(path, _)| path)
+            .collect();
+        let added = load.new.len() - refused.len();
+        self.sources = load
+            .sources
+            .iter()
+            .filter(|p| !refused.contains(p))
+            .cloned()
+            .collect();
+        let unreadable = loaded.outcomes.iter().filter_map(|(path, outcome)| {
+            let error = outcome.as_ref().err()?;
+            Some(Rejected {
+                path: path.clone(),
+                reason: reason_without_path(&error.to_string(), path),
+            })
+        });
+        self.rejected = unreadable
+            .chain(loaded.set.rejected.iter().cloned())
+            .collect();
+        self.images = (!loaded.set.is_empty()).then_some(loaded.set);
+        self.version += 1;
+        self.report(added)
+    }
+
+    fn report(&self, added: usize) -> LoadReport {
+        LoadReport::Loaded {
+            added,
+            rejected: self.rejected.len(),
+            images: self.len(),
         }
     }
 }
@@ -169,11 +301,20 @@ mod tests {
         let bad = dir.path().join("notes.png");
         std::fs::write(&bad, b"not an image").unwrap();
         let mut set = SetView::new(Role::Forget);
-        let added = set.add_paths(
+        let started = set.add_paths(
             &[demo::asset(demo::MEMORISED_TSHIRT), bad.clone()],
             demo::MNIST_SPEC,
         );
-        assert_eq!(added, 1);
+        assert_eq!(started, 2);
+        assert_eq!(
+            set.wait(),
+            Some(LoadReport::Loaded {
+                added: 1,
+                rejected: 1,
+                images: 1
+            })
+        );
+        assert_eq!(set.sources, [demo::asset(demo::MEMORISED_TSHIRT)]);
         assert_eq!(set.len(), 1);
         assert_eq!(set.rejected.len(), 1, "{:?}", set.rejected);
         assert_eq!(set.rejected[0].path, bad);
@@ -185,7 +326,7 @@ mod tests {
         let mnist = demo::mnist().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = export_image(&mnist, 7, dir.path()).unwrap();
-        let back = load_paths(&[path], demo::MNIST_SPEC).unwrap();
+        let back = crate::data::load_paths(&[path], demo::MNIST_SPEC).unwrap();
         assert_eq!(back.image(0), mnist.image(7));
     }
 }

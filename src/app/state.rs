@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint_view::CheckpointView;
 use super::live::LiveRun;
-use super::sets::{Role, SetView};
+use super::sets::{LoadReport, Role, SetView};
 use crate::attack::dimra::AttackConfig;
 use crate::data::{ImageSpec, demo};
 use crate::engine::{Command, Event};
@@ -143,6 +143,9 @@ pub struct Workbench {
     /// The last thing that happened, for the status bar.
     pub status: String,
     pub outbox: Vec<Command>,
+    /// Start the configured run once the sets have loaded and nothing else runs
+    /// (`lethe --start`).
+    pub start_when_ready: bool,
 }
 
 impl Workbench {
@@ -177,6 +180,7 @@ impl Workbench {
             remote: super::remote::RemoteLink::default(),
             status: String::new(),
             outbox: Vec::new(),
+            start_when_ready: false,
             config: settings.config,
         };
         if let Some(url) = &bench.config.header.remote {
@@ -239,20 +243,65 @@ impl Workbench {
         }
     }
 
-    /// Files dropped (or picked) onto a set's zone.
+    /// Files dropped (or picked) onto a set's zone: they load in the background
+    /// ([`Self::poll_sets`] hears when they are in).
     pub fn add_files(&mut self, role: Role, paths: &[PathBuf]) {
         let spec = self.image_spec();
-        let set = self.set_mut(role);
-        let added = set.add_paths(paths, spec);
-        let rejected = set.rejected.len();
-        let total = set.len();
-        self.status = format!(
-            "{}: {added} added, {rejected} rejected, {total} images",
-            role.name()
-        );
-        if role == Role::Forget && added > 0 {
-            self.config.data.forget_class = None;
+        let started = self.set_mut(role).add_paths(paths, spec);
+        self.status = format!("{}: loading {started} new path(s)…", role.name());
+    }
+
+    /// Takes the sets' finished loads (every frame), and starts a run asked for at launch
+    /// once they are in.
+    pub fn poll_sets(&mut self) {
+        for role in [Role::Forget, Role::Retain] {
+            if let Some(report) = self.set_mut(role).poll() {
+                self.loaded(role, report);
+            }
         }
+        let busy = self.forget.is_loading() || self.retain.is_loading() || self.is_running();
+        if self.start_when_ready && !busy {
+            self.start_when_ready = false;
+            self.start();
+        }
+    }
+
+    /// Whether a set is still loading (a run started now would miss what it adds); says so.
+    fn sets_loading(&mut self) -> bool {
+        let loading = self.forget.is_loading() || self.retain.is_loading();
+        if loading {
+            self.status = "the sets are still loading: start once they are in".into();
+        }
+        loading
+    }
+
+    /// Waits for both sets' loads (screenshots, benchmarks and tests, before they look).
+    pub fn finish_loading(&mut self) {
+        for role in [Role::Forget, Role::Retain] {
+            if let Some(report) = self.set_mut(role).wait() {
+                self.loaded(role, report);
+            }
+        }
+    }
+
+    fn loaded(&mut self, role: Role, report: LoadReport) {
+        self.status = match report {
+            LoadReport::Loaded {
+                added,
+                rejected,
+                images,
+            } => {
+                // Files dropped on the forget set replace forgetting a class.
+                if role == Role::Forget && added > 0 {
+                    self.config.data.forget_class = None;
+                }
+                format!(
+                    "{}: {added} added, {rejected} rejected, {images} images",
+                    role.name()
+                )
+            }
+            LoadReport::Cancelled => format!("{}: loading cancelled", role.name()),
+        };
     }
 
     pub fn set_mut(&mut self, role: Role) -> &mut SetView {
@@ -384,6 +433,9 @@ impl Workbench {
 
     /// Run: starts the configured run (refused while one runs).
     pub fn start(&mut self) {
+        if self.sets_loading() {
+            return;
+        }
         match self.run_config() {
             Ok(config) => self.start_config(config, None),
             Err(e) => self.status = e,
@@ -557,6 +609,9 @@ impl Workbench {
     /// same code as `lethe sweep`, so `lethe sweep run|status|collect` work on it too; the
     /// compare view switches to it and fills as its trials finish.
     pub fn queue_sweep(&mut self) {
+        if self.sets_loading() {
+            return;
+        }
         let Some(knob) = self.sweep_knob() else {
             self.status = "sweeps vary SISS λ or EraseDiff α: choose one of them".into();
             return;
@@ -728,6 +783,7 @@ mod tests {
     #[test]
     fn the_demo_is_ready_to_run_with_one_click() {
         let mut bench = Workbench::demo();
+        bench.finish_loading();
         assert!(bench.checkpoint.is_ok(), "{:?}", bench.checkpoint.err());
         assert_eq!(bench.forget.len(), 1);
         assert_eq!(bench.retain.len(), 10_000);
@@ -762,6 +818,7 @@ mod tests {
     #[test]
     fn a_sweep_queues_evenly_spaced_values_and_starts_the_first() {
         let mut bench = Workbench::demo();
+        bench.finish_loading();
         bench.config.header.runs_dir = tempfile::tempdir().unwrap().keep();
         bench.sweep = SweepSettings {
             from: 0.2,
@@ -820,6 +877,7 @@ mod tests {
     fn run_is_refused_with_a_reason_when_the_forget_set_is_empty() {
         let mut bench = Workbench::demo();
         bench.forget.clear();
+        bench.finish_loading();
         bench.start();
         assert!(bench.outbox.is_empty());
         assert!(

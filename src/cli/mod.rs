@@ -48,6 +48,13 @@ struct WorkbenchArgs {
     /// the live view's plots without scrolling).
     #[arg(long, value_name = "WxH", default_value = "1440x900", value_parser = window_size, requires = "screenshot")]
     window_size: [f32; 2],
+    /// Start the loaded experiment as soon as the window has its sets (demos; soak tests).
+    #[arg(long, conflicts_with = "screenshot")]
+    start: bool,
+    /// Append the window's frame-time statistics and resident memory to this file every 5 s,
+    /// as JSON lines (tools/soak_gui.sh).
+    #[arg(long, value_name = "FILE", conflicts_with = "screenshot")]
+    frame_log: Option<std::path::PathBuf>,
 }
 
 /// `1440x900` as points.
@@ -184,7 +191,13 @@ fn open_workbench(args: &WorkbenchArgs) -> Result<(), String> {
             println!("wrote {}", path.display());
             Ok(())
         }
-        None => lethe::app::launch_with(workbench),
+        None => lethe::app::launch_with(
+            workbench,
+            lethe::app::LaunchOptions {
+                start: args.start,
+                frame_log: args.frame_log.clone(),
+            },
+        ),
     }
 }
 

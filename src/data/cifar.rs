@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{DataError, ImageSet, ImageSpec, unreadable};
+use super::{DataError, ImageSet, ImageSpec, LoadProgress, unreadable};
 
 const RECORD: usize = 1 + 3 * 32 * 32;
 
@@ -13,7 +13,11 @@ pub fn looks_like_cifar(path: &Path) -> bool {
     name.ends_with(".bin") && (name.contains("batch"))
 }
 
-pub fn load_cifar_batch(path: &Path, spec: ImageSpec) -> Result<ImageSet, DataError> {
+pub fn load_cifar_batch(
+    path: &Path,
+    spec: ImageSpec,
+    progress: &LoadProgress,
+) -> Result<ImageSet, DataError> {
     let bytes = std::fs::read(path).map_err(|e| unreadable(path, e.to_string()))?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(unreadable(
@@ -25,7 +29,9 @@ pub fn load_cifar_batch(path: &Path, spec: ImageSpec) -> Result<ImageSet, DataEr
         ));
     }
     let mut set = ImageSet::empty(spec);
+    progress.expect(bytes.len() / RECORD);
     for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
+        progress.step()?;
         let label = record[0] as usize;
         if label > 9 {
             set.reject(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits};
 
-use super::{DataError, ImageSet, ImageSpec, unreadable};
+use super::{DataError, ImageSet, ImageSpec, LoadProgress, unreadable};
 
 /// Files larger than this are not decoded.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -121,16 +121,17 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 /// A folder of images, or a folder with one subfolder per class (labels from the
-/// subfolder names, in sorted order; images directly inside are then unlabelled).
+/// subfolder names, in sorted order; images directly inside are then unlabelled). Every
+/// folder is listed before the first decode, so `progress` knows the total from the start.
 pub fn load_folder(
     dir: &Path,
     spec: ImageSpec,
     class_names: &mut Vec<String>,
+    progress: &LoadProgress,
 ) -> Result<ImageSet, DataError> {
-    let mut set = ImageSet::empty(spec);
     let entries = sorted_entries(dir)?;
-    let subdirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
-    for sub in &subdirs {
+    let mut files: Vec<(PathBuf, Option<usize>)> = Vec::new();
+    for sub in entries.iter().filter(|p| p.is_dir()) {
         let name = sub
             .file_name()
             .and_then(|n| n.to_str())
@@ -143,14 +144,16 @@ pub fn load_folder(
                 class_names.len() - 1
             }
         };
-        for file in sorted_entries(sub)? {
-            if file.is_file() {
-                load_candidate(&file, Some(label), &mut set);
-            }
-        }
+        let inside = sorted_entries(sub)?.into_iter().filter(|p| p.is_file());
+        files.extend(inside.map(|file| (file, Some(label))));
     }
-    for file in entries.iter().filter(|p| p.is_file()) {
-        load_candidate(file, None, &mut set);
+    let loose = entries.iter().filter(|p| p.is_file());
+    files.extend(loose.map(|file| (file.clone(), None)));
+    progress.expect(files.len());
+    let mut set = ImageSet::empty(spec);
+    for (file, label) in &files {
+        load_candidate(file, *label, &mut set);
+        progress.step()?;
     }
     Ok(set)
 }

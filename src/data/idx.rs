@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{DataError, ImageSet, ImageSpec, unreadable};
+use super::{DataError, ImageSet, ImageSpec, LoadProgress, unreadable};
 
 /// Largest decompressed IDX payload accepted (MNIST's 60k training images are 47 MB).
 const MAX_IDX_BYTES: u64 = 1 << 30;
@@ -94,7 +94,11 @@ fn labels_path_for(images: &Path) -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
-pub fn load_idx_images(path: &Path, spec: ImageSpec) -> Result<ImageSet, DataError> {
+pub fn load_idx_images(
+    path: &Path,
+    spec: ImageSpec,
+    progress: &LoadProgress,
+) -> Result<ImageSet, DataError> {
     let bytes = read_maybe_gzip(path)?;
     let dims = parse_idx(&bytes, path, 3)?;
     let (n, h, w) = (dims[0], dims[1], dims[2]);
@@ -114,6 +118,7 @@ pub fn load_idx_images(path: &Path, spec: ImageSpec) -> Result<ImageSet, DataErr
     };
     let mut set = ImageSet::empty(spec);
     let data = &bytes[16..];
+    progress.expect(n);
     for i in 0..n {
         let gray = image::GrayImage::from_raw(
             w as u32,
@@ -130,6 +135,7 @@ pub fn load_idx_images(path: &Path, spec: ImageSpec) -> Result<ImageSet, DataErr
             labels.as_ref().map(|l| l[i] as usize),
             format!("{}#{i}", path.display()),
         );
+        progress.step()?;
     }
     Ok(set)
 }

@@ -11,6 +11,7 @@ pub mod idx;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -48,6 +49,50 @@ pub enum DataError {
     Unreadable { path: PathBuf, reason: String },
     #[error("no usable image in {0}; see the rejected files above")]
     Empty(String),
+    #[error("loading was cancelled")]
+    Cancelled,
+}
+
+/// How far a load has come, for whoever shows it (the workbench loads on a worker thread),
+/// and a request to stop it. Counts are of images (and of files that turn out not to be).
+#[derive(Debug, Default)]
+pub struct LoadProgress {
+    done: AtomicUsize,
+    total: AtomicUsize,
+    cancelled: AtomicBool,
+}
+
+impl LoadProgress {
+    /// Images gone through so far, and how many the load knows of yet (it learns of a
+    /// folder's files when it lists it, of an IDX file's images from its header).
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Asks the load to stop at its next image; it then returns [`DataError::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    fn expect(&self, more: usize) {
+        self.total.fetch_add(more, Ordering::Relaxed);
+    }
+
+    /// Counts one image as gone through; an error once the load has been cancelled.
+    fn step(&self) -> Result<(), DataError> {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.check()
+    }
+
+    fn check(&self) -> Result<(), DataError> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(DataError::Cancelled);
+        }
+        Ok(())
+    }
 }
 
 pub fn unreadable(path: &Path, reason: impl Into<String>) -> DataError {
@@ -192,20 +237,54 @@ impl ImageSet {
 /// Loads every path as the app would: folders (flat, or one subfolder per class), MNIST
 /// IDX files (raw or gzip), CIFAR-10 binary batches, or single image files.
 pub fn load_paths(paths: &[PathBuf], spec: ImageSpec) -> Result<ImageSet, DataError> {
+    let loaded = load_each(paths, spec, &LoadProgress::default())?;
+    for (_, outcome) in loaded.outcomes {
+        outcome?;
+    }
+    if loaded.set.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(DataError::Empty(names.join(", ")));
+    }
+    Ok(loaded.set)
+}
+
+/// What [`load_each`] made of its paths.
+#[derive(Debug)]
+pub struct EachLoaded {
+    /// The images of every path that could be read, in order.
+    pub set: ImageSet,
+    /// Per path, in order: how many images it gave, or why it could not be read at all.
+    pub outcomes: Vec<(PathBuf, Result<usize, DataError>)>,
+}
+
+/// Loads every path as [`load_paths`] does, but each on its own: a path that cannot be read
+/// at all (a missing folder, an IDX file with a bad header) is reported with its error and
+/// the others still load. Reports to `progress` as it goes, and stops with
+/// [`DataError::Cancelled`] when asked to.
+pub fn load_each(
+    paths: &[PathBuf],
+    spec: ImageSpec,
+    progress: &LoadProgress,
+) -> Result<EachLoaded, DataError> {
     let mut set = ImageSet::empty(spec);
+    let mut outcomes = Vec::with_capacity(paths.len());
     let mut class_names: Vec<String> = vec![];
     for path in paths {
-        let part = load_one(path, spec, &mut class_names)?;
-        set.extend(part);
+        let outcome = match load_one(path, spec, &mut class_names, progress) {
+            Ok(part) => {
+                let count = part.len();
+                set.extend(part);
+                Ok(count)
+            }
+            Err(DataError::Cancelled) => return Err(DataError::Cancelled),
+            Err(error) => Err(error),
+        };
+        outcomes.push((path.clone(), outcome));
     }
     if !class_names.is_empty() {
         set.class_names = class_names;
     }
-    if set.is_empty() {
-        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        return Err(DataError::Empty(names.join(", ")));
-    }
-    Ok(set)
+    Ok(EachLoaded { set, outcomes })
 }
 
 /// The `[height, width]` the images at `path` have as stored (the first image of a folder,
@@ -227,18 +306,22 @@ fn load_one(
     path: &Path,
     spec: ImageSpec,
     class_names: &mut Vec<String>,
+    progress: &LoadProgress,
 ) -> Result<ImageSet, DataError> {
+    progress.check()?;
     let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e.to_string()))?;
     if meta.is_dir() {
-        return files::load_folder(path, spec, class_names);
+        return files::load_folder(path, spec, class_names, progress);
     }
     if idx::looks_like_idx(path) {
-        return idx::load_idx_images(path, spec);
+        return idx::load_idx_images(path, spec, progress);
     }
     if cifar::looks_like_cifar(path) {
-        return cifar::load_cifar_batch(path, spec);
+        return cifar::load_cifar_batch(path, spec, progress);
     }
+    progress.expect(1);
     let mut set = ImageSet::empty(spec);
     files::load_file_into(path, None, &mut set);
+    progress.step()?;
     Ok(set)
 }

@@ -41,8 +41,15 @@ fn harness(wgpu: bool, runs: &Path) -> Harness<'static, LetheApp> {
         let mut app = LetheApp::new(cc);
         app.state.config.header.runs_dir = runs;
         app.state.refresh_runs();
+        // The demo's sets load in the background; the tests look at them loaded.
+        app.state.finish_loading();
         app
     })
+}
+
+/// Whether neither set is loading.
+fn sets_loaded(app: &LetheApp) -> bool {
+    !app.state.forget.is_loading() && !app.state.retain.is_loading()
 }
 
 /// Steps frames (with short sleeps, as the worker's events arrive in real time) until
@@ -178,7 +185,8 @@ fn drop_on(h: &mut Harness<'static, LetheApp>, target: DropTarget, files: &[Path
             .push(Arc::new(Dropped(f.clone())));
     }
     h.step();
-    h.step();
+    // The files load on a worker thread; frames go on meanwhile.
+    step_until(h, Duration::from_secs(60), sets_loaded);
 }
 
 #[test]
@@ -224,6 +232,89 @@ fn files_dropped_on_the_zones_join_their_sets_and_bad_ones_are_listed() {
     // The forget set did not change.
     assert_eq!(h.state().state.forget.len(), 2);
     assert!(h.state().state.status.contains("Retain: 1 added"));
+}
+
+/// `count` 28×28 grey PNGs in `dir`, each different.
+fn png_folder(dir: &Path, count: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..count {
+        image::GrayImage::from_fn(28, 28, |x, y| {
+            image::Luma([((x * 7 + y * 3 + i as u32) % 256) as u8])
+        })
+        .save(dir.join(format!("{i:05}.png")))
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_big_folder_loads_behind_a_progress_bar_and_cancelling_keeps_the_set() {
+    let runs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let folder = data.path().join("big");
+    let count = 6000;
+    png_folder(&folder, count);
+    let mut h = harness(false, runs.path());
+    h.run_steps(2);
+    let before = h.state().state.retain.sources.clone();
+    let drop_folder = |h: &mut Harness<'static, LetheApp>| {
+        let zone = h
+            .state()
+            .drop_zones
+            .iter()
+            .find(|(t, _)| *t == DropTarget::Set(SetRole::Retain));
+        h.hover_at(zone.expect("zone drawn").1.center());
+        h.input_mut()
+            .dropped_files
+            .push(Arc::new(Dropped(folder.clone())));
+        h.step();
+    };
+
+    // Cancelled: the set keeps its images and sources.
+    drop_folder(&mut h);
+    assert!(
+        h.state().state.retain.is_loading(),
+        "{}",
+        h.state().state.status
+    );
+    h.step();
+    h.get_by_label("Cancel loading").click();
+    h.step();
+    h.step();
+    let retain = &h.state().state.retain;
+    assert!(!retain.is_loading());
+    assert_eq!(retain.len(), 10_000);
+    assert_eq!(retain.sources, before);
+    assert!(
+        h.state().state.status.contains("Retain: loading cancelled"),
+        "{}",
+        h.state().state.status
+    );
+
+    // Loaded on a worker thread: frames go on, showing the count as it grows.
+    drop_folder(&mut h);
+    let started = Instant::now();
+    let (mut partway, mut listed) = (0, 0);
+    while let Some(load) = &h.state().state.retain.loading {
+        let (done, total) = load.progress.counts();
+        // The last frame was drawn after the folder was listed: its bar shows the total.
+        if done > 0 && done < total && listed == total {
+            partway += 1;
+            h.get_by_label_contains(&format!("of {total} files"));
+        }
+        listed = total;
+        assert!(started.elapsed().as_secs() < 120, "not loaded in 120 s");
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(partway > 0, "no frame drawn while the folder loaded");
+    let retain = &h.state().state.retain;
+    assert_eq!(retain.len(), 10_000 + count);
+    assert_eq!(retain.sources.last(), Some(&folder));
+    assert!(
+        h.state().state.status.contains("Retain: 1 added"),
+        "{}",
+        h.state().state.status
+    );
 }
 
 #[test]
@@ -403,6 +494,7 @@ fn the_workbench_warns_when_the_original_never_draws_the_forgotten_class() {
         state.load_checkpoint(checkpoint);
         state.retain.clear();
         state.add_files(SetRole::Retain, &[retain]);
+        state.finish_loading();
         state.forget_class(Some(3));
         state.choose_method(MethodConfig::Finetune);
         let c = &mut state.config;
@@ -533,6 +625,7 @@ fn an_rgb_model_runs_and_its_grids_show_colour() {
         state.forget.clear();
         state.add_files(SetRole::Retain, &[retain]);
         state.add_files(SetRole::Forget, &[forget]);
+        state.finish_loading();
         state.choose_method(MethodConfig::Finetune);
         let c = &mut state.config;
         c.train.steps = 2;
@@ -596,6 +689,7 @@ fn the_original_and_the_expected_cost_are_shown_before_run() {
         state.forget.clear();
         state.add_files(SetRole::Retain, &[retain]);
         state.add_files(SetRole::Forget, &[forget]);
+        state.finish_loading();
         state.choose_method(MethodConfig::Finetune);
         let c = &mut state.config;
         c.train.steps = 2;
@@ -715,6 +809,7 @@ fn the_picker_fits_and_picks_the_clicked_image_at_32_64_and_256_px() {
             state.forget.clear();
             state.load_checkpoint(ckpt);
             state.add_files(SetRole::Retain, &[retain]);
+            state.finish_loading();
         }
         h.run_steps(3);
         let page = h.get_by_label("retain images to pick from").rect();
@@ -741,6 +836,8 @@ fn the_picker_fits_and_picks_the_clicked_image_at_32_64_and_256_px() {
             });
         }
         h.run_steps(2);
+        // The picked image joins the forget set through a background load.
+        step_until(&mut h, Duration::from_secs(60), sets_loaded);
         let state = &h.state().state;
         let forget = state.forget.images.as_ref().expect("a forget set");
         assert_eq!(forget.len(), 1, "{size} px: {}", state.status);

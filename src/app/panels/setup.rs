@@ -7,7 +7,7 @@ use eframe::egui;
 use super::{DropTarget, drop_zone};
 use crate::app::LetheApp;
 use crate::app::knobs::{self, Knob, KnobValue};
-use crate::app::sets::Role;
+use crate::app::sets::{Role, SetView};
 use crate::app::state::method_choices;
 use crate::app::textures;
 
@@ -173,6 +173,7 @@ fn set_zone(app: &mut LetheApp, ui: &mut egui::Ui, role: Role) {
     if let Some(i) = remove {
         set.remove_source(i, spec);
     }
+    let cancelled = loading_progress(ui, set);
     if let Some(images) = &set.images
         && !class_setting
     {
@@ -208,6 +209,39 @@ fn set_zone(app: &mut LetheApp, ui: &mut egui::Ui, role: Role) {
             .on_hover_text(r.path.display().to_string());
         }
     }
+    if cancelled {
+        app.state.status = format!("{}: loading cancelled", role.name());
+    }
+}
+
+/// A load under way: how far it is, and a button to stop it (the set keeps what it had).
+/// Whether it was stopped.
+fn loading_progress(ui: &mut egui::Ui, set: &mut SetView) -> bool {
+    let Some(load) = &set.loading else {
+        return false;
+    };
+    let (done, total) = load.progress.counts();
+    let mut cancel = false;
+    ui.horizontal(|ui| {
+        let fraction = if total == 0 {
+            0.0
+        } else {
+            done as f32 / total as f32
+        };
+        ui.add(
+            egui::ProgressBar::new(fraction)
+                .desired_width(180.0)
+                .text(format!("loading {done} of {total} files")),
+        );
+        cancel = ui
+            .button("Cancel loading")
+            .on_hover_text("Stop loading; the set keeps what it had")
+            .clicked();
+    });
+    if cancel {
+        set.cancel_load();
+    }
+    cancel
 }
 
 fn forget_class(app: &mut LetheApp, ui: &mut egui::Ui) {

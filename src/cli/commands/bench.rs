@@ -123,9 +123,14 @@ enum BenchCommand {
         compute: Compute,
     },
     /// Time the workbench's frames while a short demo SISS run (this many steps, evaluated
-    /// every 10) streams events; prints p50/p99/max frame time.
+    /// every 10) streams events, or while `--drop` loads; prints p50/p99/max frame time.
     Gui {
-        steps: usize,
+        #[arg(required_unless_present = "drop")]
+        steps: Option<usize>,
+        /// Instead of a run: drop this folder (or file) on the retain set and time the frames
+        /// until it has loaded (e.g. 60,000 PNGs written by tools/idx_to_pngs.py).
+        #[arg(long, value_name = "PATH", conflicts_with = "steps")]
+        drop: Option<std::path::PathBuf>,
         #[command(flatten)]
         compute: Compute,
     },
@@ -145,7 +150,12 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             runs,
             compute,
         }) => run_eval(presets, *runs, compute),
-        Some(BenchCommand::Gui { steps, compute }) => run_gui(*steps, compute),
+        Some(BenchCommand::Gui {
+            steps,
+            drop: Some(path),
+            ..
+        }) if steps.is_none() => run_gui_load(path),
+        Some(BenchCommand::Gui { steps, compute, .. }) => run_gui(steps.unwrap_or(0), compute),
     }
 }
 
@@ -174,8 +184,32 @@ fn run_gui(steps: usize, compute: &Compute) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(feature = "gui")]
+fn run_gui_load(path: &std::path::Path) -> Result<(), String> {
+    println!(
+        "workbench frame time while {} loads into the retain set",
+        path.display()
+    );
+    let paths = [path.to_path_buf()];
+    let r = lethe::app::frame_bench::measure_load(&paths, std::time::Duration::from_secs(3600))?;
+    println!(
+        "{} frames at a 60 Hz pace over {:.1} s; {}",
+        r.frames, r.wall_seconds, r.outcome
+    );
+    println!(
+        "frame time (poll the load + layout + tessellate, CPU): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        r.p50_ms, r.p99_ms, r.max_ms
+    );
+    Ok(())
+}
+
 #[cfg(not(feature = "gui"))]
 fn run_gui(_steps: usize, _compute: &Compute) -> Result<(), String> {
+    Err("built without the `gui` feature".into())
+}
+
+#[cfg(not(feature = "gui"))]
+fn run_gui_load(_path: &std::path::Path) -> Result<(), String> {
     Err("built without the `gui` feature".into())
 }
 

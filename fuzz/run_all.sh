@@ -13,11 +13,15 @@ TARGETS=${TARGETS:-$(sed -n 's/^name = "\(.*\)"/\1/p' fuzz/Cargo.toml | grep -v 
 bash fuzz/seed.sh > /dev/null
 cargo +nightly fuzz build -s none -a || exit 1
 mkdir -p fuzz/logs
+# The binaries cargo-fuzz built, run directly: `cargo fuzz run` would rebuild first, again
+# for every target if the sources change meanwhile.
 run_one() {
     local target=$1
-    cargo +nightly fuzz run -s none -a "$target" "fuzz/corpus/$target" -- \
-        -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
-        -print_final_stats=1 > "fuzz/logs/$target.log" 2>&1
+    mkdir -p "fuzz/artifacts/$target"
+    "fuzz/target/x86_64-unknown-linux-gnu/release/$target" "fuzz/corpus/$target" \
+        -artifact_prefix="fuzz/artifacts/$target/" -max_total_time="$SECONDS_EACH" \
+        -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1 \
+        > "fuzz/logs/$target.log" 2>&1
 }
 export -f run_one
 export SECONDS_EACH

@@ -401,6 +401,11 @@ impl ExperimentConfig {
             return Ok((parsed.config, parsed.ignored));
         }
         let config: Self = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
+        // Read once more as a plain table, for the keys serde cannot refuse.
+        let table: toml::Table = toml::from_str(&text).map_err(|e| in_file(e.to_string()))?;
+        if let Some(toml::Value::Table(method)) = table.get("method") {
+            MethodConfig::refuse_foreign_keys(method).map_err(in_file)?;
+        }
         config.validate().map_err(in_file)?;
         Ok((config, Vec::new()))
     }
@@ -608,6 +613,28 @@ mod tests {
         // Tables that are not flattened keep serde's own refusal.
         let train = siss_example(|t| t.replace("seed = 0\nreduction", "sed = 0\nreduction"));
         assert!(train.unwrap_err().contains("sed"));
+    }
+
+    #[test]
+    fn knobs_left_beside_a_method_that_takes_none_are_refused_by_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/unlearn-siss.toml");
+        let text = std::fs::read_to_string(example).unwrap();
+        let path = tmp.path().join("c.toml");
+        std::fs::write(
+            &path,
+            text.replace("name = \"siss\"", "name = \"finetune\""),
+        )
+        .unwrap();
+        let error = ExperimentConfig::from_file(&path).unwrap_err();
+        assert!(
+            error.contains("c.toml: method.form, method.lambda, method.relative_scaling, method.scaling_norm: the finetune method takes no such key"),
+            "{error}"
+        );
+        let retrain = "[method]\nname = \"retrain\"\ninit_seed = 3\n";
+        let table: toml::Table = toml::from_str(retrain).unwrap();
+        let method = table["method"].as_table().unwrap();
+        assert_eq!(MethodConfig::refuse_foreign_keys(method), Ok(()));
     }
 
     #[test]

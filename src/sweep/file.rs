@@ -17,7 +17,8 @@
 //!
 //! Keys are dotted paths into the config (`[grid.method] lambda = […]` says the same).
 //! Setting `method.name` starts the method's table afresh, so a trial can switch method
-//! without the base method's knobs. Paths in the files are relative to the current
+//! without the base method's knobs; the new method's keys set beside it (in the same
+//! `[set]`, trial or grid point) apply after it. Paths in the files are relative to the current
 //! directory, as in every Lethe config.
 
 use std::path::{Path, PathBuf};
@@ -74,13 +75,24 @@ pub fn expand(path: &Path) -> Result<Points, String> {
         for point in &grid {
             let index = trials.len();
             let varied: Vec<(String, Value)> = entry.iter().chain(point).cloned().collect();
-            let all: Vec<(String, Value)> = set.iter().cloned().chain(varied.clone()).collect();
+            // `method.name` first within each part, so it never drops the keys beside it.
+            let all: Vec<(String, Value)> = names_first(&set)
+                .into_iter()
+                .chain(names_first(&varied))
+                .collect();
             let config = trial_config(&base_table, &all)
                 .map_err(|e| format!("trial {index} ({}): {e}", describe(&varied)))?;
             trials.push((overrides(&varied), config));
         }
     }
     Ok(Points { out, trials })
+}
+
+/// `overrides` with `method.name` (which starts the method's table afresh) moved first.
+fn names_first(overrides: &[(String, Value)]) -> Vec<(String, Value)> {
+    let mut ordered = overrides.to_vec();
+    ordered.sort_by_key(|(key, _)| key != "method.name");
+    ordered
 }
 
 /// Every combination of the grid's values, keys in alphabetical order with the last key
@@ -131,11 +143,31 @@ fn trial_config(base: &Table, overrides: &[(String, Value)]) -> Result<Experimen
         }
         set_path(&mut table, key, value.clone())?;
     }
-    let config: ExperimentConfig = Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    if let Some(Value::Table(method)) = table.get("method") {
+        crate::unlearn::MethodConfig::refuse_foreign_keys(method)?;
+    }
+    let config = read_config(table).map_err(|e| blame(base, overrides).unwrap_or(e))?;
     config.validate()?;
     Ok(config)
+}
+
+fn read_config(table: Table) -> Result<ExperimentConfig, String> {
+    Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())
+}
+
+/// The first override after which the config no longer reads, with why: serde's message
+/// (``invalid value: integer `-5`, expected usize``) names neither the key nor the value.
+fn blame(base: &Table, overrides: &[(String, Value)]) -> Option<String> {
+    let mut table = base.clone();
+    for (key, value) in overrides {
+        set_path(&mut table, key, value.clone()).ok()?;
+        if let Err(e) = read_config(table.clone()) {
+            return Some(format!("{key} = {value}: {e}"));
+        }
+    }
+    None
 }
 
 /// Sets a dotted key, creating tables on the way; `method.name` starts the method afresh.
@@ -295,6 +327,27 @@ mod tests {
         assert!(name.contains("name is the sweep's to set"), "{name}");
         let unknown = sweep("[gird]\n").err().unwrap();
         assert!(unknown.contains("gird"), "{unknown}");
+        // A wrong type names the key and the value, not only serde's complaint.
+        let negative = sweep("[set]\n\"train.steps\" = -5\n").err().unwrap();
+        assert!(
+            negative.contains("train.steps = -5: invalid value: integer `-5`, expected usize"),
+            "{negative}"
+        );
+        let word = sweep("[[trials]]\n\"method.lambda\" = \"high\"\n")
+            .err()
+            .unwrap();
+        assert!(
+            word.contains("method.lambda = \"high\": invalid type"),
+            "{word}"
+        );
+        // A key the method switched to has not: the later key is the one named.
+        let foreign = sweep("[set]\n\"method.name\" = \"finetune\"\n\"method.lambda\" = 0.5\n")
+            .err()
+            .unwrap();
+        assert!(
+            foreign.contains("method.lambda: the finetune method takes no such key"),
+            "{foreign}"
+        );
         let huge = sweep("[grid]\na.b = [0,1,2,3,4,5,6,7,8,9]\nc.d = [0,1,2,3,4,5,6,7,8,9]\ne.f = [0,1,2,3,4,5,6,7,8,9]\ng.h = [0,1,2,3,4,5,6,7,8,9]\ni.j = [0,1]\n").err().unwrap();
         assert!(huge.contains("more than 10000"), "{huge}");
     }

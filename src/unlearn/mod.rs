@@ -119,6 +119,33 @@ pub enum MethodConfig {
 }
 
 impl MethodConfig {
+    /// Refuses keys of a `[method]` table that its method does not take, for the methods
+    /// whose knobs serde cannot check: an internally tagged variant without a struct of its
+    /// own ignores extra keys, so a `lambda = 0.5` left beside `name = "finetune"` would be
+    /// dropped without a word. (The other methods' structs deny unknown keys themselves.)
+    pub fn refuse_foreign_keys(method: &toml::Table) -> Result<(), String> {
+        let name = method.get("name").and_then(toml::Value::as_str);
+        let takes: &[&str] = match name {
+            Some("finetune") => &["name"],
+            Some("retrain") => &["name", "init_seed"],
+            _ => return Ok(()),
+        };
+        let foreign: Vec<String> = method
+            .keys()
+            .filter(|key| !takes.contains(&key.as_str()))
+            .map(|key| format!("method.{key}"))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: the {} method takes no such key (its keys: {})",
+            foreign.join(", "),
+            name.unwrap_or_default(),
+            takes.join(", ")
+        ))
+    }
+
     pub fn label(&self) -> &'static str {
         match self {
             Self::Siss(c) if c.form == siss::SissForm::Paper => "SISS (paper form)",

@@ -55,7 +55,9 @@ type LoadResult = Result<EachLoaded, DataError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadReport {
     Loaded {
-        /// New paths that joined the set.
+        /// Paths asked to join the set (a drop or a pick; 0 for a reload) …
+        asked: usize,
+        /// … and how many of them did.
         added: usize,
         rejected: usize,
         images: usize,
@@ -218,7 +220,7 @@ impl SetView {
                     reason: e.to_string(),
                 }];
                 self.version += 1;
-                return self.report(0);
+                return self.report(load.new.len(), 0);
             }
         };
         // A new path that gave no image (unreadable, or every file in it rejected) stays
@@ -250,11 +252,12 @@ impl SetView {
             .collect();
         self.images = (!loaded.set.is_empty()).then_some(loaded.set);
         self.version += 1;
-        self.report(added)
+        self.report(load.new.len(), added)
     }
 
-    fn report(&self, added: usize) -> LoadReport {
+    fn report(&self, asked: usize, added: usize) -> LoadReport {
         LoadReport::Loaded {
+            asked,
             added,
             rejected: self.rejected.len(),
             images: self.len(),
@@ -309,6 +312,7 @@ mod tests {
         assert_eq!(
             set.wait(),
             Some(LoadReport::Loaded {
+                asked: 2,
                 added: 1,
                 rejected: 1,
                 images: 1

@@ -287,9 +287,16 @@ impl Workbench {
     fn loaded(&mut self, role: Role, report: LoadReport) {
         self.status = match report {
             LoadReport::Loaded {
+                asked: 0,
+                rejected,
+                images,
+                ..
+            } => format!("{}: {images} images, {rejected} rejected", role.name()),
+            LoadReport::Loaded {
                 added,
                 rejected,
                 images,
+                ..
             } => {
                 // Files dropped on the forget set replace forgetting a class.
                 if role == Role::Forget && added > 0 {

@@ -199,6 +199,32 @@ fn every_example_experiment_config_is_valid() {
 }
 
 /// A tiny experiment on disk: checkpoint, retain folder with two classes, forget image.
+/// A DiMRA attack config in `dir` (`attack.toml`) on `checkpoint`, fine-tuning on
+/// [`tiny_experiment`]'s retain images and probing for its forget image, with a tiny
+/// evaluation; `keys` adds the attack's length and schedule (`steps = 2` …).
+pub(crate) fn tiny_attack(dir: &Path, checkpoint: &Path, keys: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"checkpoint = "{c}"
+runs_dir = "{d}/runs"
+auxiliary = ["{d}/retain"]
+forgotten_images = ["{d}/forget.png"]
+forgotten_label = 10
+batch_size = 4
+{keys}
+[eval]
+samples = 2
+grid = 2
+sampler_steps = 2
+classifier = ""
+"#,
+        c = checkpoint.display(),
+        d = dir.display()
+    );
+    let path = dir.join("attack.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 pub(crate) fn tiny_experiment(dir: &Path) -> std::path::PathBuf {
     tiny_checkpoint(&dir.join("ckpt"));
     for i in 0..3u32 {
@@ -261,26 +287,11 @@ fn unlearn_then_attack_from_the_command_line() {
     assert!(out.contains("s/step"), "{out}");
     let run = tmp.path().join("runs/u");
     assert!(run.join("checkpoints/final/unet/config.json").exists());
-    let attack = format!(
-        r#"checkpoint = "{r}/checkpoints/final"
-runs_dir = "{d}/runs"
-auxiliary = ["{d}/retain"]
-forgotten_images = ["{d}/forget.png"]
-forgotten_label = 10
-steps = 2
-batch_size = 4
-evaluate_every = 1
-[eval]
-samples = 2
-grid = 2
-sampler_steps = 2
-classifier = ""
-"#,
-        r = run.display(),
-        d = tmp.path().display()
+    let attack_path = tiny_attack(
+        tmp.path(),
+        &run.join("checkpoints/final"),
+        "steps = 2\nevaluate_every = 1",
     );
-    let attack_path = tmp.path().join("attack.toml");
-    std::fs::write(&attack_path, attack).unwrap();
     let (ok, out, err) = lethe(&["attack", "--config", attack_path.to_str().unwrap()]);
     assert!(ok, "{out}\n{err}");
     assert!(out.contains("DiMRA relearning"), "{out}");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use super::cli::{lethe, tiny_experiment};
+use super::cli::{lethe, tiny_attack, tiny_experiment};
 use crate::common::max_abs_diff;
 
 /// Every file under `dir` with its bytes.
@@ -233,113 +233,82 @@ fn kill_at_random_points(
     kills
 }
 
-#[test]
-fn unlearning_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
-    let tmp = tempfile::tempdir().unwrap();
-    let steps = 40;
-    let config = saving_experiment(tmp.path(), steps);
+/// Runs `lethe COMMAND --config CONFIG` (`unlearn` or `attack`, over `cli::tiny_experiment`'s
+/// checkpoint in `tmp`) once uninterrupted as `runs/whole`, then as `runs/cut` killed at
+/// random points and resumed until it finishes; checks that the weights agree, nothing is
+/// left over and the source checkpoint is untouched. Returns the two run directories.
+fn killed_runs_resume_to_the_uninterrupted_weights(
+    command: &str,
+    config: &Path,
+    tmp: &Path,
+    steps: u64,
+) -> (PathBuf, PathBuf) {
     let config = config.to_str().unwrap();
-    let source_dir = tmp.path().join("ckpt");
+    let source_dir = tmp.join("ckpt");
     let source = files(&source_dir);
-    let (ok, out, err) = lethe(&["unlearn", "--config", config, "--name", "whole"]);
+    let (ok, out, err) = lethe(&[command, "--config", config, "--name", "whole"]);
     assert!(ok, "{out}\n{err}");
 
-    let run = tmp.path().join("runs/cut");
+    let run = tmp.join("runs/cut");
     let run_arg = run.to_str().unwrap().to_string();
     let start = |round: usize| {
         if round == 0 {
             spawn(
-                &["unlearn", "--config", config, "--name", "cut"],
+                &[command, "--config", config, "--name", "cut"],
                 Stdio::null(),
             )
         } else {
-            spawn(&["unlearn", "--resume", &run_arg], Stdio::null())
+            spawn(&[command, "--resume", &run_arg], Stdio::null())
         }
     };
-    let kills = kill_at_random_points(&run, steps as u64, start, (&source_dir, &source));
+    let kills = kill_at_random_points(&run, steps, start, (&source_dir, &source));
     assert!(kills >= 3, "only {kills} of the starts were killed");
 
-    while !finished(&run, steps as u64) {
-        let (ok, out, err) = lethe(&["unlearn", "--resume", &run_arg]);
+    while !finished(&run, steps) {
+        let (ok, out, err) = lethe(&[command, "--resume", &run_arg]);
         assert!(ok, "{out}\n{err}");
     }
     assert_eq!(json(&run.join("run.json"))["steps_done"], steps);
-    let whole = final_weights(&tmp.path().join("runs/whole/checkpoints/final"));
-    let diff = max_abs_diff(&whole, &final_weights(&run.join("checkpoints/final")));
+    let whole = tmp.join("runs/whole");
+    let diff = max_abs_diff(
+        &final_weights(&whole.join("checkpoints/final")),
+        &final_weights(&run.join("checkpoints/final")),
+    );
     assert!(diff <= 1e-5, "weights after {kills} kills differ by {diff}");
     assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
     assert_eq!(files(&source_dir), source);
+    (whole, run)
+}
+
+#[test]
+fn unlearning_runs_killed_at_random_points_resume_to_the_uninterrupted_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = saving_experiment(tmp.path(), 40);
+    killed_runs_resume_to_the_uninterrupted_weights("unlearn", &config, tmp.path(), 40);
 }
 
 /// A DiMRA attack on `cli::tiny_experiment`'s checkpoint, `steps` long, saving its state after
 /// every step and probing (and checkpointing) every 10.
 fn saving_attack(dir: &Path, steps: usize) -> PathBuf {
     tiny_experiment(dir);
-    let text = format!(
-        r#"checkpoint = "{d}/ckpt"
-runs_dir = "{d}/runs"
-auxiliary = ["{d}/retain"]
-forgotten_images = ["{d}/forget.png"]
-forgotten_label = 10
-steps = {steps}
-batch_size = 4
-evaluate_every = 10
-save_state_every = 1
-[eval]
-samples = 2
-grid = 2
-sampler_steps = 2
-classifier = ""
-"#,
-        d = dir.display()
-    );
-    let path = dir.join("attack.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let keys = format!("steps = {steps}\nevaluate_every = 10\nsave_state_every = 1");
+    tiny_attack(dir, &dir.join("ckpt"), &keys)
 }
 
 #[test]
 fn an_attack_killed_at_random_points_resumes_to_the_uninterrupted_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let steps = 30;
-    let config = saving_attack(tmp.path(), steps);
-    let config = config.to_str().unwrap();
-    // The attacked checkpoint is the source: an attack never writes into it.
-    let source_dir = tmp.path().join("ckpt");
-    let source = files(&source_dir);
-    let (ok, out, err) = lethe(&["attack", "--config", config, "--name", "whole"]);
-    assert!(ok, "{out}\n{err}");
-
-    let run = tmp.path().join("runs/cut");
-    let run_arg = run.to_str().unwrap().to_string();
-    let start = |round: usize| {
-        if round == 0 {
-            spawn(
-                &["attack", "--config", config, "--name", "cut"],
-                Stdio::null(),
-            )
-        } else {
-            spawn(&["attack", "--resume", &run_arg], Stdio::null())
-        }
-    };
-    let kills = kill_at_random_points(&run, steps as u64, start, (&source_dir, &source));
-    assert!(kills >= 3, "only {kills} of the starts were killed");
-
-    while !finished(&run, steps as u64) {
-        let (ok, out, err) = lethe(&["attack", "--resume", &run_arg]);
-        assert!(ok, "{out}\n{err}");
-    }
-    let whole = final_weights(&tmp.path().join("runs/whole/checkpoints/final"));
-    let diff = max_abs_diff(&whole, &final_weights(&run.join("checkpoints/final")));
-    assert!(diff <= 1e-5, "weights after {kills} kills differ by {diff}");
-    // The probes along the way are the uninterrupted attack's.
+    let config = saving_attack(tmp.path(), 30);
+    let (whole, cut) =
+        killed_runs_resume_to_the_uninterrupted_weights("attack", &config, tmp.path(), 30);
+    // The probes' checkpoints along the way are the uninterrupted attack's too.
     for step in ["step_00010", "step_00020"] {
-        let cut = final_weights(&run.join("checkpoints").join(step));
-        let whole = final_weights(&tmp.path().join("runs/whole/checkpoints").join(step));
-        assert!(max_abs_diff(&whole, &cut) <= 1e-5, "{step} differs");
+        let at = |run: &Path| final_weights(&run.join("checkpoints").join(step));
+        assert!(
+            max_abs_diff(&at(&whole), &at(&cut)) <= 1e-5,
+            "{step} differs"
+        );
     }
-    assert_eq!(leftovers(&run, false), Vec::<PathBuf>::new());
-    assert_eq!(files(&source_dir), source);
 }
 
 /// A sweep of two seeds of [`saving_experiment`] into `out`.

@@ -28,6 +28,7 @@ pub fn load_cifar_batch(
             ),
         ));
     }
+    super::check_converted_size(path, bytes.len() / RECORD, spec)?;
     let mut set = ImageSet::empty(spec);
     progress.expect(bytes.len() / RECORD);
     for (i, record) in bytes.chunks_exact(RECORD).enumerate() {

@@ -102,6 +102,15 @@ pub fn load_idx_images(
     let bytes = read_maybe_gzip(path)?;
     let dims = parse_idx(&bytes, path, 3)?;
     let (n, h, w) = (dims[0], dims[1], dims[2]);
+    // A zero side matches an empty payload whatever the count claims (found by fuzzing:
+    // 754,975,232 images of 24,113×0 pixels in a 16-byte file).
+    if n > 0 && (h == 0 || w == 0) {
+        return Err(unreadable(
+            path,
+            format!("IDX header promises {n} images of {h}×{w} pixels: a side of 0"),
+        ));
+    }
+    super::check_converted_size(path, n, spec)?;
     let labels = match labels_path_for(path) {
         Some(lp) => {
             let lb = read_maybe_gzip(&lp)?;

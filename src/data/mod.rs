@@ -53,6 +53,26 @@ pub enum DataError {
     Cancelled,
 }
 
+/// Most bytes of converted images one file may expand to (its count × the target size):
+/// a header cannot make Lethe allocate past what a machine holds. 60,000 MNIST images are
+/// 47 MB; 50,000 CIFAR-10 images at 256×256 RGB are 9.8 GB.
+pub const MAX_CONVERTED_BYTES: u64 = 16 << 30;
+
+/// Refuses a file whose `count` images would convert to more than [`MAX_CONVERTED_BYTES`].
+fn check_converted_size(path: &Path, count: usize, spec: ImageSpec) -> Result<(), DataError> {
+    let bytes = (count as u64).saturating_mul(spec.numel() as u64);
+    if bytes > MAX_CONVERTED_BYTES {
+        return Err(unreadable(
+            path,
+            format!(
+                "{count} images at {spec} would take {bytes} bytes, more than the \
+                 {MAX_CONVERTED_BYTES}-byte limit for one file"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// How far a load has come, for whoever shows it (the workbench loads on a worker thread),
 /// and a request to stop it. Counts are of images (and of files that turn out not to be).
 #[derive(Debug, Default)]
@@ -324,4 +344,28 @@ fn load_one(
     files::load_file_into(path, None, &mut set);
     progress.step()?;
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_would_convert_to_more_than_the_limit_is_refused_by_name() {
+        let mnist = ImageSpec {
+            channels: 1,
+            height: 28,
+            width: 28,
+        };
+        let path = Path::new("pixels-images-idx3-ubyte");
+        assert!(check_converted_size(path, 60_000, mnist).is_ok());
+        // One-pixel images, each made 28×28: a 1 GB IDX file would become 784 GB.
+        let error = check_converted_size(path, 1 << 30, mnist)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("pixels-images-idx3-ubyte: 1073741824 images at 28×28 gray"),
+            "{error}"
+        );
+    }
 }

@@ -183,7 +183,13 @@ fn idx_files_are_validated() {
     let set = load_paths(&[good], SPEC).unwrap();
     assert_eq!(set.labels, vec![Some(3), Some(4)]);
 
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        // Found by fuzzing: a zero side matches an empty payload, whatever the count.
+        (
+            "zero-images-idx3-ubyte",
+            idx_images(754_975_232, 24_113, 0, 0),
+            "754975232 images of 24113×0 pixels: a side of 0",
+        ),
         (
             "short-images-idx3-ubyte",
             idx_images(5, 28, 28, 784),

@@ -53,7 +53,8 @@ const GREY_28: ImageSpec = ImageSpec {
 };
 
 /// The safetensors weights of [`UNET_CONFIG_JSON`]'s model: header, tensor table, metadata
-/// (provenance) and the shape check against the config.
+/// (provenance) and the shape check against the config; and the workbench's header-only
+/// reader, which must accept whatever the full load accepts.
 pub fn safetensors(scratch_root: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = scratch(scratch_root, "checkpoint")?;
     write(&dir.join(UNET_CONFIG), UNET_CONFIG_JSON.as_bytes())?;
@@ -61,11 +62,18 @@ pub fn safetensors(scratch_root: &Path, bytes: &[u8]) -> Result<(), String> {
         &dir.join(SCHEDULER_CONFIG),
         SCHEDULER_CONFIG_JSON.as_bytes(),
     )?;
-    write(&dir.join(UNET_WEIGHTS), bytes)?;
+    let weights = dir.join(UNET_WEIGHTS);
+    write(&weights, bytes)?;
+    // The workbench's view reads the header alone; it must accept what the full load does.
+    let header = checkpoint::read_header(&weights).map(drop);
     let device = backend::device(BackendChoice::Cpu)?;
-    checkpoint::load(&dir, &device)
+    let loaded = checkpoint::load(&dir, &device)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    if loaded.is_ok() && header.is_err() {
+        panic!("the header reader refused a file the full load accepts: {header:?}");
+    }
+    loaded
 }
 
 /// `unet/config.json` (first byte even) or `scheduler/scheduler_config.json` (odd), the

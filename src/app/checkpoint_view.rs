@@ -1,6 +1,6 @@
 //! What the checkpoint panel shows: the model's config and provenance, read from
 //! `unet/config.json`, `scheduler/scheduler_config.json` and the safetensors header only
-//! (no tensors are built on the GUI thread).
+//! (the weights are neither read nor built on the GUI thread).
 
 use std::path::{Path, PathBuf};
 
@@ -22,10 +22,7 @@ pub struct CheckpointView {
 impl CheckpointView {
     pub fn read(dir: &Path) -> Result<Self, String> {
         let (config, scheduler) = checkpoint::load_configs(dir).map_err(|e| e.to_string())?;
-        let weights = dir.join(UNET_WEIGHTS);
-        let bytes = checkpoint::read_bounded(&weights).map_err(|e| e.to_string())?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| format!("{}: not a safetensors file: {e}", weights.display()))?;
+        let header = checkpoint::read_header(&dir.join(UNET_WEIGHTS)).map_err(|e| e.to_string())?;
         let tensors = header.tensors();
         let parameters = tensors
             .values()

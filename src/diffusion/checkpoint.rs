@@ -154,6 +154,41 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> 
     })
 }
 
+/// Largest safetensors header read (the format's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The tensor table and `__metadata__` of a safetensors file, read from its header alone
+/// (the first 8 + n bytes) by the safetensors crate's own parser, with the file's length
+/// checked against the table: what the workbench shows without reading the weights (a
+/// 450 MB file read on the GUI thread would stall it).
+pub fn read_header(path: &Path) -> Result<safetensors::tensor::Metadata, CheckpointError> {
+    use std::io::Read;
+    let invalid =
+        |reason: String| format_err(path, format!("not a valid safetensors file: {reason}"));
+    let mut file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size)
+        .map_err(|_| invalid(format!("{len} bytes is too short for its header length")))?;
+    let n = u64::from_le_bytes(size);
+    if n > MAX_HEADER_BYTES || 8 + n > len {
+        return Err(invalid(format!(
+            "a header of {n} bytes in a {len}-byte file"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| io_err(path, e))?;
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| invalid(e.to_string()))?;
+    let described = 8 + n + metadata.data_len() as u64;
+    if described != len {
+        return Err(invalid(format!(
+            "its header describes {described} bytes but the file holds {len}"
+        )));
+    }
+    Ok(metadata)
+}
+
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, CheckpointError> {
     let len = std::fs::metadata(path).map_err(|e| io_err(path, e))?.len();
     if len > MAX_WEIGHTS_BYTES {
@@ -426,4 +461,37 @@ pub fn save(
         atomic_write(&path, &bytes).map_err(|e| io_err(&path, e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_alone_gives_the_tensor_table_and_a_cut_file_is_refused() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo-model");
+        let weights = demo.join(UNET_WEIGHTS);
+        let bytes = std::fs::read(&weights).unwrap();
+        let (_, full) = SafeTensors::read_metadata(&bytes).unwrap();
+        let header = read_header(&weights).unwrap();
+        assert_eq!(header.tensors().len(), full.tensors().len());
+        assert_eq!(header.metadata(), full.metadata());
+        assert_eq!(header.data_len(), full.data_len());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let cut = tmp.path().join("cut.safetensors");
+        let refusal = |content: &[u8]| {
+            std::fs::write(&cut, content).unwrap();
+            read_header(&cut).unwrap_err().to_string()
+        };
+        let short = refusal(&bytes[..bytes.len() - 1]);
+        assert!(
+            short.contains("cut.safetensors") && short.contains("but the file holds"),
+            "{short}"
+        );
+        assert!(refusal(&bytes[..4]).contains("too short"));
+        let mut lying = bytes.clone();
+        lying[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(refusal(&lying).contains("a header of 18446744073709551615 bytes"));
+    }
 }

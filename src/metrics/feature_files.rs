@@ -23,11 +23,70 @@ impl FeatureRows {
     }
 }
 
+/// Largest `.npy` header read: NumPy's own default limit (`max_header_size`).
+const MAX_HEADER_BYTES: usize = 10_000;
+/// Deepest nesting of brackets in a header (a structured dtype nests three levels).
+const MAX_HEADER_NESTING: usize = 8;
+
+/// Checks an `.npy` header before npyz parses it: npyz's Python-literal parser takes
+/// exponential time on nested braces (found by fuzzing: a 300-byte header with a hundred
+/// `{` ran past 10 s), while NumPy writes one flat dict. Reads the header from `reader`.
+fn check_npy_header(reader: &mut impl Read) -> Result<(), String> {
+    let mut magic = [0u8; 8];
+    reader
+        .read_exact(&mut magic)
+        .map_err(|_| "not a NumPy .npy array (too short)".to_string())?;
+    if &magic[..6] != b"\x93NUMPY" {
+        return Err("not a NumPy .npy array (no \\x93NUMPY magic)".into());
+    }
+    let length = match magic[6] {
+        1 => {
+            let mut n = [0u8; 2];
+            reader.read_exact(&mut n).map_err(|e| e.to_string())?;
+            u16::from_le_bytes(n) as usize
+        }
+        2 | 3 => {
+            let mut n = [0u8; 4];
+            reader.read_exact(&mut n).map_err(|e| e.to_string())?;
+            u32::from_le_bytes(n) as usize
+        }
+        v => return Err(format!("not a NumPy .npy array (format version {v})")),
+    };
+    if length > MAX_HEADER_BYTES {
+        return Err(format!(
+            "the .npy header is {length} bytes, more than NumPy's {MAX_HEADER_BYTES}"
+        ));
+    }
+    let mut header = vec![0u8; length];
+    reader
+        .read_exact(&mut header)
+        .map_err(|_| "not a NumPy .npy array (header cut short)".to_string())?;
+    let (mut depth, mut deepest, mut dicts) = (0usize, 0usize, 0usize);
+    for &byte in &header {
+        match byte {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                dicts += usize::from(byte == b'{');
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if dicts > 1 || deepest > MAX_HEADER_NESTING {
+        return Err(format!(
+            "not a NumPy .npy array (its header is not one flat dict: {dicts} dicts, brackets {deepest} deep)"
+        ));
+    }
+    Ok(())
+}
+
 /// Reads an N×D `.npy` of float32 or float64 features.
 pub fn read_npy_features(path: &Path) -> Result<FeatureRows, String> {
     let fail = |reason: String| format!("{}: {reason}", path.display());
-    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let npy = NpyFile::new(BufReader::new(file))
+    let open = || File::open(path).map_err(|e| fail(e.to_string()));
+    check_npy_header(&mut BufReader::new(open()?)).map_err(&fail)?;
+    let npy = NpyFile::new(BufReader::new(open()?))
         .map_err(|e| fail(format!("not a NumPy .npy array ({e})")))?;
     let shape = npy.shape().to_vec();
     let [n, dim] = shape[..] else {
@@ -105,6 +164,9 @@ pub fn read_npz_stats(path: &Path) -> Result<FeatureStats, String> {
     let mut archive = npyz::npz::NpzArchive::open(path)
         .map_err(|e| fail(format!("not a NumPy .npz archive ({e})")))?;
     let mut array = |name: &str| -> Result<(Vec<u64>, Vec<f64>), String> {
+        if let Ok(mut member) = archive.zip_archive().by_name(&format!("{name}.npy")) {
+            check_npy_header(&mut member).map_err(|e| fail(format!("`{name}`: {e}")))?;
+        }
         let npy = archive
             .by_name(name)
             .map_err(|e| fail(format!("cannot read `{name}` ({e})")))?
@@ -247,6 +309,41 @@ pub fn fid_side_from_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `.npy` v1 file with `header` as its header text and no data.
+    fn npy_with_header(header: &str) -> Vec<u8> {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_header_that_is_not_one_flat_dict_is_refused_before_npyz_parses_it() {
+        let plain = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n";
+        assert_eq!(check_npy_header(&mut &npy_with_header(plain)[..]), Ok(()));
+        let structured = "{'descr': [('a', '<f4', (2,))], 'fortran_order': False, 'shape': (2,), }";
+        assert_eq!(
+            check_npy_header(&mut &npy_with_header(structured)[..]),
+            Ok(())
+        );
+        // The fuzzer's hang: npyz's parser backtracks exponentially on nested braces.
+        let nested = format!(
+            "{{'descr': '<f4', {} 'shape': (20, 32), }}",
+            "{".repeat(100)
+        );
+        let error = check_npy_header(&mut &npy_with_header(&nested)[..]).unwrap_err();
+        assert!(error.contains("not one flat dict: 101 dicts"), "{error}");
+        let deep = format!("{{'shape': {}1{} }}", "(".repeat(9), ")".repeat(9));
+        let error = check_npy_header(&mut &npy_with_header(&deep)[..]).unwrap_err();
+        assert!(error.contains("brackets 10 deep"), "{error}");
+        let huge = npy_with_header(&" ".repeat(20_000));
+        assert!(
+            check_npy_header(&mut &huge[..])
+                .unwrap_err()
+                .contains("20000 bytes")
+        );
+    }
 
     #[test]
     fn statistics_and_features_written_read_back_the_same() {

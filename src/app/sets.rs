@@ -108,6 +108,18 @@ impl SetView {
     /// so one that cannot be read is listed with its reason and the others still join.
     /// Returns how many paths it started loading.
     pub fn add_paths(&mut self, paths: &[PathBuf], spec: ImageSpec) -> usize {
+        let pending = self
+            .loading
+            .as_ref()
+            .map_or(&self.sources, |load| &load.sources);
+        let fresh: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| !pending.contains(p))
+            .cloned()
+            .collect();
+        if fresh.is_empty() {
+            return 0;
+        }
         let (mut sources, mut new) = match self.loading.take() {
             // Dropped while a load runs: the new load takes over its paths too.
             Some(load) => {
@@ -116,11 +128,6 @@ impl SetView {
             }
             None => (self.sources.clone(), Vec::new()),
         };
-        let fresh: Vec<PathBuf> = paths
-            .iter()
-            .filter(|p| !sources.contains(p))
-            .cloned()
-            .collect();
         sources.extend(fresh.iter().cloned());
         new.extend(fresh.iter().cloned());
         self.start_load(sources, new, spec);
@@ -319,6 +326,14 @@ mod tests {
             })
         );
         assert_eq!(set.sources, [demo::asset(demo::MEMORISED_TSHIRT)]);
+        // Dropped again: nothing to load, nothing reloaded.
+        let version = set.version;
+        assert_eq!(
+            set.add_paths(&[demo::asset(demo::MEMORISED_TSHIRT)], demo::MNIST_SPEC),
+            0
+        );
+        assert!(!set.is_loading());
+        assert_eq!(set.version, version);
         assert_eq!(set.len(), 1);
         assert_eq!(set.rejected.len(), 1, "{:?}", set.rejected);
         assert_eq!(set.rejected[0].path, bad);

@@ -248,7 +248,10 @@ impl Workbench {
     pub fn add_files(&mut self, role: Role, paths: &[PathBuf]) {
         let spec = self.image_spec();
         let started = self.set_mut(role).add_paths(paths, spec);
-        self.status = format!("{}: loading {started} new path(s)…", role.name());
+        self.status = match started {
+            0 => format!("{}: already in the set", role.name()),
+            n => format!("{}: loading {n} new path(s)…", role.name()),
+        };
     }
 
     /// Takes the sets' finished loads (every frame), and starts a run asked for at launch

@@ -103,6 +103,11 @@ impl Default for UNetConfig {
     }
 }
 
+/// Widest in / out / block channel count a config may ask for.
+const MAX_CHANNELS: usize = 8192;
+const MAX_LAYERS_PER_BLOCK: usize = 32;
+const MAX_CLASS_EMBEDS: usize = 1_000_000;
+
 impl UNetConfig {
     /// `[channels, height, width]` of the images this model denoises.
     pub fn image_shape(&self) -> [usize; 3] {
@@ -155,6 +160,7 @@ impl UNetConfig {
     }
 
     /// Every setting Lethe does not implement is an error here, not a silent difference.
+    /// Sizes are bounded too (see the constants below the type).
     pub fn validate(&self) -> Result<(), String> {
         let n = self.block_out_channels.len();
         if n == 0 {
@@ -178,6 +184,43 @@ impl UNetConfig {
             if t != "UpBlock2D" && t != "AttnUpBlock2D" {
                 return Err(format!(
                     "up block type {t:?} is not supported (UpBlock2D, AttnUpBlock2D)"
+                ));
+            }
+        }
+        // A stranger's config must not describe tensors too big to allocate: Lethe would
+        // abort building the model (found by fuzzing: out_channels = 3777777777777). The
+        // bounds are far above any published diffusers UNet (widest: 1280 channels).
+        let widths = [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+        ];
+        let blocks = self
+            .block_out_channels
+            .iter()
+            .map(|&c| ("block_out_channels", c));
+        for (key, value) in widths.into_iter().chain(blocks) {
+            if value > MAX_CHANNELS {
+                return Err(format!(
+                    "{key} {value} is more than the {MAX_CHANNELS} channels Lethe builds"
+                ));
+            }
+        }
+        let counts = [
+            (
+                "layers_per_block",
+                self.layers_per_block,
+                MAX_LAYERS_PER_BLOCK,
+            ),
+            (
+                "num_class_embeds",
+                self.num_class_embeds.unwrap_or(0),
+                MAX_CLASS_EMBEDS,
+            ),
+        ];
+        for (key, value, most) in counts {
+            if value > most {
+                return Err(format!(
+                    "{key} {value} is more than the {most} Lethe builds"
                 ));
             }
         }

@@ -10,6 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Int, Tensor};
+
 use crate::backend::{self, BackendChoice};
 use crate::data::{self, ImageSpec};
 use crate::diffusion::checkpoint::{self, SCHEDULER_CONFIG, UNET_CONFIG, UNET_WEIGHTS};
@@ -95,10 +97,22 @@ pub fn diffusers_config(scratch_root: &Path, bytes: &[u8]) -> Result<(), String>
 }
 
 /// Builds the model a config describes: what `checkpoint::load` does before applying the
-/// weights. A config the checks accept must not describe a model too big to build.
+/// weights. A config the checks accept must not describe a model too big to build; a small
+/// one also denoises one image, so a shape the checks let through cannot panic there.
 fn build_unet(config: &UNetConfig) -> Result<(), String> {
     let device = backend::device(BackendChoice::Cpu)?;
-    UNet::new(config, 0, &device).map(drop)
+    let model = UNet::new(config, 0, &device)?;
+    if config.parameter_count() <= 2_000_000 && config.sample_size <= 32 {
+        let [c, h, w] = config.image_shape();
+        let x = Tensor::<4>::zeros([1, c, h, w], &device);
+        let t = Tensor::<1>::from_floats([10.0], &device);
+        let class = config
+            .num_class_embeds
+            .map(|_| Tensor::<1, Int>::from_ints([0], &device));
+        let eps = model.forward(x, t, class);
+        assert_eq!(eps.dims(), [1, config.out_channels, h, w]);
+    }
+    Ok(())
 }
 
 /// An MNIST IDX images file (first byte even) or, beside a valid one, its labels file

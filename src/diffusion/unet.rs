@@ -106,7 +106,13 @@ impl Default for UNetConfig {
 /// Widest in / out / block channel count a config may ask for.
 const MAX_CHANNELS: usize = 8192;
 const MAX_LAYERS_PER_BLOCK: usize = 32;
+/// Largest image side, as for decoded images (`data::MAX_DIMENSION`).
+const MAX_SAMPLE_SIZE: usize = 8192;
 const MAX_CLASS_EMBEDS: usize = 1_000_000;
+/// Most parameters a config may describe: 2 billion f32 values are 8 GB before gradients
+/// and Adam's two moments; the largest published UNet2DModel (ddpm-ema-church-256) has
+/// 114M. Each bound above alone still allows a model no machine can allocate.
+const MAX_PARAMETERS: u64 = 2_000_000_000;
 
 impl UNetConfig {
     /// `[channels, height, width]` of the images this model denoises.
@@ -275,6 +281,61 @@ impl UNetConfig {
                 self.downsample_padding
             ));
         }
+        self.validate_divisors()?;
+        if let (Some(null), Some(n)) = (self.lethe_null_class, self.num_class_embeds)
+            && null >= n
+        {
+            return Err(format!(
+                "lethe_null_class {null} must be below num_class_embeds {n}"
+            ));
+        }
+        let parameters = self.parameter_count();
+        if parameters > MAX_PARAMETERS {
+            return Err(format!(
+                "the model would have {parameters} parameters, more than the {MAX_PARAMETERS} Lethe builds \
+                 (block_out_channels {:?}, layers_per_block {})",
+                self.block_out_channels, self.layers_per_block
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sizes that divide others must be non-zero and divide them: a zero or a remainder
+    /// here is a division by zero or a failed reshape later (found by reading after the
+    /// fuzzing: `norm_num_groups: 0` panicked inside `validate` itself).
+    fn validate_divisors(&self) -> Result<(), String> {
+        if self.sample_size == 0 || self.sample_size > MAX_SAMPLE_SIZE {
+            return Err(format!(
+                "sample_size {} is outside 1..={MAX_SAMPLE_SIZE}",
+                self.sample_size
+            ));
+        }
+        // Each level but the last halves the image and the up path doubles it back, so
+        // the skip connections only line up when every halving is exact.
+        let halvings = self.block_out_channels.len() - 1;
+        if halvings >= usize::BITS as usize || self.sample_size % (1 << halvings) != 0 {
+            return Err(format!(
+                "sample_size {} is not divisible by 2^{halvings} ({} levels in block_out_channels, each but the last halving the image)",
+                self.sample_size,
+                halvings + 1
+            ));
+        }
+        let sizes = [
+            ("in_channels", Some(self.in_channels)),
+            ("out_channels", Some(self.out_channels)),
+            ("norm_num_groups", self.norm_num_groups),
+            ("attn_norm_num_groups", self.attn_norm_num_groups),
+            ("attention_head_dim", self.attention_head_dim),
+        ];
+        let blocks = self
+            .block_out_channels
+            .iter()
+            .map(|&c| ("block_out_channels", Some(c)));
+        for (key, value) in sizes.into_iter().chain(blocks) {
+            if value == Some(0) {
+                return Err(format!("{key} is 0"));
+            }
+        }
         let groups = self.resnet_groups();
         for &c in &self.block_out_channels {
             if c % groups != 0 {
@@ -283,14 +344,127 @@ impl UNetConfig {
                 ));
             }
         }
-        if let (Some(null), Some(n)) = (self.lethe_null_class, self.num_class_embeds)
-            && null >= n
+        let mid = *self.block_out_channels.last().unwrap();
+        if let Some(attn_groups) = self.attn_norm_num_groups
+            && self.add_attention
+            && mid % attn_groups != 0
         {
             return Err(format!(
-                "lethe_null_class {null} must be below num_class_embeds {n}"
+                "block_out_channels {mid} (the mid block) is not divisible by attn_norm_num_groups {attn_groups}"
             ));
         }
+        // diffusers builds `channels / head_dim` heads of `head_dim` each; with a remainder
+        // its attention is narrower than the block, which Lethe does not implement.
+        if let Some(head_dim) = self.attention_head_dim {
+            for c in self.attention_channels() {
+                if c % head_dim != 0 {
+                    return Err(format!(
+                        "attention_head_dim {head_dim} does not divide block_out_channels {c} (an attention block's width)"
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Widths of the blocks that hold attention (down, up and mid).
+    fn attention_channels(&self) -> Vec<usize> {
+        let boc = &self.block_out_channels;
+        let down = self.down_block_types.iter().zip(boc.iter());
+        let up = self.up_block_types.iter().zip(boc.iter().rev());
+        let mut widths: Vec<usize> = down
+            .chain(up)
+            .filter(|(kind, _)| kind.starts_with("Attn"))
+            .map(|(_, &c)| c)
+            .collect();
+        if self.add_attention {
+            widths.extend(boc.last());
+        }
+        widths
+    }
+
+    /// Parameters [`UNet::new`] allocates for this config, counted without building it
+    /// (saturating: a hostile config cannot overflow the count). Walks the same layout as
+    /// `UNet::new`; a unit test holds the two equal.
+    pub fn parameter_count(&self) -> u64 {
+        let n = |v: usize| v as u64;
+        let conv = |c_in: usize, c_out: usize, k: usize| {
+            n(c_out).saturating_mul(n(c_in).saturating_mul(n(k * k)).saturating_add(1))
+        };
+        let linear = |d_in: usize, d_out: usize| conv(d_in, d_out, 1);
+        let norm = |c: usize| n(c).saturating_mul(2);
+        let temb = n(self.block_out_channels[0]).saturating_mul(4) as usize;
+        let resnet = |c_in: usize, c_out: usize| {
+            let shortcut = if c_in == c_out {
+                0
+            } else {
+                conv(c_in, c_out, 1)
+            };
+            [
+                norm(c_in),
+                conv(c_in, c_out, 3),
+                linear(temb, c_out),
+                norm(c_out),
+            ]
+            .into_iter()
+            .chain([conv(c_out, c_out, 3), shortcut])
+            .fold(0u64, u64::saturating_add)
+        };
+        let attention = |c: usize| norm(c).saturating_add(linear(c, c).saturating_mul(4));
+        let boc = &self.block_out_channels;
+        let last = boc.len() - 1;
+        let mut total = [
+            conv(self.in_channels, boc[0], 3),
+            linear(boc[0], temb),
+            linear(temb, temb),
+            n(self.num_class_embeds.unwrap_or(0)).saturating_mul(n(temb)),
+            norm(boc[0]),
+            conv(boc[0], self.out_channels, 3),
+        ]
+        .into_iter()
+        .fold(0u64, u64::saturating_add);
+        let mut add = |count: u64| total = total.saturating_add(count);
+        for (i, kind) in self.down_block_types.iter().enumerate() {
+            let c_out = boc[i];
+            for layer in 0..self.layers_per_block {
+                add(resnet(
+                    if layer == 0 {
+                        boc[i.saturating_sub(1)]
+                    } else {
+                        c_out
+                    },
+                    c_out,
+                ));
+                if kind == "AttnDownBlock2D" {
+                    add(attention(c_out));
+                }
+            }
+            if i != last {
+                add(conv(c_out, c_out, 3));
+            }
+        }
+        add(resnet(boc[last], boc[last]).saturating_mul(2));
+        if self.add_attention {
+            add(attention(boc[last]));
+        }
+        let reversed: Vec<usize> = boc.iter().rev().copied().collect();
+        for (i, kind) in self.up_block_types.iter().enumerate() {
+            let (prev_out, c_out) = (reversed[i.saturating_sub(1)], reversed[i]);
+            let c_in = reversed[(i + 1).min(last)];
+            let layers = self.layers_per_block + 1;
+            for layer in 0..layers {
+                let skip = if layer + 1 == layers { c_in } else { c_out };
+                let input = if layer == 0 { prev_out } else { c_out };
+                add(resnet(input.saturating_add(skip), c_out));
+                if kind == "AttnUpBlock2D" {
+                    add(attention(c_out));
+                }
+            }
+            if i != last {
+                add(conv(c_out, c_out, 3));
+            }
+        }
+        total
     }
 
     fn resnet_groups(&self) -> usize {
@@ -736,4 +910,118 @@ fn timestep_frequencies(dim: usize, freq_shift: f64) -> Vec<f32> {
     (0..half)
         .map(|i| (log_max_period * i as f32 / (half as f32 - freq_shift as f32)).exp())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built_parameters(config: &UNetConfig) -> u64 {
+        UNet::new(config, 0, &Device::flex()).unwrap().num_params() as u64
+    }
+
+    #[test]
+    fn the_parameter_count_matches_the_built_model() {
+        let mixed = UNetConfig {
+            sample_size: 16,
+            block_out_channels: vec![16, 32, 48],
+            down_block_types: vec![
+                "AttnDownBlock2D".into(),
+                "DownBlock2D".into(),
+                "AttnDownBlock2D".into(),
+            ],
+            up_block_types: vec![
+                "AttnUpBlock2D".into(),
+                "UpBlock2D".into(),
+                "AttnUpBlock2D".into(),
+            ],
+            layers_per_block: 3,
+            norm_num_groups: Some(8),
+            downsample_padding: 0,
+            attention_head_dim: Some(8),
+            num_class_embeds: Some(5),
+            in_channels: 2,
+            out_channels: 4,
+            ..UNetConfig::default()
+        };
+        let one_level = UNetConfig {
+            block_out_channels: vec![8],
+            down_block_types: vec!["DownBlock2D".into()],
+            up_block_types: vec!["UpBlock2D".into()],
+            norm_num_groups: Some(4),
+            add_attention: false,
+            ..UNetConfig::default()
+        };
+        for config in [
+            UNetConfig::demo_mnist(),
+            UNetConfig::ddpm_cifar10(),
+            mixed,
+            one_level,
+        ] {
+            assert_eq!(
+                config.parameter_count(),
+                built_parameters(&config),
+                "{:?}",
+                config.block_out_channels
+            );
+        }
+        assert_eq!(UNetConfig::ddpm_cifar10().parameter_count(), 35_746_307);
+    }
+
+    #[test]
+    fn a_config_too_big_to_allocate_is_refused_by_its_parameter_count() {
+        // Every single key within its own bound, the whole far beyond any machine.
+        let huge = UNetConfig {
+            block_out_channels: vec![8192; 4],
+            down_block_types: vec!["AttnDownBlock2D".into(); 4],
+            up_block_types: vec!["AttnUpBlock2D".into(); 4],
+            layers_per_block: 32,
+            num_class_embeds: Some(1_000_000),
+            ..UNetConfig::default()
+        };
+        let error = huge.validate().unwrap_err();
+        assert!(
+            error.contains("parameters, more than the 2000000000"),
+            "{error}"
+        );
+        assert!(error.contains("block_out_channels [8192, 8192"), "{error}");
+    }
+
+    #[test]
+    fn zero_and_non_dividing_sizes_are_refused_naming_the_key() {
+        let cases: [(&str, fn(&mut UNetConfig)); 10] = [
+            ("sample_size 36 is not divisible by 2^3", |c| {
+                c.sample_size = 36
+            }),
+            ("norm_num_groups is 0", |c| c.norm_num_groups = Some(0)),
+            ("attn_norm_num_groups is 0", |c| {
+                c.attn_norm_num_groups = Some(0)
+            }),
+            ("attention_head_dim is 0", |c| {
+                c.attention_head_dim = Some(0)
+            }),
+            ("block_out_channels is 0", |c| c.block_out_channels[1] = 0),
+            ("in_channels is 0", |c| c.in_channels = 0),
+            ("sample_size 0 is outside", |c| c.sample_size = 0),
+            ("sample_size 100000 is outside", |c| c.sample_size = 100_000),
+            (
+                "attention_head_dim 5 does not divide block_out_channels 256",
+                |c| c.attention_head_dim = Some(5),
+            ),
+            ("not divisible by attn_norm_num_groups 7", |c| {
+                c.attn_norm_num_groups = Some(7)
+            }),
+        ];
+        for (expected, change) in cases {
+            let mut config = UNetConfig::ddpm_cifar10();
+            change(&mut config);
+            let error = config.validate().unwrap_err();
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+        let heads_of_64 = UNetConfig {
+            attention_head_dim: Some(64),
+            ..UNetConfig::ddpm_cifar10()
+        };
+        assert_eq!(heads_of_64.validate(), Ok(()));
+    }
 }

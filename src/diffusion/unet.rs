@@ -313,7 +313,7 @@ impl UNetConfig {
         // Each level but the last halves the image and the up path doubles it back, so
         // the skip connections only line up when every halving is exact.
         let halvings = self.block_out_channels.len() - 1;
-        if halvings >= usize::BITS as usize || self.sample_size % (1 << halvings) != 0 {
+        if halvings >= usize::BITS as usize || !self.sample_size.is_multiple_of(1 << halvings) {
             return Err(format!(
                 "sample_size {} is not divisible by 2^{halvings} ({} levels in block_out_channels, each but the last halving the image)",
                 self.sample_size,
@@ -347,7 +347,7 @@ impl UNetConfig {
         let mid = *self.block_out_channels.last().unwrap();
         if let Some(attn_groups) = self.attn_norm_num_groups
             && self.add_attention
-            && mid % attn_groups != 0
+            && !mid.is_multiple_of(attn_groups)
         {
             return Err(format!(
                 "block_out_channels {mid} (the mid block) is not divisible by attn_norm_num_groups {attn_groups}"
@@ -357,7 +357,7 @@ impl UNetConfig {
         // its attention is narrower than the block, which Lethe does not implement.
         if let Some(head_dim) = self.attention_head_dim {
             for c in self.attention_channels() {
-                if c % head_dim != 0 {
+                if !c.is_multiple_of(head_dim) {
                     return Err(format!(
                         "attention_head_dim {head_dim} does not divide block_out_channels {c} (an attention block's width)"
                     ));
@@ -989,7 +989,8 @@ mod tests {
 
     #[test]
     fn zero_and_non_dividing_sizes_are_refused_naming_the_key() {
-        let cases: [(&str, fn(&mut UNetConfig)); 10] = [
+        type Change = fn(&mut UNetConfig);
+        let cases: [(&str, Change); 10] = [
             ("sample_size 36 is not divisible by 2^3", |c| {
                 c.sample_size = 36
             }),

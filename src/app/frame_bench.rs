@@ -108,6 +108,7 @@ fn draw(app: &mut LetheApp, ctx: &egui::Context) -> usize {
         )),
         ..Default::default()
     };
+    // `show` pumps too and finds the queue empty; pumping here first is what counts them.
     let applied = app.pump();
     let output = ctx.run_ui(input, |ui| app.show(ui));
     let _meshes = ctx.tessellate(output.shapes, output.pixels_per_point);

@@ -257,7 +257,8 @@ impl ImageSet {
 /// Loads every path as the app would: folders (flat, or one subfolder per class), MNIST
 /// IDX files (raw or gzip), CIFAR-10 binary batches, or single image files.
 pub fn load_paths(paths: &[PathBuf], spec: ImageSpec) -> Result<ImageSet, DataError> {
-    let loaded = load_each(paths, spec, &LoadProgress::default())?;
+    // Stops at the first unreadable path: the caller fails on it anyway.
+    let loaded = load_all(paths, spec, &LoadProgress::default(), true)?;
     for (_, outcome) in loaded.outcomes {
         outcome?;
     }
@@ -286,6 +287,16 @@ pub fn load_each(
     spec: ImageSpec,
     progress: &LoadProgress,
 ) -> Result<EachLoaded, DataError> {
+    load_all(paths, spec, progress, false)
+}
+
+/// [`load_each`]; with `stop_at_error`, the paths after the first unreadable one are left.
+fn load_all(
+    paths: &[PathBuf],
+    spec: ImageSpec,
+    progress: &LoadProgress,
+    stop_at_error: bool,
+) -> Result<EachLoaded, DataError> {
     let mut set = ImageSet::empty(spec);
     let mut outcomes = Vec::with_capacity(paths.len());
     let mut class_names: Vec<String> = vec![];
@@ -299,7 +310,11 @@ pub fn load_each(
             Err(DataError::Cancelled) => return Err(DataError::Cancelled),
             Err(error) => Err(error),
         };
+        let failed = outcome.is_err();
         outcomes.push((path.clone(), outcome));
+        if failed && stop_at_error {
+            break;
+        }
     }
     if !class_names.is_empty() {
         set.class_names = class_names;

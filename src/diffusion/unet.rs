@@ -326,6 +326,9 @@ impl UNetConfig {
             ("norm_num_groups", self.norm_num_groups),
             ("attn_norm_num_groups", self.attn_norm_num_groups),
             ("attention_head_dim", self.attention_head_dim),
+            // Without a resnet a level never reaches its width (found by fuzzing).
+            ("layers_per_block", Some(self.layers_per_block)),
+            ("num_class_embeds", self.num_class_embeds),
         ];
         let blocks = self
             .block_out_channels
@@ -990,7 +993,9 @@ mod tests {
     #[test]
     fn zero_and_non_dividing_sizes_are_refused_naming_the_key() {
         type Change = fn(&mut UNetConfig);
-        let cases: [(&str, Change); 10] = [
+        let cases: [(&str, Change); 12] = [
+            ("layers_per_block is 0", |c| c.layers_per_block = 0),
+            ("num_class_embeds is 0", |c| c.num_class_embeds = Some(0)),
             ("sample_size 36 is not divisible by 2^3", |c| {
                 c.sample_size = 36
             }),

@@ -365,8 +365,13 @@ mod tests {
             ),
             (
                 "sample_size",
+                "sample_size = 2048",
+                "model.sample_size = 2048 is larger",
+            ),
+            (
+                "sample_size",
                 "sample_size = 100000",
-                "model.sample_size = 100000 is larger",
+                "[model] sample_size 100000 is outside 1..=8192",
             ),
             (
                 "label",

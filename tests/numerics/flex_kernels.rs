@@ -502,3 +502,58 @@ fn sigmoid_equals_the_f64_formula_to_a_few_ulp() {
     .expect("f32 values");
     assert!(nan[0].is_nan(), "NaN propagates");
 }
+
+/// The vendored bf16 ⇄ f32 casts (`gemm_bf16`'s branch-free conversions) round exactly as
+/// `half` does, bit for bit: ties to even, both signs of zero, subnormals, the largest
+/// finite values, infinities and NaN (kept a NaN), over every exponent.
+#[test]
+fn bf16_casts_round_as_half_does_bit_for_bit() {
+    let dev = device(BackendChoice::Cpu).unwrap();
+    let mut values: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE,
+        1e-40,
+        -1e-45,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        // Ties: exactly halfway between two bf16 values, below and above an even one.
+        f32::from_bits(0x3f80_8000),
+        f32::from_bits(0x3f81_8000),
+        f32::from_bits(0x3f80_8001),
+        f32::from_bits(0x7f7f_ffff),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    values.extend((0..4000).map(|_| f32::from_bits(rng.random::<u32>())));
+    let n = values.len();
+    let narrowed =
+        Tensor::<1>::from_data(TensorData::new(values.clone(), [n]), &dev).cast(DType::BF16);
+    let bits: Vec<u16> = narrowed
+        .clone()
+        .into_data()
+        .try_to_vec::<half::bf16>()
+        .expect("bf16 values")
+        .iter()
+        .map(|b| b.to_bits())
+        .collect();
+    for (v, got) in values.iter().zip(&bits) {
+        let want = half::bf16::from_f32(*v);
+        if v.is_nan() {
+            assert!(half::bf16::from_bits(*got).is_nan(), "{v:e} → {got:#06x}");
+        } else {
+            assert_eq!(*got, want.to_bits(), "{v:e} ({:#010x})", v.to_bits());
+        }
+    }
+    let widened: Vec<f32> = narrowed
+        .cast(DType::F32)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    for (got, b) in widened.iter().zip(&bits) {
+        let want = half::bf16::from_bits(*b).to_f32();
+        assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()));
+    }
+}

@@ -926,26 +926,25 @@ impl FloatTensorOps<Flex> for Flex {
                 }
                 return out;
             }
-            // Lethe patch: bf16 ⇄ f32 in vectorised loops (`gemm_bf16::widen`/`narrow`).
+            // Lethe patch: bf16 ⇄ f32 in vectorised loops (`gemm_bf16`'s conversions),
+            // collected rather than zero-filled first (the fill was a `memset` pass).
             if TypeId::of::<Src>() == TypeId::of::<bf16>()
                 && TypeId::of::<Dst>() == TypeId::of::<f32>()
             {
-                let mut out = vec![Dst::default(); src.len()];
-                crate::ops::gemm_bf16::widen_into(
-                    bytemuck::cast_slice(src),
-                    bytemuck::cast_slice_mut(&mut out),
-                );
-                return out;
+                let src: &[bf16] = bytemuck::cast_slice(src);
+                return src
+                    .iter()
+                    .map(|&b| bytemuck::cast(crate::ops::gemm_bf16::bf16_to_f32(b)))
+                    .collect();
             }
             if TypeId::of::<Src>() == TypeId::of::<f32>()
                 && TypeId::of::<Dst>() == TypeId::of::<bf16>()
             {
-                let mut out = vec![Dst::default(); src.len()];
-                crate::ops::gemm_bf16::narrow_into(
-                    bytemuck::cast_slice(src),
-                    bytemuck::cast_slice_mut(&mut out),
-                );
-                return out;
+                let src: &[f32] = bytemuck::cast_slice(src);
+                return src
+                    .iter()
+                    .map(|&x| bytemuck::cast(crate::ops::gemm_bf16::f32_to_bf16(x)))
+                    .collect();
             }
             src.iter().map(|&v| Dst::from_elem(v)).collect()
         }

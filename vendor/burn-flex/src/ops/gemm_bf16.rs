@@ -20,7 +20,6 @@
 //! `MR × NR` f32 tile in 24 of the 32 vector registers. An odd K is padded with a zero pair
 //! element; tiles at the matrix's edge are computed in a scratch tile and copied out.
 
-use alloc::vec;
 use alloc::vec::Vec;
 use burn_std::bf16;
 

@@ -205,6 +205,9 @@ impl UNetConfig {
             .iter()
             .map(|&c| ("block_out_channels", c));
         for (key, value) in widths.into_iter().chain(blocks) {
+            if value == 0 {
+                return Err(format!("{key} is 0"));
+            }
             if value > MAX_CHANNELS {
                 return Err(format!(
                     "{key} {value} is more than the {MAX_CHANNELS} channels Lethe builds"
@@ -320,9 +323,8 @@ impl UNetConfig {
                 halvings + 1
             ));
         }
+        // Channel counts were checked with their bounds in `validate`.
         let sizes = [
-            ("in_channels", Some(self.in_channels)),
-            ("out_channels", Some(self.out_channels)),
             ("norm_num_groups", self.norm_num_groups),
             ("attn_norm_num_groups", self.attn_norm_num_groups),
             ("attention_head_dim", self.attention_head_dim),
@@ -330,18 +332,14 @@ impl UNetConfig {
             ("layers_per_block", Some(self.layers_per_block)),
             ("num_class_embeds", self.num_class_embeds),
         ];
-        let blocks = self
-            .block_out_channels
-            .iter()
-            .map(|&c| ("block_out_channels", Some(c)));
-        for (key, value) in sizes.into_iter().chain(blocks) {
+        for (key, value) in sizes {
             if value == Some(0) {
                 return Err(format!("{key} is 0"));
             }
         }
         let groups = self.resnet_groups();
         for &c in &self.block_out_channels {
-            if c % groups != 0 {
+            if !c.is_multiple_of(groups) {
                 return Err(format!(
                     "block_out_channels {c} is not divisible by norm_num_groups {groups}"
                 ));

@@ -3,7 +3,7 @@
 //! `.npz` with `mu` (D) and `sigma` (D×D), as pytorch-fid's `--save-stats` writes them.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use npyz::{NpyFile, Order};
@@ -84,10 +84,13 @@ fn check_npy_header(reader: &mut impl Read) -> Result<(), String> {
 /// Reads an N×D `.npy` of float32 or float64 features.
 pub fn read_npy_features(path: &Path) -> Result<FeatureRows, String> {
     let fail = |reason: String| format!("{}: {reason}", path.display());
-    let open = || File::open(path).map_err(|e| fail(e.to_string()));
-    check_npy_header(&mut BufReader::new(open()?)).map_err(&fail)?;
-    let npy = NpyFile::new(BufReader::new(open()?))
-        .map_err(|e| fail(format!("not a NumPy .npy array ({e})")))?;
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut reader = BufReader::new(file);
+    check_npy_header(&mut reader).map_err(&fail)?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| fail(e.to_string()))?;
+    let npy = NpyFile::new(reader).map_err(|e| fail(format!("not a NumPy .npy array ({e})")))?;
     let shape = npy.shape().to_vec();
     let [n, dim] = shape[..] else {
         return Err(fail(format!(
